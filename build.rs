@@ -1,0 +1,51 @@
+//! Generates the C header from the Rust sources with cbindgen.
+//!
+//! The header goes to `$OUT_DIR/tokenchecker.h`; the committed copy in `include/` is compared
+//! with it by `tests/header.rs` (so a stale header fails the tests) and refreshed by
+//! `scripts/update-header` (which sets TOKENCHECKER_UPDATE_HEADER=1).
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-env-changed=TOKENCHECKER_UPDATE_HEADER");
+    let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap();
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is readable");
+    config.after_includes = Some(format!(
+        "\n#define TOKENCHECKER_VERSION \"{version}\"\n\
+         #define TOKENCHECKER_VERSION_MAJOR {major}\n\
+         #define TOKENCHECKER_VERSION_MINOR {minor}\n\
+         #define TOKENCHECKER_VERSION_PATCH {patch}\n"
+    ));
+    let header = match cbindgen::generate_with_config(&crate_dir, config) {
+        Ok(bindings) => {
+            let mut buf = Vec::new();
+            bindings.write(&mut buf);
+            buf
+        }
+        Err(e) => panic!("cbindgen failed: {e}"),
+    };
+    std::fs::write(out_dir.join("tokenchecker.h"), &header).expect("write the header");
+    if std::env::var_os("TOKENCHECKER_UPDATE_HEADER").is_some() {
+        let dest = crate_dir.join("include").join("tokenchecker.h");
+        if std::fs::read(&dest).ok().as_deref() != Some(&header[..]) {
+            std::fs::write(dest, &header).expect("write include/tokenchecker.h");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Cache keys: a keyed BLAKE3 hash of the token, never the token itself.
+//!
+//! The hashing key is derived from the client credentials and the authorization server's URL, so
+//! two services (or two authorization servers) never read each other's entries, and a fleet of
+//! processes with the same credentials computes the same keys for a shared backend.
+
+use std::fmt::Write;
+
+/// What an entry holds about a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    Introspection = b'i',
+    Groups = b'g',
+    DependentTokens = b'd',
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Introspection, Kind::Groups, Kind::DependentTokens];
+}
+
+/// The 32-byte keyed hash of one token.
+pub type TokenId = [u8; 32];
+
+/// One cache entry's key: what it holds and for which token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub kind: Kind,
+    pub id: TokenId,
+}
+
+impl CacheKey {
+    pub fn new(kind: Kind, id: TokenId) -> Self {
+        CacheKey { kind, id }
+    }
+
+    /// The key's text form for shared backends: `<prefix><kind>:<64 hex digits>`.
+    pub fn to_text(&self, prefix: &str) -> String {
+        let mut s = String::with_capacity(prefix.len() + 66);
+        s.push_str(prefix);
+        s.push(self.kind as u8 as char);
+        s.push(':');
+        for b in self.id {
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+}
+
+/// Hashes tokens with a key derived from one client's credentials.
+#[derive(Clone)]
+pub struct KeyHasher {
+    key: [u8; 32],
+}
+
+impl KeyHasher {
+    pub fn new(client_id: &str, client_secret: &str, auth_url: &str) -> Self {
+        let mut material = Vec::new();
+        for part in [client_id, client_secret, auth_url] {
+            material.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            material.extend_from_slice(part.as_bytes());
+        }
+        KeyHasher {
+            key: blake3::derive_key("tokenchecker 2026-11 cache key v1", &material),
+        }
+    }
+
+    #[inline]
+    pub fn token_id(&self, token: &str) -> TokenId {
+        *blake3::keyed_hash(&self.key, token.as_bytes()).as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_depend_on_credentials_and_never_show_the_token() {
+        let a = KeyHasher::new("c", "s", "u");
+        let b = KeyHasher::new("c", "s2", "u");
+        assert_ne!(a.token_id("tok"), b.token_id("tok"));
+        assert_eq!(a.token_id("tok"), a.token_id("tok"));
+        let text = CacheKey::new(Kind::Groups, a.token_id("tok")).to_text("p:");
+        assert!(text.starts_with("p:g:"));
+        assert_eq!(text.len(), 4 + 64);
+        assert!(!text.contains("tok"));
+    }
+}

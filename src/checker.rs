@@ -1,0 +1,400 @@
+//! The checker: checks tokens, authorizes callers, hands out dependent tokens, purges.
+//!
+//! Every operation is an async function run on the shared runtime; the blocking entry points
+//! first try the in-process cache without touching the runtime at all (the hot path), then fall
+//! back to `runtime::block_on`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use crate::auth_state::{validate, AuthState, AuthorizeRequest, Groups, TokenInfo};
+use crate::cache::{self, flight, CacheKey, CacheStore, Entry, KeyHasher, Kind, Source, TokenId};
+use crate::config::{Config, FetchGroups};
+use crate::introspection::{now_unix, AuthClient, DependentToken, GROUPS_RESOURCE_SERVER, GROUPS_SCOPE};
+use crate::runtime;
+use crate::stats::stats;
+use crate::status::{tc_status, Error};
+
+/// Dependent tokens are dropped from the cache this long before they expire.
+const DEPENDENT_TOKEN_MARGIN_S: i64 = 60;
+/// What creation introspects to learn whether the client credentials are accepted.
+const CREDENTIAL_PROBE_TOKEN: &str = "tokenchecker-credential-probe";
+
+/// A configured token checker. Cheap to share: wrap it in an `Arc` and use it from any thread.
+pub struct Checker {
+    config: Config,
+    client: Arc<AuthClient>,
+    hasher: KeyHasher,
+    /// How long one caller waits for one request's answer (its retries included).
+    wait: Duration,
+}
+
+/// The outcome of a successful authorization.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub state: AuthState,
+    /// The allowed principal that matched.
+    pub matched: String,
+}
+
+impl Checker {
+    /// Builds a checker from a JSON configuration (blocking: it may probe the credentials).
+    pub fn from_json(config_json: &str) -> Result<Checker, Error> {
+        Checker::new(Config::from_json(config_json)?)
+    }
+
+    /// Builds a checker. With `config.cache` set, the process-wide cache is replaced, but only
+    /// once everything else succeeded: a failed creation leaves the current cache as it was.
+    pub fn new(config: Config) -> Result<Checker, Error> {
+        let client = Arc::new(AuthClient::new(&config)?);
+        let hasher = KeyHasher::new(&config.client_id, &config.client_secret, &config.auth_url);
+        let per_try = config.connect_timeout + config.request_timeout;
+        let wait = per_try * (config.max_retries + 1) + Duration::from_secs(2) * config.max_retries;
+        let store = config.cache.as_ref().map(CacheStore::new).transpose()?;
+        let checker = Checker {
+            config,
+            client,
+            hasher,
+            wait,
+        };
+        if checker.config.verify_credentials {
+            let client = checker.client.clone();
+            let probe = runtime::block_on(async move { client.introspect(CREDENTIAL_PROBE_TOKEN).await })?;
+            match probe {
+                Err(e) if e.status == tc_status::TC_CREDENTIALS_REJECTED => return Err(e),
+                // An unreachable server must not stop a service from starting: checks will
+                // report TC_AUTH_UNAVAILABLE until it answers.
+                _ => {}
+            }
+        }
+        if let Some(store) = store {
+            cache::install(store);
+        }
+        Ok(checker)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn token_id(&self, token: &str) -> Result<TokenId, Error> {
+        if token.is_empty() {
+            return Err(Error::invalid_argument("the token is empty"));
+        }
+        if token.len() > self.config.max_token_bytes {
+            return Err(Error::invalid_argument(format!(
+                "the token is {} bytes long; the limit is {} (max_token_bytes)",
+                token.len(),
+                self.config.max_token_bytes
+            )));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::invalid_argument(
+                "the token contains characters a bearer token cannot hold (space, control or non-ASCII)",
+            ));
+        }
+        Ok(self.hasher.token_id(token))
+    }
+
+    // ---- checking -------------------------------------------------------------------------
+
+    /// Checks a token; blocks the calling thread until it knows (never from a runtime thread).
+    pub fn check(&self, token: &str) -> Result<AuthState, Error> {
+        if let Some(result) = self.try_check(token)? {
+            return result;
+        }
+        runtime::block_on(self.check_async(token))?
+    }
+
+    /// Answers from the in-process cache only: `Ok(None)` when the answer needs the network.
+    pub fn try_check(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
+        let id = self.token_id(token)?;
+        stats().checks.inc();
+        let store = cache::current();
+        let Some((entry, source)) = store.get_local(&CacheKey::new(Kind::Introspection, id)) else {
+            return Ok(None);
+        };
+        let groups = match self.config.fetch_groups {
+            FetchGroups::Eager => match store.get_local(&CacheKey::new(Kind::Groups, id)) {
+                Some((g, _)) => match &g.value {
+                    cache::Value::Groups(g) => Groups::Available(g.clone()),
+                    _ => return Ok(None),
+                },
+                None => return Ok(None),
+            },
+            _ => Groups::NotFetched,
+        };
+        Ok(Some(self.state_from(&entry, source, groups)))
+    }
+
+    fn state_from(&self, entry: &Entry, source: Source, groups: Groups) -> Result<AuthState, Error> {
+        let cache::Value::Introspection(info) = &entry.value else {
+            return Err(Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind"));
+        };
+        match source {
+            Source::Network | Source::Coalesced => {}
+            _ if info.intro.active => stats().hits.inc(),
+            _ => stats().negative_hits.inc(),
+        }
+        validate(&self.config, &info.intro, now_unix())?;
+        Ok(AuthState {
+            info: info.clone(),
+            groups,
+            source,
+            age: entry.fetched_at.elapsed(),
+        })
+    }
+
+    /// Checks a token on the runtime.
+    pub async fn check_async(&self, token: &str) -> Result<AuthState, Error> {
+        let id = self.token_id(token)?;
+        let (entry, source) = self.introspection(token, id).await?;
+        let groups = match self.config.fetch_groups {
+            FetchGroups::Eager => Groups::NotFetched,
+            _ => Groups::NotFetched,
+        };
+        let mut state = self.state_from(&entry, source, groups)?;
+        if self.config.fetch_groups == FetchGroups::Eager {
+            state.groups = self.groups(token, id, &state.info).await;
+        }
+        Ok(state)
+    }
+
+    async fn introspection(&self, token: &str, id: TokenId) -> Result<(Arc<Entry>, Source), Error> {
+        let key = CacheKey::new(Kind::Introspection, id);
+        let store = cache::current_arc();
+        if let Some(hit) = store.get(&key).await {
+            return Ok(hit);
+        }
+        stats().misses.inc();
+        let client = self.client.clone();
+        let token = token.to_owned();
+        let (entry, leader) = flight::join(key, self.wait, move || {
+            async move {
+                let intro = client.introspect(&token).await?;
+                let info = TokenInfo::new(intro);
+                let ttl = match info.intro.exp {
+                    Some(exp) if info.intro.active => {
+                        store.timeout().min(Duration::from_secs((exp - now_unix()).max(0) as u64))
+                    }
+                    _ => store.timeout(),
+                };
+                let identities: Arc<[String]> = info.identities().into();
+                let entry = Arc::new(Entry::new(cache::Value::Introspection(Arc::new(info)), ttl, identities));
+                if !ttl.is_zero() {
+                    store.put(key, entry.clone()).await;
+                }
+                Ok(entry)
+            }
+            .boxed()
+        })
+        .await?;
+        Ok((entry, if leader { Source::Network } else { Source::Coalesced }))
+    }
+
+    // ---- groups and dependent tokens ------------------------------------------------------
+
+    async fn dependent_tokens(
+        &self,
+        token: &str,
+        id: TokenId,
+        identities: Arc<[String]>,
+    ) -> Result<Arc<Vec<DependentToken>>, Error> {
+        let key = CacheKey::new(Kind::DependentTokens, id);
+        let store = cache::current_arc();
+        let entry = match store.get(&key).await {
+            Some((entry, _)) => entry,
+            None => {
+                let client = self.client.clone();
+                let token = token.to_owned();
+                flight::join(key, self.wait, move || {
+                    async move {
+                        let tokens = client.dependent_tokens(&token).await?;
+                        let soonest = tokens.iter().map(|t| t.expires_at).min().unwrap_or(0);
+                        let ttl = (soonest - now_unix() - DEPENDENT_TOKEN_MARGIN_S).max(0) as u64;
+                        let entry = Arc::new(Entry::new(
+                            cache::Value::DependentTokens(Arc::new(tokens)),
+                            Duration::from_secs(ttl),
+                            identities,
+                        ));
+                        if ttl > 0 {
+                            store.put(key, entry.clone()).await;
+                        }
+                        Ok(entry)
+                    }
+                    .boxed()
+                })
+                .await?
+                .0
+            }
+        };
+        match &entry.value {
+            cache::Value::DependentTokens(t) => Ok(t.clone()),
+            _ => Err(Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind")),
+        }
+    }
+
+    /// The caller's groups; a failure is reported as unavailable, and not cached.
+    async fn groups(&self, token: &str, id: TokenId, info: &TokenInfo) -> Groups {
+        match self.fetch_groups(token, id, info).await {
+            Ok(g) => Groups::Available(g),
+            Err(e) => Groups::Unavailable(e.message),
+        }
+    }
+
+    async fn fetch_groups(&self, token: &str, id: TokenId, info: &TokenInfo) -> Result<Arc<Vec<String>>, Error> {
+        let key = CacheKey::new(Kind::Groups, id);
+        let store = cache::current_arc();
+        if let Some((entry, _)) = store.get(&key).await {
+            if let cache::Value::Groups(g) = &entry.value {
+                return Ok(g.clone());
+            }
+        }
+        let identities: Arc<[String]> = info.identities().into();
+        let dependent = self.dependent_tokens(token, id, identities.clone()).await?;
+        let groups_token = dependent
+            .iter()
+            .find(|t| {
+                t.resource_server == GROUPS_RESOURCE_SERVER
+                    || t.scope.split_whitespace().any(|s| s == GROUPS_SCOPE)
+            })
+            .map(|t| t.access_token.clone())
+            .ok_or_else(|| {
+                Error::unavailable(
+                    "the dependent-token grant gave no Groups API token; add the groups scope \
+                     (view_my_groups_and_memberships) to this client's scope dependencies",
+                )
+            })?;
+        let client = self.client.clone();
+        let exp = info.intro.exp.unwrap_or(0);
+        let (entry, _) = flight::join(key, self.wait, move || {
+            async move {
+                let groups = client.my_groups(&groups_token).await?;
+                let ttl = store
+                    .timeout()
+                    .min(Duration::from_secs((exp - now_unix()).max(0) as u64));
+                let entry = Arc::new(Entry::new(cache::Value::Groups(Arc::new(groups)), ttl, identities));
+                if !ttl.is_zero() {
+                    store.put(key, entry.clone()).await;
+                }
+                Ok(entry)
+            }
+            .boxed()
+        })
+        .await?;
+        match &entry.value {
+            cache::Value::Groups(g) => Ok(g.clone()),
+            _ => Err(Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind")),
+        }
+    }
+
+    // ---- authorization --------------------------------------------------------------------
+
+    /// Checks the token, then whether the caller is one of the allowed principals.
+    pub fn authorize(&self, token: &str, request: &AuthorizeRequest) -> Result<Authorization, Error> {
+        runtime::block_on(self.authorize_async(token, request))?
+    }
+
+    pub async fn authorize_async(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
+        let id = self.token_id(token)?;
+        let mut state = self.check_async(token).await?;
+        if let Some(matched) = request.match_without_groups(&state.info) {
+            return Ok(Authorization { state, matched });
+        }
+        if request.names_groups() && self.config.fetch_groups != FetchGroups::Never {
+            if state.groups == Groups::NotFetched {
+                state.groups = self.groups(token, id, &state.info).await;
+            }
+            match &state.groups {
+                Groups::Available(groups) => {
+                    if let Some(matched) = request.match_groups(groups) {
+                        return Ok(Authorization { state, matched });
+                    }
+                }
+                Groups::Unavailable(why) => {
+                    return Err(Error::unavailable(format!(
+                        "cannot authorize by group: group memberships are unavailable ({why})"
+                    )))
+                }
+                Groups::NotFetched => {}
+            }
+        }
+        Err(Error::new(
+            tc_status::TC_NOT_AUTHORIZED,
+            "the caller is none of the allowed principals",
+        ))
+    }
+
+    // ---- dependent tokens -----------------------------------------------------------------
+
+    /// A dependent token for `scope` (or for a resource server named `scope`), after the
+    /// caller's token passed every check.
+    pub fn dependent_token(&self, token: &str, scope: &str) -> Result<DependentToken, Error> {
+        runtime::block_on(self.dependent_token_async(token, scope))?
+    }
+
+    pub async fn dependent_token_async(&self, token: &str, scope: &str) -> Result<DependentToken, Error> {
+        if scope.trim().is_empty() {
+            return Err(Error::invalid_argument("the requested scope is empty"));
+        }
+        let id = self.token_id(token)?;
+        let state = self.check_async(token).await?;
+        let identities: Arc<[String]> = state.info.identities().into();
+        let tokens = self.dependent_tokens(token, id, identities).await?;
+        tokens
+            .iter()
+            .find(|t| t.scope.split_whitespace().any(|s| s == scope) || t.resource_server == scope)
+            .cloned()
+            .ok_or_else(|| {
+                let have: Vec<&str> = tokens.iter().map(|t| t.scope.as_str()).collect();
+                Error::new(
+                    tc_status::TC_NOT_AUTHORIZED,
+                    format!(
+                        "no dependent token for scope {scope:?}; the grant gave tokens for {have:?}"
+                    ),
+                )
+            })
+    }
+
+    // ---- revocation -----------------------------------------------------------------------
+
+    /// Removes everything cached for one token, from every layer.
+    pub fn purge(&self, token: &str) -> Result<(), Error> {
+        runtime::block_on(self.purge_async(token))?
+    }
+
+    pub async fn purge_async(&self, token: &str) -> Result<(), Error> {
+        let id = self.token_id(token)?;
+        let store = cache::current_arc();
+        for kind in Kind::ALL {
+            store.remove(&CacheKey::new(kind, id)).await;
+        }
+        stats().purges.inc();
+        Ok(())
+    }
+
+    /// Removes everything cached for tokens of one identity (from the in-process layer).
+    pub fn purge_identity(&self, identity_id: &str) -> Result<(), Error> {
+        if identity_id.is_empty() {
+            return Err(Error::invalid_argument("the identity id is empty"));
+        }
+        let id = identity_id
+            .strip_prefix(crate::auth_state::IDENTITY_PREFIX)
+            .unwrap_or(identity_id)
+            .to_string();
+        runtime::block_on(async move { cache::current_arc().remove_identity(&id).await })?;
+        stats().purges.inc();
+        Ok(())
+    }
+}
+
+/// When a cached answer was fetched, as the age in results.
+pub fn age_of(fetched_at: Instant) -> Duration {
+    fetched_at.elapsed()
+}

@@ -1,0 +1,569 @@
+//! The checker's configuration: one JSON document, parsed strictly.
+//!
+//! Every key is known: an unknown key, a wrong type or a bad value is an error naming the key
+//! (the original silently ignored typos and crashed on `"timeout": "60"`). The caller's document
+//! is only read, never changed.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::status::Error;
+
+pub const DEFAULT_AUTH_URL: &str = "https://auth.globus.org";
+pub const DEFAULT_GROUPS_URL: &str = "https://groups.api.globus.org";
+
+/// How the token's scopes must match `expected_scopes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeMatch {
+    /// At least one expected scope (the original behaviour).
+    Any,
+    /// Every expected scope.
+    All,
+}
+
+/// When group memberships are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchGroups {
+    /// Only when an authorization needs them (the default).
+    Lazy,
+    /// On every check.
+    Eager,
+    /// Never; group principals never match.
+    Never,
+}
+
+/// A validated checker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub client_id: String,
+    pub client_secret: String,
+    pub expected_scopes: Vec<String>,
+    pub expected_audience: String,
+    pub auth_url: String,
+    pub groups_url: String,
+    pub scope_match: ScopeMatch,
+    pub leeway_s: i64,
+    pub fetch_groups: FetchGroups,
+    pub verify_credentials: bool,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub max_token_bytes: usize,
+    pub max_response_bytes: usize,
+    /// `None`: reuse the process-wide cache as it is.
+    pub cache: Option<CacheConfig>,
+}
+
+/// `cache_config`: which backend, how long entries live, and the backend's own arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Upper bound of every entry's lifetime (entries never outlive their token either).
+    pub timeout: Duration,
+    pub backend: BackendConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendConfig {
+    Memory(MemoryConfig),
+    Redis(RedisConfig),
+    Memcached(MemcachedConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    pub max_entries: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            max_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://…` or `rediss://…`; built from host/port/db/password when not given.
+    pub url: String,
+    pub socket_timeout: Duration,
+    pub distributed_lock: bool,
+    pub lock_timeout: Duration,
+    /// Server-side expiry cap; entries get min(this, their own TTL).
+    pub expiration_time: Option<Duration>,
+    pub prefix: String,
+    pub near_cache: Option<NearCacheConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemcachedConfig {
+    pub servers: Vec<String>,
+    pub socket_timeout: Duration,
+    pub distributed_lock: bool,
+    pub lock_timeout: Duration,
+    pub expiration_time: Option<Duration>,
+    pub prefix: String,
+    pub near_cache: Option<NearCacheConfig>,
+}
+
+/// An in-process layer in front of a shared backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearCacheConfig {
+    pub ttl: Duration,
+    pub max_entries: u64,
+}
+
+impl Config {
+    /// Parses and validates a configuration document.
+    pub fn from_json(text: &str) -> Result<Config, Error> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid_config(format!("config is not valid JSON: {e}")))?;
+        Config::from_value(&value)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Config, Error> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Error::invalid_config("config must be a JSON object"))?;
+        let mut keys = Keys::new(obj, "");
+        let client_id = keys.required_string("client_id")?;
+        let client_secret = keys.required_string("client_secret")?;
+        let expected_scopes = keys.string_list("expected_scopes")?.ok_or_else(|| {
+            Error::invalid_config("config key 'expected_scopes' is required (a list of scopes)")
+        })?;
+        if expected_scopes.is_empty() {
+            return Err(Error::invalid_config(
+                "config key 'expected_scopes' must name at least one scope",
+            ));
+        }
+        let expected_audience = keys
+            .string("expected_audience")?
+            .unwrap_or_else(|| client_id.clone());
+        let auth_url = keys.url("auth_url")?.unwrap_or(DEFAULT_AUTH_URL.into());
+        let groups_url = keys.url("groups_url")?.unwrap_or(DEFAULT_GROUPS_URL.into());
+        let scope_match = match keys.string("scope_match")?.as_deref() {
+            None | Some("any") => ScopeMatch::Any,
+            Some("all") => ScopeMatch::All,
+            Some(other) => return Err(bad_value("scope_match", other, "\"any\" or \"all\"")),
+        };
+        let leeway_s = keys.integer("leeway_s", 0, 3600)?.unwrap_or(3) as i64;
+        let fetch_groups = match keys.string("fetch_groups")?.as_deref() {
+            None | Some("lazy") => FetchGroups::Lazy,
+            Some("eager") => FetchGroups::Eager,
+            Some("never") => FetchGroups::Never,
+            Some(other) => {
+                return Err(bad_value(
+                    "fetch_groups",
+                    other,
+                    "\"lazy\", \"eager\" or \"never\"",
+                ))
+            }
+        };
+        let verify_credentials = keys.boolean("verify_credentials")?.unwrap_or(true);
+        let connect_timeout = keys.millis("connect_timeout_ms", 1, 600_000)?.unwrap_or(2_000);
+        let request_timeout = keys
+            .millis("request_timeout_ms", 1, 600_000)?
+            .unwrap_or(10_000);
+        let max_retries = keys.integer("max_retries", 0, 10)?.unwrap_or(1) as u32;
+        let max_token_bytes = keys
+            .integer("max_token_bytes", 16, 1 << 20)?
+            .unwrap_or(16 * 1024) as usize;
+        let max_response_bytes = keys
+            .integer("max_response_bytes", 1024, 64 << 20)?
+            .unwrap_or(1 << 20) as usize;
+        let cache = match keys.take("cache_config") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(CacheConfig::from_value(v)?),
+        };
+        keys.finish()?;
+        Ok(Config {
+            client_id,
+            client_secret,
+            expected_scopes,
+            expected_audience,
+            auth_url,
+            groups_url,
+            scope_match,
+            leeway_s,
+            fetch_groups,
+            verify_credentials,
+            connect_timeout: Duration::from_millis(connect_timeout),
+            request_timeout: Duration::from_millis(request_timeout),
+            max_retries,
+            max_token_bytes,
+            max_response_bytes,
+            cache,
+        })
+    }
+}
+
+impl CacheConfig {
+    /// The default: the embedded in-memory cache, entries for at most 30 s.
+    pub fn default_memory() -> CacheConfig {
+        CacheConfig {
+            timeout: Duration::from_secs(30),
+            backend: BackendConfig::Memory(MemoryConfig::default()),
+        }
+    }
+
+    pub fn from_value(value: &Value) -> Result<CacheConfig, Error> {
+        let obj = value.as_object().ok_or_else(|| {
+            Error::invalid_config("config key 'cache_config' must be a JSON object")
+        })?;
+        let mut keys = Keys::new(obj, "cache_config.");
+        let backend = keys.string("backend")?.unwrap_or("memory".into());
+        let timeout = keys.seconds("timeout")?.unwrap_or(Duration::from_secs(30));
+        let backend = match backend.as_str() {
+            "memory" | "dogpile.cache.memory" => BackendConfig::Memory(MemoryConfig {
+                max_entries: keys.integer("max_entries", 1, 1 << 32)?.unwrap_or(100_000),
+            }),
+            "redis" | "dogpile.cache.redis" => BackendConfig::Redis(redis_config(&mut keys)?),
+            "memcached" | "dogpile.cache.memcached" | "dogpile.cache.pylibmc"
+            | "dogpile.cache.bmemcached" => {
+                BackendConfig::Memcached(memcached_config(&mut keys)?)
+            }
+            other => {
+                return Err(bad_value(
+                    "cache_config.backend",
+                    other,
+                    "\"memory\", \"redis\" or \"memcached\" (or their dogpile.cache.* names)",
+                ))
+            }
+        };
+        keys.finish()?;
+        Ok(CacheConfig { timeout, backend })
+    }
+}
+
+fn redis_config(keys: &mut Keys) -> Result<RedisConfig, Error> {
+    let url = keys.string("url")?;
+    let host = keys.string("host")?;
+    let port = keys.integer("port", 1, 65535)?;
+    let db = keys.integer("db", 0, 1 << 20)?;
+    let password = keys.string("password")?;
+    let url = match url {
+        Some(url) => {
+            if host.is_some() || port.is_some() || db.is_some() || password.is_some() {
+                return Err(Error::invalid_config(
+                    "cache_config: give either 'url' or 'host'/'port'/'db'/'password', not both",
+                ));
+            }
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                return Err(Error::invalid_config(
+                    "cache_config.url must start with redis:// or rediss://",
+                ));
+            }
+            url
+        }
+        None => {
+            let auth = match password {
+                Some(p) => format!(":{}@", urlencode(&p)),
+                None => String::new(),
+            };
+            format!(
+                "redis://{auth}{}:{}/{}",
+                host.unwrap_or_else(|| "localhost".into()),
+                port.unwrap_or(6379),
+                db.unwrap_or(0)
+            )
+        }
+    };
+    Ok(RedisConfig {
+        url,
+        socket_timeout: keys
+            .seconds("socket_timeout")?
+            .unwrap_or(Duration::from_millis(250)),
+        distributed_lock: keys.boolean("distributed_lock")?.unwrap_or(true),
+        lock_timeout: keys
+            .seconds("lock_timeout")?
+            .unwrap_or(Duration::from_secs(10)),
+        expiration_time: keys.seconds("redis_expiration_time")?,
+        prefix: keys.string("prefix")?.unwrap_or_else(|| "tc:".into()),
+        near_cache: near_cache(keys)?,
+    })
+}
+
+fn memcached_config(keys: &mut Keys) -> Result<MemcachedConfig, Error> {
+    let servers = match keys.take("url") {
+        None | Some(Value::Null) => vec!["127.0.0.1:11211".to_string()],
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(s) if !s.is_empty() => out.push(s.to_string()),
+                    _ => {
+                        return Err(Error::invalid_config(
+                            "cache_config.url must be a server or a list of servers (strings)",
+                        ))
+                    }
+                }
+            }
+            if out.is_empty() {
+                return Err(Error::invalid_config(
+                    "cache_config.url must name at least one server",
+                ));
+            }
+            out
+        }
+        Some(_) => {
+            return Err(Error::invalid_config(
+                "cache_config.url must be a server or a list of servers (strings)",
+            ))
+        }
+    };
+    Ok(MemcachedConfig {
+        servers,
+        socket_timeout: keys
+            .seconds("socket_timeout")?
+            .unwrap_or(Duration::from_millis(250)),
+        distributed_lock: keys.boolean("distributed_lock")?.unwrap_or(true),
+        lock_timeout: keys
+            .seconds("lock_timeout")?
+            .unwrap_or(Duration::from_secs(10)),
+        expiration_time: keys.seconds("memcached_expire_time")?,
+        prefix: keys.string("prefix")?.unwrap_or_else(|| "tc:".into()),
+        near_cache: near_cache(keys)?,
+    })
+}
+
+fn near_cache(keys: &mut Keys) -> Result<Option<NearCacheConfig>, Error> {
+    let ttl = keys.seconds("near_cache_ttl")?;
+    let max = keys.integer("near_cache_max_entries", 1, 1 << 32)?;
+    Ok(match (ttl, max) {
+        (None, None) => None,
+        (Some(t), _) if t.is_zero() => None,
+        (ttl, max) => Some(NearCacheConfig {
+            ttl: ttl.unwrap_or(Duration::from_secs(2)),
+            max_entries: max.unwrap_or(10_000),
+        }),
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    urlencoding::encode(s).into_owned()
+}
+
+fn bad_value(key: &str, got: &str, expected: &str) -> Error {
+    Error::invalid_config(format!(
+        "config key '{key}' has an unknown value {got:?}; expected {expected}"
+    ))
+}
+
+/// Reads keys out of one JSON object and reports what was left unread.
+struct Keys<'a> {
+    obj: &'a Map<String, Value>,
+    prefix: &'static str,
+    seen: Vec<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(obj: &'a Map<String, Value>, prefix: &'static str) -> Self {
+        Keys {
+            obj,
+            prefix,
+            seen: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<&'a Value> {
+        let (k, v) = self.obj.get_key_value(key)?;
+        self.seen.push(k.as_str());
+        Some(v)
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str) -> Error {
+        Error::invalid_config(format!(
+            "config key '{}{key}' must be {expected}",
+            self.prefix
+        ))
+    }
+
+    fn string(&mut self, key: &'static str) -> Result<Option<String>, Error> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.wrong_type(key, "a string")),
+        }
+    }
+
+    fn required_string(&mut self, key: &'static str) -> Result<String, Error> {
+        match self.string(key)? {
+            Some(s) if !s.is_empty() => Ok(s),
+            Some(_) => Err(self.wrong_type(key, "a non-empty string")),
+            None => Err(Error::invalid_config(format!(
+                "config key '{}{key}' is required",
+                self.prefix
+            ))),
+        }
+    }
+
+    fn url(&mut self, key: &'static str) -> Result<Option<String>, Error> {
+        let Some(url) = self.string(key)? else {
+            return Ok(None);
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(self.wrong_type(key, "an http:// or https:// URL"));
+        }
+        Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
+    /// A list of non-empty strings; a single space-separated string is accepted too.
+    fn string_list(&mut self, key: &'static str) -> Result<Option<Vec<String>>, Error> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.split_whitespace().map(String::from).collect())),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.as_str() {
+                        Some(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
+                        _ => return Err(self.wrong_type(key, "a list of non-empty strings")),
+                    }
+                }
+                Ok(Some(out))
+            }
+            Some(_) => Err(self.wrong_type(key, "a list of strings")),
+        }
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, Error> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.wrong_type(key, "true or false")),
+        }
+    }
+
+    fn integer(&mut self, key: &'static str, min: u64, max: u64) -> Result<Option<u64>, Error> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
+                _ => Err(self.wrong_type(key, &format!("a whole number from {min} to {max}"))),
+            },
+            Some(_) => Err(self.wrong_type(key, &format!("a whole number from {min} to {max}"))),
+        }
+    }
+
+    fn millis(&mut self, key: &'static str, min: u64, max: u64) -> Result<Option<u64>, Error> {
+        self.integer(key, min, max)
+    }
+
+    /// Seconds as a number (fractions allowed), 0 to 30 days.
+    fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>, Error> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(v) if v.is_finite() && (0.0..=2_592_000.0).contains(&v) => {
+                    Ok(Some(Duration::from_secs_f64(v)))
+                }
+                _ => Err(self.wrong_type(key, "a number of seconds from 0 to 2592000")),
+            },
+            Some(_) => Err(self.wrong_type(key, "a number of seconds (not a string)")),
+        }
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        let mut unknown: Vec<&str> = self
+            .obj
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !self.seen.contains(k))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort_unstable();
+        let list = unknown
+            .iter()
+            .map(|k| format!("'{}{k}'", self.prefix))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::invalid_config(format!("unknown config key {list}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::tc_status;
+
+    fn parse(v: Value) -> Result<Config, Error> {
+        Config::from_value(&v)
+    }
+
+    fn base() -> Value {
+        serde_json::json!({"client_id": "c", "client_secret": "s", "expected_scopes": ["a"]})
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.expected_audience, "c");
+        assert_eq!(c.auth_url, DEFAULT_AUTH_URL);
+        assert_eq!(c.scope_match, ScopeMatch::Any);
+        assert_eq!(c.fetch_groups, FetchGroups::Lazy);
+        assert_eq!(c.leeway_s, 3);
+        assert!(c.verify_credentials);
+        assert!(c.cache.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let mut v = base();
+        v["expected_scope"] = "x".into();
+        let e = parse(v).unwrap_err();
+        assert_eq!(e.status, tc_status::TC_INVALID_CONFIG);
+        assert!(e.message.contains("'expected_scope'"), "{}", e.message);
+
+        let mut v = base();
+        v["cache_config"] = serde_json::json!({"backend": "memory", "max_entires": 3});
+        let e = parse(v).unwrap_err();
+        assert!(
+            e.message.contains("'cache_config.max_entires'"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let mut v = base();
+        v["cache_config"] = serde_json::json!({"timeout": "60"});
+        let e = parse(v).unwrap_err();
+        assert!(e.message.contains("cache_config.timeout"), "{}", e.message);
+        let mut v = base();
+        v["leeway_s"] = (-1).into();
+        assert!(parse(v).unwrap_err().message.contains("leeway_s"));
+        let mut v = base();
+        v["expected_scopes"] = serde_json::json!([]);
+        assert!(parse(v).unwrap_err().message.contains("expected_scopes"));
+        let mut v = base();
+        v["scope_match"] = "some".into();
+        assert!(parse(v).unwrap_err().message.contains("scope_match"));
+    }
+
+    #[test]
+    fn backends() {
+        let mut v = base();
+        v["cache_config"] = serde_json::json!({"backend": "dogpile.cache.redis", "host": "h", "port": 7, "db": 2, "timeout": 60});
+        let c = parse(v).unwrap().cache.unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        match c.backend {
+            BackendConfig::Redis(r) => assert_eq!(r.url, "redis://h:7/2"),
+            other => panic!("{other:?}"),
+        }
+        let mut v = base();
+        v["cache_config"] = serde_json::json!({"backend": "dogpile.cache.memcached", "url": ["a:1", "b:2"]});
+        match parse(v).unwrap().cache.unwrap().backend {
+            BackendConfig::Memcached(m) => assert_eq!(m.servers, vec!["a:1", "b:2"]),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The C ABI.
+//!
+//! Conventions, the same for every function:
+//! - Every export runs inside a panic boundary: a panic becomes `TC_PANIC` (never an unwind into
+//!   C). Every pointer argument may be NULL: NULL where a value is required is
+//!   `TC_INVALID_ARGUMENT`.
+//! - Strings in are NUL-terminated UTF-8, borrowed for the call only (the library copies what it
+//!   keeps). Strings out (`char **out_json`, callback `json`) are owned by the caller and must be
+//!   released with `tc_string_free`, exactly once.
+//! - `*out_json` is set on every return where `out_json` is not NULL: the result document on
+//!   `TC_OK`, otherwise `{"error": {"code": "TC_…", "message": "…"}}`. There is no thread-local
+//!   "last error": the error travels with the call.
+//! - A `tc_checker` is thread-safe: any number of threads may use one checker at once.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+
+use futures::FutureExt;
+
+use crate::auth_state::AuthorizeRequest;
+use crate::cache;
+use crate::checker::Checker;
+use crate::runtime;
+use crate::stats::stats;
+use crate::status::{tc_status, Error};
+
+/// A token checker. Opaque: created by `tc_new`, released by `tc_free`.
+#[allow(non_camel_case_types)]
+pub struct tc_checker {
+    _private: [u8; 0],
+}
+
+/// Completion callback of the `*_async` functions.
+///
+/// Called exactly once, on one of the library's runtime threads (never on the thread that
+/// started the call), with the caller's `user_data`, the status and the result or error document.
+/// `json` is owned by the callee: release it with `tc_string_free`. The callback must not block
+/// for long, and must not call the blocking functions (`tc_check`, …: they return
+/// `TC_WOULD_BLOCK` there); it may call the `*_async` ones.
+#[allow(non_camel_case_types)]
+pub type tc_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, status: tc_status, json: *mut c_char)>;
+
+// ---- plumbing -------------------------------------------------------------------------------
+
+fn to_c_string(s: String) -> *mut c_char {
+    match CString::new(s) {
+        Ok(c) => c.into_raw(),
+        // JSON escapes NUL, so this is unreachable in practice; never return a truncated string.
+        Err(_) => CString::new(
+            Error::new(tc_status::TC_PANIC, "a result held a NUL byte").to_json(),
+        )
+        .map(CString::into_raw)
+        .unwrap_or(ptr::null_mut()),
+    }
+}
+
+fn panic_json() -> String {
+    Error::new(
+        tc_status::TC_PANIC,
+        "internal error (a panic was caught at the FFI boundary); please report it",
+    )
+    .to_json()
+}
+
+/// Runs `f` behind the panic boundary and delivers its document through `out`.
+unsafe fn deliver(out: *mut *mut c_char, f: impl FnOnce() -> Result<String, Error>) -> tc_status {
+    if out.is_null() {
+        return tc_status::TC_INVALID_ARGUMENT;
+    }
+    *out = ptr::null_mut();
+    let (status, doc) = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(doc)) => (tc_status::TC_OK, doc),
+        Ok(Err(e)) => (e.status, e.to_json()),
+        Err(_) => (tc_status::TC_PANIC, panic_json()),
+    };
+    *out = to_c_string(doc);
+    status
+}
+
+/// Runs `f` behind the panic boundary when there is no document to deliver.
+fn guard(f: impl FnOnce() -> Result<(), Error>) -> tc_status {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => tc_status::TC_OK,
+        Ok(Err(e)) => e.status,
+        Err(_) => tc_status::TC_PANIC,
+    }
+}
+
+unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(Error::invalid_argument(format!("{what} is NULL")));
+    }
+    CStr::from_ptr(p)
+        .to_str()
+        .map_err(|_| Error::invalid_argument(format!("{what} is not valid UTF-8")))
+}
+
+/// Borrows the checker behind a handle.
+unsafe fn checker_ref<'a>(p: *const tc_checker) -> Result<&'a Checker, Error> {
+    if p.is_null() {
+        return Err(Error::invalid_argument("the checker is NULL"));
+    }
+    Ok(&*(p as *const Checker))
+}
+
+/// A new strong reference to the checker behind a handle, for work that outlives the call.
+unsafe fn checker_arc(p: *const tc_checker) -> Result<Arc<Checker>, Error> {
+    if p.is_null() {
+        return Err(Error::invalid_argument("the checker is NULL"));
+    }
+    let raw = p as *const Checker;
+    Arc::increment_strong_count(raw);
+    Ok(Arc::from_raw(raw))
+}
+
+/// `user_data` crosses to a runtime thread; the caller promised (by using the async API) that
+/// this is fine.
+struct UserData(*mut c_void);
+unsafe impl Send for UserData {}
+
+/// Starts `work` on the runtime and reports its outcome through `callback`.
+unsafe fn spawn_with_callback<F>(callback: tc_callback, user_data: *mut c_void, work: F) -> tc_status
+where
+    F: std::future::Future<Output = Result<String, Error>> + Send + 'static,
+{
+    let Some(callback) = callback else {
+        return tc_status::TC_INVALID_ARGUMENT;
+    };
+    let user_data = UserData(user_data);
+    runtime::spawn(async move {
+        let user_data = user_data;
+        let (status, doc) = match AssertUnwindSafe(work).catch_unwind().await {
+            Ok(Ok(doc)) => (tc_status::TC_OK, doc),
+            Ok(Err(e)) => (e.status, e.to_json()),
+            Err(_) => (tc_status::TC_PANIC, panic_json()),
+        };
+        callback(user_data.0, status, to_c_string(doc));
+    });
+    tc_status::TC_OK
+}
+
+// ---- lifecycle ------------------------------------------------------------------------------
+
+/// Creates a checker from a JSON configuration (see the README for every key).
+///
+/// On `TC_OK`, `*out_checker` receives a new checker, owned by the caller and released with
+/// `tc_free`. On failure `*out_checker` is set to NULL. `out_error` may be NULL; when it is not,
+/// `*out_error` receives NULL on success or an error document on failure (release it with
+/// `tc_string_free`).
+///
+/// With `cache_config` in the configuration, the process-wide cache is dropped and rebuilt with
+/// it (every checker then uses the new one); without it the current cache is reused. A failed
+/// creation leaves the cache as it was. With `verify_credentials` (the default) this blocks for
+/// one introspection: `TC_CREDENTIALS_REJECTED` when the server refuses the credentials. The
+/// caller's string is never modified.
+///
+/// Errors: `TC_INVALID_ARGUMENT` (NULL `config_json` or `out_checker`, not UTF-8),
+/// `TC_INVALID_CONFIG`, `TC_CREDENTIALS_REJECTED`, `TC_WOULD_BLOCK` (called from a runtime
+/// thread), `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_new(
+    config_json: *const c_char,
+    out_checker: *mut *mut tc_checker,
+    out_error: *mut *mut c_char,
+) -> tc_status {
+    if !out_error.is_null() {
+        *out_error = ptr::null_mut();
+    }
+    if out_checker.is_null() {
+        if !out_error.is_null() {
+            *out_error = to_c_string(Error::invalid_argument("out_checker is NULL").to_json());
+        }
+        return tc_status::TC_INVALID_ARGUMENT;
+    }
+    *out_checker = ptr::null_mut();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let text = str_arg(config_json, "the configuration")?;
+        Checker::from_json(text)
+    }));
+    let error = match result {
+        Ok(Ok(checker)) => {
+            *out_checker = Arc::into_raw(Arc::new(checker)) as *mut tc_checker;
+            return tc_status::TC_OK;
+        }
+        Ok(Err(e)) => e,
+        Err(_) => Error::new(tc_status::TC_PANIC, "internal error while creating the checker"),
+    };
+    if !out_error.is_null() {
+        *out_error = to_c_string(error.to_json());
+    }
+    error.status
+}
+
+/// Releases a checker. NULL is ignored. Must not be called twice for one checker, nor while
+/// another thread is inside a blocking call with it; async calls already started keep their own
+/// reference and complete normally. The shared cache lives on for other checkers.
+#[no_mangle]
+pub unsafe extern "C" fn tc_free(checker: *mut tc_checker) {
+    if checker.is_null() {
+        return;
+    }
+    let _ = catch_unwind(|| drop(Arc::from_raw(checker as *const Checker)));
+}
+
+// ---- checking -------------------------------------------------------------------------------
+
+/// Checks a token: active, within its validity window, carrying the expected scopes and
+/// audience, with an identity set; every rule on every call, cached answer or not.
+///
+/// Blocks the calling thread on a cache miss (never longer than the configured timeouts). On
+/// `TC_OK` `*out_json` receives the result document (identities, effective_identity, username,
+/// scopes, exp, groups — null unless fetched — principals, cache {source, age_ms}); otherwise an
+/// error document. Release it with `tc_string_free`. Thread-safe.
+///
+/// Errors: `TC_INVALID_ARGUMENT` (NULL, not UTF-8, empty, too long or malformed token; NULL
+/// `out_json` — then nothing is written), `TC_INACTIVE_TOKEN`, `TC_TOKEN_EXPIRED`,
+/// `TC_INSUFFICIENT_SCOPE`, `TC_WRONG_AUDIENCE`, `TC_CREDENTIALS_REJECTED`,
+/// `TC_AUTH_UNAVAILABLE`, `TC_WOULD_BLOCK` (a miss on a runtime thread), `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_check(
+    checker: *const tc_checker,
+    token: *const c_char,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    deliver(out_json, || {
+        let checker = checker_ref(checker)?;
+        let token = str_arg(token, "the token")?;
+        Ok(checker.check(token)?.to_json(None))
+    })
+}
+
+/// Like `tc_check`, but answers only from the in-process cache and never blocks: returns
+/// `TC_WOULD_BLOCK` (with an error document) when the answer needs the network. For event-loop
+/// hosts: try this first, then `tc_check_async`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_try_check(
+    checker: *const tc_checker,
+    token: *const c_char,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    deliver(out_json, || {
+        let checker = checker_ref(checker)?;
+        let token = str_arg(token, "the token")?;
+        match checker.try_check(token)? {
+            Some(result) => Ok(result?.to_json(None)),
+            None => Err(Error::new(
+                tc_status::TC_WOULD_BLOCK,
+                "the answer is not cached; use tc_check_async",
+            )),
+        }
+    })
+}
+
+/// Starts a check without blocking; `callback` reports its outcome (see `tc_callback`).
+///
+/// The token is copied before this returns; the checker may be freed while the check runs (the
+/// check keeps its own reference). Returns `TC_OK` when the check was started: the callback is
+/// then called exactly once. Any other status (NULL checker, token or callback; invalid UTF-8)
+/// means it was not started and the callback will never be called.
+#[no_mangle]
+pub unsafe extern "C" fn tc_check_async(
+    checker: *const tc_checker,
+    token: *const c_char,
+    callback: tc_callback,
+    user_data: *mut c_void,
+) -> tc_status {
+    guard(|| {
+        if callback.is_none() {
+            return Err(Error::invalid_argument("the callback is NULL"));
+        }
+        let checker = checker_arc(checker)?;
+        let token = str_arg(token, "the token")?.to_owned();
+        status_to_result(spawn_with_callback(callback, user_data, async move {
+            Ok(checker.check_async(&token).await?.to_json(None))
+        }))
+    })
+}
+
+fn status_to_result(status: tc_status) -> Result<(), Error> {
+    match status {
+        tc_status::TC_OK => Ok(()),
+        other => Err(Error::new(other, "")),
+    }
+}
+
+// ---- authorization --------------------------------------------------------------------------
+
+/// Checks the token as `tc_check` does, then whether the caller is one of the allowed principals,
+/// with the original `check_authorization` semantics. `request_json`:
+/// `{"allowed_principals": ["urn:globus:auth:identity:…", "urn:globus:groups:id:…", "public",
+/// "all_authenticated_users"], "allow_public": false, "allow_all_authenticated_users": false}`.
+/// Groups are fetched only when the list names a group and nothing cheaper matched.
+///
+/// On `TC_OK` `*out_json` is the check result plus `"authorization": {"authorized": true,
+/// "matched": "<principal>"}`. Errors: as `tc_check`, plus `TC_NOT_AUTHORIZED`, and
+/// `TC_AUTH_UNAVAILABLE` when only groups could decide and they are unavailable;
+/// `TC_INVALID_ARGUMENT` for a malformed request. Blocking; thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tc_authorize(
+    checker: *const tc_checker,
+    token: *const c_char,
+    request_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    deliver(out_json, || {
+        let checker = checker_ref(checker)?;
+        let token = str_arg(token, "the token")?;
+        let request = AuthorizeRequest::from_json(str_arg(request_json, "the request")?)?;
+        let a = checker.authorize(token, &request)?;
+        Ok(a.state.to_json(Some(&a.matched)))
+    })
+}
+
+/// The non-blocking `tc_authorize`; inputs are copied before it returns. Same contract as
+/// `tc_check_async`. A malformed request is reported through the callback.
+#[no_mangle]
+pub unsafe extern "C" fn tc_authorize_async(
+    checker: *const tc_checker,
+    token: *const c_char,
+    request_json: *const c_char,
+    callback: tc_callback,
+    user_data: *mut c_void,
+) -> tc_status {
+    guard(|| {
+        if callback.is_none() {
+            return Err(Error::invalid_argument("the callback is NULL"));
+        }
+        let checker = checker_arc(checker)?;
+        let token = str_arg(token, "the token")?.to_owned();
+        let request = str_arg(request_json, "the request")?.to_owned();
+        status_to_result(spawn_with_callback(callback, user_data, async move {
+            let request = AuthorizeRequest::from_json(&request)?;
+            let a = checker.authorize_async(&token, &request).await?;
+            Ok(a.state.to_json(Some(&a.matched)))
+        }))
+    })
+}
+
+// ---- dependent tokens -----------------------------------------------------------------------
+
+/// Checks the token, then gives a dependent token (Globus Auth's dependent-token grant) for
+/// `scope` — a scope string or a resource server name — so the service can call another service
+/// on the caller's behalf. Dependent tokens are cached for their lifetime less a margin.
+///
+/// On `TC_OK` `*out_json` is `{"access_token", "scope", "resource_server", "token_type",
+/// "expires_at", "expires_in"}`: it holds a secret; release it with `tc_string_free` promptly.
+/// `TC_NOT_AUTHORIZED` when the grant has no token for that scope. Blocking; thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tc_dependent_token(
+    checker: *const tc_checker,
+    token: *const c_char,
+    scope: *const c_char,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    deliver(out_json, || {
+        let checker = checker_ref(checker)?;
+        let token = str_arg(token, "the token")?;
+        let scope = str_arg(scope, "the scope")?;
+        Ok(dependent_json(&checker.dependent_token(token, scope)?))
+    })
+}
+
+/// The non-blocking `tc_dependent_token`. Same contract as `tc_check_async`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_dependent_token_async(
+    checker: *const tc_checker,
+    token: *const c_char,
+    scope: *const c_char,
+    callback: tc_callback,
+    user_data: *mut c_void,
+) -> tc_status {
+    guard(|| {
+        if callback.is_none() {
+            return Err(Error::invalid_argument("the callback is NULL"));
+        }
+        let checker = checker_arc(checker)?;
+        let token = str_arg(token, "the token")?.to_owned();
+        let scope = str_arg(scope, "the scope")?.to_owned();
+        status_to_result(spawn_with_callback(callback, user_data, async move {
+            Ok(dependent_json(
+                &checker.dependent_token_async(&token, &scope).await?,
+            ))
+        }))
+    })
+}
+
+fn dependent_json(t: &crate::DependentToken) -> String {
+    serde_json::json!({
+        "access_token": t.access_token,
+        "scope": t.scope,
+        "resource_server": t.resource_server,
+        "token_type": t.token_type,
+        "expires_at": t.expires_at,
+        "expires_in": (t.expires_at - crate::introspection::now_unix()).max(0),
+    })
+    .to_string()
+}
+
+// ---- revocation -----------------------------------------------------------------------------
+
+/// Removes everything cached for one token (its introspection, groups and dependent tokens)
+/// from every cache layer. The token need not be valid. Blocking; thread-safe.
+/// Errors: `TC_INVALID_ARGUMENT`, `TC_WOULD_BLOCK`, `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_purge(checker: *const tc_checker, token: *const c_char) -> tc_status {
+    guard(|| {
+        let checker = checker_ref(checker)?;
+        checker.purge(str_arg(token, "the token")?)
+    })
+}
+
+/// Removes everything cached for tokens of one identity (an identity id, or its
+/// `urn:globus:auth:identity:` principal) from this process's cache. Blocking; thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tc_purge_identity(
+    checker: *const tc_checker,
+    identity_id: *const c_char,
+) -> tc_status {
+    guard(|| {
+        let checker = checker_ref(checker)?;
+        checker.purge_identity(str_arg(identity_id, "the identity id")?)
+    })
+}
+
+// ---- process-wide ---------------------------------------------------------------------------
+
+/// Process-wide counters: checks, hits, negative_hits, misses, coalesced_waits, waiter_timeouts,
+/// purges, cache_resets, requests per endpoint (and retries), errors per endpoint, backend
+/// counters, and the current cache (backend, timeout, entries). `*out_json` is owned by the
+/// caller (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_json`), `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_stats(out_json: *mut *mut c_char) -> tc_status {
+    deliver(out_json, || {
+        let mut cache = cache::current().describe();
+        cache["in_flight"] = cache::flight::in_flight().into();
+        Ok(stats().to_json(cache))
+    })
+}
+
+/// Releases a string the library returned. NULL is ignored; must not be called twice for one
+/// string, nor on a string the library did not return.
+#[no_mangle]
+pub unsafe extern "C" fn tc_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    let _ = catch_unwind(|| drop(CString::from_raw(s)));
+}
+
+/// The library's version ("MAJOR.MINOR.PATCH"): a static string, never freed.
+#[no_mangle]
+pub extern "C" fn tc_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// The name of a status ("TC_OK", …, "TC_UNKNOWN" for a value this library doesn't know): a
+/// static string, never freed.
+#[no_mangle]
+pub extern "C" fn tc_status_name(status: u32) -> *const c_char {
+    let name: &'static str = match status {
+        0 => "TC_OK\0",
+        1 => "TC_INVALID_ARGUMENT\0",
+        2 => "TC_INVALID_CONFIG\0",
+        3 => "TC_INACTIVE_TOKEN\0",
+        4 => "TC_INSUFFICIENT_SCOPE\0",
+        5 => "TC_WRONG_AUDIENCE\0",
+        6 => "TC_TOKEN_EXPIRED\0",
+        7 => "TC_NOT_AUTHORIZED\0",
+        8 => "TC_CREDENTIALS_REJECTED\0",
+        9 => "TC_AUTH_UNAVAILABLE\0",
+        10 => "TC_PANIC\0",
+        11 => "TC_WOULD_BLOCK\0",
+        _ => "TC_UNKNOWN\0",
+    };
+    name.as_ptr() as *const c_char
+}

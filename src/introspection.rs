@@ -1,0 +1,536 @@
+//! The HTTP client for Globus Auth (introspection, dependent-token grant) and the Groups API.
+//!
+//! Every call is bounded: connect and request timeouts, a cap on the response size, and a small
+//! number of retries (with backoff, honouring `Retry-After` up to a cap) on answers that say
+//! "try again" (429, 502, 503, 504) or on connection failures. Responses are parsed strictly: a
+//! document that is not exactly what the protocol promises is an error, never an "active" token.
+//! Neither the token nor the client secret ever appears in an error message.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::stats::{stats, Counter};
+use crate::status::{tc_status, Error};
+
+/// The Groups API scope whose dependent token reads the caller's memberships.
+pub const GROUPS_SCOPE: &str =
+    "urn:globus:auth:scope:groups.api.globus.org:view_my_groups_and_memberships";
+pub const GROUPS_RESOURCE_SERVER: &str = "groups.api.globus.org";
+const DEPENDENT_GRANT: &str = "urn:globus:auth:grant_type:dependent_token";
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// What the authorization server said about a token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Introspection {
+    pub active: bool,
+    pub scopes: Vec<String>,
+    pub sub: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub aud: Vec<String>,
+    pub client_id: Option<String>,
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+    pub identity_set: Option<Vec<String>>,
+}
+
+/// A token issued to this service to act for the caller at another resource server.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct DependentToken {
+    pub scope: String,
+    pub access_token: String,
+    pub resource_server: String,
+    pub token_type: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for DependentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DependentToken")
+            .field("scope", &self.scope)
+            .field("resource_server", &self.resource_server)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Introspect,
+    DependentToken,
+    Groups,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Introspect => "introspection",
+            Endpoint::DependentToken => "dependent-token grant",
+            Endpoint::Groups => "Groups API",
+        }
+    }
+    fn requests(self) -> &'static Counter {
+        match self {
+            Endpoint::Introspect => &stats().requests_introspect,
+            Endpoint::DependentToken => &stats().requests_dependent_token,
+            Endpoint::Groups => &stats().requests_groups,
+        }
+    }
+    fn errors(self) -> &'static Counter {
+        match self {
+            Endpoint::Introspect => &stats().errors_introspect,
+            Endpoint::DependentToken => &stats().errors_dependent_token,
+            Endpoint::Groups => &stats().errors_groups,
+        }
+    }
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Talks to one authorization server and one Groups API with one set of client credentials.
+pub struct AuthClient {
+    http: reqwest::Client,
+    introspect_url: String,
+    token_url: String,
+    groups_url: String,
+    basic: String,
+    max_response_bytes: usize,
+    max_retries: u32,
+}
+
+impl AuthClient {
+    pub fn new(config: &Config) -> Result<AuthClient, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .user_agent(concat!("tokenchecker/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::invalid_config(format!("cannot build the HTTP client: {e}")))?;
+        let creds = format!("{}:{}", config.client_id, config.client_secret);
+        Ok(AuthClient {
+            http,
+            introspect_url: format!("{}/v2/oauth2/token/introspect", config.auth_url),
+            token_url: format!("{}/v2/oauth2/token", config.auth_url),
+            groups_url: format!("{}/v2/groups/my_groups", config.groups_url),
+            basic: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(creds)
+            ),
+            max_response_bytes: config.max_response_bytes,
+            max_retries: config.max_retries,
+        })
+    }
+
+    /// `POST /v2/oauth2/token/introspect` with `include=identity_set`.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, Error> {
+        let body = form(&[("token", token), ("include", "identity_set")]);
+        let doc = self
+            .send(Endpoint::Introspect, true, || {
+                self.http
+                    .post(&self.introspect_url)
+                    .header("Authorization", &self.basic)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .header("Accept", "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        parse_introspection(&doc).inspect_err(|_| Endpoint::Introspect.errors().inc())
+    }
+
+    /// The dependent-token grant: tokens for the services this one may call for the caller.
+    pub async fn dependent_tokens(&self, token: &str) -> Result<Vec<DependentToken>, Error> {
+        let body = form(&[("grant_type", DEPENDENT_GRANT), ("token", token)]);
+        // Not retried on an answer: a second grant would issue a second set of tokens.
+        let doc = self
+            .send(Endpoint::DependentToken, false, || {
+                self.http
+                    .post(&self.token_url)
+                    .header("Authorization", &self.basic)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .header("Accept", "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        parse_dependent_tokens(&doc, now_unix())
+            .inspect_err(|_| Endpoint::DependentToken.errors().inc())
+    }
+
+    /// `GET /v2/groups/my_groups`: ids of the groups with an active member/manager/admin membership.
+    pub async fn my_groups(&self, groups_token: &str) -> Result<Vec<String>, Error> {
+        let bearer = format!("Bearer {groups_token}");
+        let doc = self
+            .send(Endpoint::Groups, true, || {
+                self.http
+                    .get(&self.groups_url)
+                    .header("Authorization", &bearer)
+                    .header("Accept", "application/json")
+            })
+            .await?;
+        parse_groups(&doc).inspect_err(|_| Endpoint::Groups.errors().inc())
+    }
+
+    async fn send(
+        &self,
+        endpoint: Endpoint,
+        retry_answers: bool,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, Error> {
+        let mut attempt = 0u32;
+        loop {
+            endpoint.requests().inc();
+            let outcome = self.send_once(endpoint, build()).await;
+            let retry_after = match &outcome {
+                Ok(_) => None,
+                Err(Failure::Retryable { after, answered, .. }) if retry_answers || !answered => {
+                    Some(after.unwrap_or(Duration::from_millis(50 << attempt.min(5))))
+                }
+                Err(_) => None,
+            };
+            match (outcome, retry_after) {
+                (Ok(v), _) => return Ok(v),
+                (Err(f), Some(delay)) if attempt < self.max_retries => {
+                    drop(f);
+                    attempt += 1;
+                    stats().retries.inc();
+                    tokio::time::sleep(delay.min(MAX_RETRY_AFTER)).await;
+                }
+                (Err(f), _) => {
+                    endpoint.errors().inc();
+                    return Err(f.into_error(endpoint));
+                }
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        endpoint: Endpoint,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Value, Failure> {
+        let mut resp = req.send().await.map_err(|e| Failure::from_reqwest(&e, false))?;
+        let status = resp.status().as_u16();
+        if let Some(len) = resp.content_length() {
+            if len as usize > self.max_response_bytes {
+                return Err(Failure::Fatal(Error::unavailable(format!(
+                    "the {} answer is too large ({len} bytes, limit {})",
+                    endpoint.name(),
+                    self.max_response_bytes
+                ))));
+            }
+        }
+        match status {
+            200 => {}
+            401 if endpoint != Endpoint::Groups => {
+                return Err(Failure::Fatal(Error::new(
+                    tc_status::TC_CREDENTIALS_REJECTED,
+                    format!(
+                        "the authorization server rejected this service's client credentials \
+                         (HTTP 401 from the {}); check client_id and client_secret",
+                        endpoint.name()
+                    ),
+                )))
+            }
+            429 | 502 | 503 | 504 => {
+                let after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                return Err(Failure::Retryable {
+                    after,
+                    answered: true,
+                    status: Some(status),
+                });
+            }
+            other => {
+                return Err(Failure::Fatal(Error::unavailable(format!(
+                    "the {} answered HTTP {other}",
+                    endpoint.name()
+                ))))
+            }
+        }
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(1024).min(65536) as usize);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Failure::from_reqwest(&e, true))?
+        {
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return Err(Failure::Fatal(Error::unavailable(format!(
+                    "the {} answer exceeds the response size limit ({} bytes)",
+                    endpoint.name(),
+                    self.max_response_bytes
+                ))));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|_| {
+            Failure::Fatal(Error::unavailable(format!(
+                "the {} answer is not valid JSON",
+                endpoint.name()
+            )))
+        })
+    }
+}
+
+enum Failure {
+    Retryable {
+        after: Option<Duration>,
+        answered: bool,
+        status: Option<u16>,
+    },
+    Transport(String),
+    Fatal(Error),
+}
+
+impl Failure {
+    fn from_reqwest(e: &reqwest::Error, answered: bool) -> Failure {
+        if e.is_connect() && !answered {
+            return Failure::Retryable {
+                after: None,
+                answered: false,
+                status: None,
+            };
+        }
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else if e.is_body() || e.is_decode() {
+            "broke off while sending its answer"
+        } else {
+            "failed"
+        };
+        Failure::Transport(what.to_string())
+    }
+
+    fn into_error(self, endpoint: Endpoint) -> Error {
+        match self {
+            Failure::Fatal(e) => e,
+            Failure::Transport(what) => {
+                Error::unavailable(format!("the request to the {} {what}", endpoint.name()))
+            }
+            Failure::Retryable {
+                status: Some(s), ..
+            } => Error::unavailable(format!(
+                "the {} answered HTTP {s} (retries exhausted)",
+                endpoint.name()
+            )),
+            Failure::Retryable { status: None, .. } => Error::unavailable(format!(
+                "could not connect to the {} (retries exhausted)",
+                endpoint.name()
+            )),
+        }
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencoding::encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn malformed(what: &str) -> Error {
+    Error::unavailable(format!("malformed introspection answer: {what}"))
+}
+
+fn opt_string(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(malformed(&format!("'{key}' is not a string"))),
+    }
+}
+
+fn opt_int(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<i64>, Error> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| malformed(&format!("'{key}' is not a number"))),
+        Some(_) => Err(malformed(&format!("'{key}' is not a number"))),
+    }
+}
+
+fn string_array(v: &Value, key: &str) -> Result<Vec<String>, Error> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| malformed(&format!("'{key}' holds a non-string")))
+            })
+            .collect(),
+        _ => Err(malformed(&format!("'{key}' is not a list of strings"))),
+    }
+}
+
+/// Parses an RFC 7662 answer with Globus' `identity_set`. Fails closed.
+pub fn parse_introspection(doc: &Value) -> Result<Introspection, Error> {
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| malformed("not a JSON object"))?;
+    let active = match obj.get("active") {
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(malformed("'active' is not true or false")),
+        None => return Err(malformed("'active' is missing")),
+    };
+    if !active {
+        return Ok(Introspection::default());
+    }
+    let exp = opt_int(obj, "exp")?;
+    if exp.is_none() {
+        return Err(malformed("an active token without 'exp'"));
+    }
+    let scopes = opt_string(obj, "scope")?
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let aud = match obj.get("aud") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => string_array(v, "aud")?,
+    };
+    let identity_set = match obj.get("identity_set") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Array(_)) => Some(string_array(v, "identity_set")?),
+        Some(_) => return Err(malformed("'identity_set' is not a list")),
+    };
+    Ok(Introspection {
+        active: true,
+        scopes,
+        sub: opt_string(obj, "sub")?,
+        username: opt_string(obj, "username")?,
+        name: opt_string(obj, "name")?,
+        email: opt_string(obj, "email")?,
+        aud,
+        client_id: opt_string(obj, "client_id")?,
+        exp,
+        nbf: opt_int(obj, "nbf")?,
+        iat: opt_int(obj, "iat")?,
+        identity_set,
+    })
+}
+
+/// Parses the dependent-token grant's answer (a list, or `{"other_tokens": …}` in older shapes).
+pub fn parse_dependent_tokens(doc: &Value, now: i64) -> Result<Vec<DependentToken>, Error> {
+    let bad = |what: &str| Error::unavailable(format!("malformed dependent-token answer: {what}"));
+    let items = match doc {
+        Value::Array(items) => items,
+        _ => return Err(bad("not a JSON list")),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let obj = item.as_object().ok_or_else(|| bad("an item is not an object"))?;
+        let get = |k: &str| obj.get(k).and_then(Value::as_str).map(String::from);
+        let access_token = get("access_token").ok_or_else(|| bad("an item lacks access_token"))?;
+        let expires_in = obj
+            .get("expires_in")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("an item lacks a numeric expires_in"))?;
+        out.push(DependentToken {
+            scope: get("scope").unwrap_or_default(),
+            access_token,
+            resource_server: get("resource_server").unwrap_or_default(),
+            token_type: get("token_type").unwrap_or_else(|| "bearer".into()),
+            expires_at: now + expires_in.max(0),
+            refresh_token: get("refresh_token"),
+        });
+    }
+    Ok(out)
+}
+
+/// Ids of the groups where one of the caller's memberships is active as member, manager or admin.
+pub fn parse_groups(doc: &Value) -> Result<Vec<String>, Error> {
+    let bad = |what: &str| Error::unavailable(format!("malformed Groups API answer: {what}"));
+    let groups = doc.as_array().ok_or_else(|| bad("not a JSON list"))?;
+    let mut out = Vec::new();
+    for group in groups {
+        let id = group
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("a group lacks an id"))?;
+        let memberships = match group.get("my_memberships") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(m)) => m,
+            Some(_) => return Err(bad("'my_memberships' is not a list")),
+        };
+        let counts = memberships.iter().any(|m| {
+            m.get("status").and_then(Value::as_str) == Some("active")
+                && matches!(
+                    m.get("role").and_then(Value::as_str),
+                    Some("member" | "manager" | "admin")
+                )
+        });
+        if counts && !out.iter().any(|g| g == id) {
+            out.push(id.to_string());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn introspection_fails_closed() {
+        assert!(!parse_introspection(&json!({"active": false})).unwrap().active);
+        assert!(parse_introspection(&json!({"active": "true"})).is_err());
+        assert!(parse_introspection(&json!({"active": true})).is_err());
+        assert!(parse_introspection(&json!({"active": true, "exp": "1"})).is_err());
+        assert!(parse_introspection(&json!([1])).is_err());
+        let i = parse_introspection(
+            &json!({"active": true, "exp": 5, "scope": "a b", "aud": "x", "identity_set": ["i"]}),
+        )
+        .unwrap();
+        assert_eq!(i.scopes, vec!["a", "b"]);
+        assert_eq!(i.aud, vec!["x"]);
+        assert_eq!(i.identity_set, Some(vec!["i".to_string()]));
+    }
+
+    #[test]
+    fn groups_count_only_active_roles() {
+        let doc = json!([
+            {"id": "g1", "my_memberships": [{"role": "member", "status": "active"}]},
+            {"id": "g2", "my_memberships": [{"role": "admin", "status": "pending"}]},
+            {"id": "g3", "my_memberships": [{"role": "manager", "status": "active"}]},
+            {"id": "g4", "my_memberships": []}
+        ]);
+        assert_eq!(parse_groups(&doc).unwrap(), vec!["g1", "g3"]);
+    }
+
+    #[test]
+    fn dependent_tokens_debug_hides_secrets() {
+        let t = parse_dependent_tokens(
+            &json!([{"scope": "s", "access_token": "SECRET", "expires_in": 10}]),
+            100,
+        )
+        .unwrap();
+        assert_eq!(t[0].expires_at, 110);
+        assert!(!format!("{t:?}").contains("SECRET"));
+    }
+}

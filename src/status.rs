@@ -1,0 +1,103 @@
+//! Status codes shared by the Rust API and the C ABI, and the crate's error type.
+
+use std::fmt;
+
+/// The result of every fallible C function.
+///
+/// Values are part of the ABI: they are never renumbered, and a retired value stays reserved.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum tc_status {
+    /// Success.
+    TC_OK = 0,
+    /// A required pointer was NULL, a string was not UTF-8, a token was empty or too large,
+    /// or a request document was malformed.
+    TC_INVALID_ARGUMENT = 1,
+    /// The configuration JSON was malformed or named an unknown key, a wrong type or a bad value.
+    TC_INVALID_CONFIG = 2,
+    /// The authorization server says the token is not active (unknown, revoked or expired there),
+    /// or its answer lacks the identity set.
+    TC_INACTIVE_TOKEN = 3,
+    /// The token carries none (scope_match "any") or not all (scope_match "all") of the expected scopes.
+    TC_INSUFFICIENT_SCOPE = 4,
+    /// The expected audience is not among the token's audiences.
+    TC_WRONG_AUDIENCE = 5,
+    /// The token's `exp` has passed, or its `nbf` is still ahead (both with `leeway_s`).
+    TC_TOKEN_EXPIRED = 6,
+    /// The token is valid but none of the allowed principals matched.
+    TC_NOT_AUTHORIZED = 7,
+    /// The authorization server rejected the service's client credentials (HTTP 401).
+    TC_CREDENTIALS_REJECTED = 8,
+    /// The authorization server (or the Groups API) could not be reached, timed out, or answered
+    /// with an error or a malformed document.
+    TC_AUTH_UNAVAILABLE = 9,
+    /// A bug: a panic was caught at the FFI boundary. The process is still safe to use.
+    TC_PANIC = 10,
+    /// The call would have to block but must not: a blocking function was called from one of the
+    /// library's own runtime threads (for example from inside an async callback), or
+    /// `tc_try_check` found no cached answer.
+    TC_WOULD_BLOCK = 11,
+}
+
+/// The Rust name of [`tc_status`].
+pub type Status = tc_status;
+
+impl tc_status {
+    /// The stable name of the status, as used in error JSON (`"TC_INACTIVE_TOKEN"`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            tc_status::TC_OK => "TC_OK",
+            tc_status::TC_INVALID_ARGUMENT => "TC_INVALID_ARGUMENT",
+            tc_status::TC_INVALID_CONFIG => "TC_INVALID_CONFIG",
+            tc_status::TC_INACTIVE_TOKEN => "TC_INACTIVE_TOKEN",
+            tc_status::TC_INSUFFICIENT_SCOPE => "TC_INSUFFICIENT_SCOPE",
+            tc_status::TC_WRONG_AUDIENCE => "TC_WRONG_AUDIENCE",
+            tc_status::TC_TOKEN_EXPIRED => "TC_TOKEN_EXPIRED",
+            tc_status::TC_NOT_AUTHORIZED => "TC_NOT_AUTHORIZED",
+            tc_status::TC_CREDENTIALS_REJECTED => "TC_CREDENTIALS_REJECTED",
+            tc_status::TC_AUTH_UNAVAILABLE => "TC_AUTH_UNAVAILABLE",
+            tc_status::TC_PANIC => "TC_PANIC",
+            tc_status::TC_WOULD_BLOCK => "TC_WOULD_BLOCK",
+        }
+    }
+}
+
+/// An error: a status code and a message for humans. Messages never contain a token or a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub status: Status,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        Error {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(tc_status::TC_INVALID_ARGUMENT, message)
+    }
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(tc_status::TC_INVALID_CONFIG, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(tc_status::TC_AUTH_UNAVAILABLE, message)
+    }
+
+    /// `{"error": {"code": "TC_…", "message": "…"}}`
+    pub fn to_json(&self) -> String {
+        serde_json::json!({"error": {"code": self.status.name(), "message": self.message}})
+            .to_string()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status.name(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
