@@ -79,9 +79,9 @@ impl AuthorizeRequest {
         let doc: Value = serde_json::from_str(text).map_err(|e| {
             Error::invalid_argument(format!("the authorization request is not valid JSON: {e}"))
         })?;
-        let obj = doc
-            .as_object()
-            .ok_or_else(|| Error::invalid_argument("the authorization request must be an object"))?;
+        let obj = doc.as_object().ok_or_else(|| {
+            Error::invalid_argument("the authorization request must be an object")
+        })?;
         let mut req = AuthorizeRequest::default();
         for (key, value) in obj {
             match (key.as_str(), value) {
@@ -303,7 +303,11 @@ impl AuthState {
             }),
         };
         serde_json::to_string(&view).unwrap_or_else(|e| {
-            Error::new(tc_status::TC_PANIC, format!("cannot render the result: {e}")).to_json()
+            Error::new(
+                tc_status::TC_PANIC,
+                format!("cannot render the result: {e}"),
+            )
+            .to_json()
         })
     }
 }

@@ -5,14 +5,16 @@
 //! back to `runtime::block_on`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 
 use crate::auth_state::{validate, AuthState, AuthorizeRequest, Groups, TokenInfo};
-use crate::cache::{self, flight, CacheKey, CacheStore, Entry, KeyHasher, Kind, Source, TokenId};
+use crate::cache::{self, CacheKey, CacheStore, Entry, Fetched, KeyHasher, Kind, Source, TokenId};
 use crate::config::{Config, FetchGroups};
-use crate::introspection::{now_unix, AuthClient, DependentToken, GROUPS_RESOURCE_SERVER, GROUPS_SCOPE};
+use crate::introspection::{
+    now_unix, AuthClient, DependentToken, GROUPS_RESOURCE_SERVER, GROUPS_SCOPE,
+};
 use crate::runtime;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
@@ -61,7 +63,8 @@ impl Checker {
         };
         if checker.config.verify_credentials {
             let client = checker.client.clone();
-            let probe = runtime::block_on(async move { client.introspect(CREDENTIAL_PROBE_TOKEN).await })?;
+            let probe =
+                runtime::block_on(async move { client.introspect(CREDENTIAL_PROBE_TOKEN).await })?;
             match probe {
                 Err(e) if e.status == tc_status::TC_CREDENTIALS_REJECTED => return Err(e),
                 // An unreachable server must not stop a service from starting: checks will
@@ -129,9 +132,14 @@ impl Checker {
         Ok(Some(self.state_from(&entry, source, groups)))
     }
 
-    fn state_from(&self, entry: &Entry, source: Source, groups: Groups) -> Result<AuthState, Error> {
+    fn state_from(
+        &self,
+        entry: &Entry,
+        source: Source,
+        groups: Groups,
+    ) -> Result<AuthState, Error> {
         let cache::Value::Introspection(info) = &entry.value else {
-            return Err(Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind"));
+            return Err(wrong_kind());
         };
         match source {
             Source::Network | Source::Coalesced => {}
@@ -151,11 +159,7 @@ impl Checker {
     pub async fn check_async(&self, token: &str) -> Result<AuthState, Error> {
         let id = self.token_id(token)?;
         let (entry, source) = self.introspection(token, id).await?;
-        let groups = match self.config.fetch_groups {
-            FetchGroups::Eager => Groups::NotFetched,
-            _ => Groups::NotFetched,
-        };
-        let mut state = self.state_from(&entry, source, groups)?;
+        let mut state = self.state_from(&entry, source, Groups::NotFetched)?;
         if self.config.fetch_groups == FetchGroups::Eager {
             state.groups = self.groups(token, id, &state.info).await;
         }
@@ -163,35 +167,30 @@ impl Checker {
     }
 
     async fn introspection(&self, token: &str, id: TokenId) -> Result<(Arc<Entry>, Source), Error> {
-        let key = CacheKey::new(Kind::Introspection, id);
-        let store = cache::current_arc();
-        if let Some(hit) = store.get(&key).await {
-            return Ok(hit);
-        }
-        stats().misses.inc();
         let client = self.client.clone();
         let token = token.to_owned();
-        let (entry, leader) = flight::join(key, self.wait, move || {
-            async move {
-                let intro = client.introspect(&token).await?;
-                let info = TokenInfo::new(intro);
-                let ttl = match info.intro.exp {
-                    Some(exp) if info.intro.active => {
-                        store.timeout().min(Duration::from_secs((exp - now_unix()).max(0) as u64))
-                    }
-                    _ => store.timeout(),
-                };
-                let identities: Arc<[String]> = info.identities().into();
-                let entry = Arc::new(Entry::new(cache::Value::Introspection(Arc::new(info)), ttl, identities));
-                if !ttl.is_zero() {
-                    store.put(key, entry.clone()).await;
+        let store = cache::current_arc();
+        let timeout = store.timeout();
+        let key = CacheKey::new(Kind::Introspection, id);
+        store
+            .get_or_fetch(key, self.wait, move || {
+                async move {
+                    let info = TokenInfo::new(client.introspect(&token).await?);
+                    // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
+                    let ttl = match info.intro.exp {
+                        Some(exp) if info.intro.active => timeout.min(secs_until(exp)),
+                        _ => timeout,
+                    };
+                    let identities = info.identities().into();
+                    Ok(Fetched {
+                        value: cache::Value::Introspection(Arc::new(info)),
+                        ttl,
+                        identities,
+                    })
                 }
-                Ok(entry)
-            }
-            .boxed()
-        })
-        .await?;
-        Ok((entry, if leader { Source::Network } else { Source::Coalesced }))
+                .boxed()
+            })
+            .await
     }
 
     // ---- groups and dependent tokens ------------------------------------------------------
@@ -202,37 +201,27 @@ impl Checker {
         id: TokenId,
         identities: Arc<[String]>,
     ) -> Result<Arc<Vec<DependentToken>>, Error> {
+        let client = self.client.clone();
+        let token = token.to_owned();
         let key = CacheKey::new(Kind::DependentTokens, id);
-        let store = cache::current_arc();
-        let entry = match store.get(&key).await {
-            Some((entry, _)) => entry,
-            None => {
-                let client = self.client.clone();
-                let token = token.to_owned();
-                flight::join(key, self.wait, move || {
-                    async move {
-                        let tokens = client.dependent_tokens(&token).await?;
-                        let soonest = tokens.iter().map(|t| t.expires_at).min().unwrap_or(0);
-                        let ttl = (soonest - now_unix() - DEPENDENT_TOKEN_MARGIN_S).max(0) as u64;
-                        let entry = Arc::new(Entry::new(
-                            cache::Value::DependentTokens(Arc::new(tokens)),
-                            Duration::from_secs(ttl),
-                            identities,
-                        ));
-                        if ttl > 0 {
-                            store.put(key, entry.clone()).await;
-                        }
-                        Ok(entry)
-                    }
-                    .boxed()
-                })
-                .await?
-                .0
-            }
-        };
+        let (entry, _) = cache::current_arc()
+            .get_or_fetch(key, self.wait, move || {
+                async move {
+                    let tokens = client.dependent_tokens(&token).await?;
+                    // Their own lifetime, less a margin so a caller never gets one about to expire.
+                    let soonest = tokens.iter().map(|t| t.expires_at).min().unwrap_or(0);
+                    Ok(Fetched {
+                        value: cache::Value::DependentTokens(Arc::new(tokens)),
+                        ttl: secs_until(soonest - DEPENDENT_TOKEN_MARGIN_S),
+                        identities,
+                    })
+                }
+                .boxed()
+            })
+            .await?;
         match &entry.value {
             cache::Value::DependentTokens(t) => Ok(t.clone()),
-            _ => Err(Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind")),
+            _ => Err(wrong_kind()),
         }
     }
 
@@ -244,9 +233,14 @@ impl Checker {
         }
     }
 
-    async fn fetch_groups(&self, token: &str, id: TokenId, info: &TokenInfo) -> Result<Arc<Vec<String>>, Error> {
-        let key = CacheKey::new(Kind::Groups, id);
+    async fn fetch_groups(
+        &self,
+        token: &str,
+        id: TokenId,
+        info: &TokenInfo,
+    ) -> Result<Arc<Vec<String>>, Error> {
         let store = cache::current_arc();
+        let key = CacheKey::new(Kind::Groups, id);
         if let Some((entry, _)) = store.get(&key).await {
             if let cache::Value::Groups(g) = &entry.value {
                 return Ok(g.clone());
@@ -268,32 +262,34 @@ impl Checker {
                 )
             })?;
         let client = self.client.clone();
-        let exp = info.intro.exp.unwrap_or(0);
-        let (entry, _) = flight::join(key, self.wait, move || {
-            async move {
-                let groups = client.my_groups(&groups_token).await?;
-                let ttl = store
-                    .timeout()
-                    .min(Duration::from_secs((exp - now_unix()).max(0) as u64));
-                let entry = Arc::new(Entry::new(cache::Value::Groups(Arc::new(groups)), ttl, identities));
-                if !ttl.is_zero() {
-                    store.put(key, entry.clone()).await;
+        let ttl = store.timeout().min(secs_until(info.intro.exp.unwrap_or(0)));
+        let (entry, _) = store
+            .get_or_fetch(key, self.wait, move || {
+                async move {
+                    let groups = client.my_groups(&groups_token).await?;
+                    Ok(Fetched {
+                        value: cache::Value::Groups(Arc::new(groups)),
+                        ttl,
+                        identities,
+                    })
                 }
-                Ok(entry)
-            }
-            .boxed()
-        })
-        .await?;
+                .boxed()
+            })
+            .await?;
         match &entry.value {
             cache::Value::Groups(g) => Ok(g.clone()),
-            _ => Err(Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind")),
+            _ => Err(wrong_kind()),
         }
     }
 
     // ---- authorization --------------------------------------------------------------------
 
     /// Checks the token, then whether the caller is one of the allowed principals.
-    pub fn authorize(&self, token: &str, request: &AuthorizeRequest) -> Result<Authorization, Error> {
+    pub fn authorize(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
         runtime::block_on(self.authorize_async(token, request))?
     }
 
@@ -339,7 +335,11 @@ impl Checker {
         runtime::block_on(self.dependent_token_async(token, scope))?
     }
 
-    pub async fn dependent_token_async(&self, token: &str, scope: &str) -> Result<DependentToken, Error> {
+    pub async fn dependent_token_async(
+        &self,
+        token: &str,
+        scope: &str,
+    ) -> Result<DependentToken, Error> {
         if scope.trim().is_empty() {
             return Err(Error::invalid_argument("the requested scope is empty"));
         }
@@ -394,7 +394,11 @@ impl Checker {
     }
 }
 
-/// When a cached answer was fetched, as the age in results.
-pub fn age_of(fetched_at: Instant) -> Duration {
-    fetched_at.elapsed()
+/// The time from now until the unix instant `t` (zero when it has passed).
+fn secs_until(t: i64) -> Duration {
+    Duration::from_secs((t - now_unix()).max(0) as u64)
+}
+
+fn wrong_kind() -> Error {
+    Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind")
 }

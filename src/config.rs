@@ -161,7 +161,9 @@ impl Config {
             }
         };
         let verify_credentials = keys.boolean("verify_credentials")?.unwrap_or(true);
-        let connect_timeout = keys.millis("connect_timeout_ms", 1, 600_000)?.unwrap_or(2_000);
+        let connect_timeout = keys
+            .millis("connect_timeout_ms", 1, 600_000)?
+            .unwrap_or(2_000);
         let request_timeout = keys
             .millis("request_timeout_ms", 1, 600_000)?
             .unwrap_or(10_000);
@@ -219,10 +221,10 @@ impl CacheConfig {
                 max_entries: keys.integer("max_entries", 1, 1 << 32)?.unwrap_or(100_000),
             }),
             "redis" | "dogpile.cache.redis" => BackendConfig::Redis(redis_config(&mut keys)?),
-            "memcached" | "dogpile.cache.memcached" | "dogpile.cache.pylibmc"
-            | "dogpile.cache.bmemcached" => {
-                BackendConfig::Memcached(memcached_config(&mut keys)?)
-            }
+            "memcached"
+            | "dogpile.cache.memcached"
+            | "dogpile.cache.pylibmc"
+            | "dogpile.cache.bmemcached" => BackendConfig::Memcached(memcached_config(&mut keys)?),
             other => {
                 return Err(bad_value(
                     "cache_config.backend",
@@ -560,7 +562,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let mut v = base();
-        v["cache_config"] = serde_json::json!({"backend": "dogpile.cache.memcached", "url": ["a:1", "b:2"]});
+        v["cache_config"] =
+            serde_json::json!({"backend": "dogpile.cache.memcached", "url": ["a:1", "b:2"]});
         match parse(v).unwrap().cache.unwrap().backend {
             BackendConfig::Memcached(m) => assert_eq!(m.servers, vec!["a:1", "b:2"]),
             other => panic!("{other:?}"),

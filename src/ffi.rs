@@ -49,11 +49,11 @@ fn to_c_string(s: String) -> *mut c_char {
     match CString::new(s) {
         Ok(c) => c.into_raw(),
         // JSON escapes NUL, so this is unreachable in practice; never return a truncated string.
-        Err(_) => CString::new(
-            Error::new(tc_status::TC_PANIC, "a result held a NUL byte").to_json(),
-        )
-        .map(CString::into_raw)
-        .unwrap_or(ptr::null_mut()),
+        Err(_) => {
+            CString::new(Error::new(tc_status::TC_PANIC, "a result held a NUL byte").to_json())
+                .map(CString::into_raw)
+                .unwrap_or(ptr::null_mut())
+        }
     }
 }
 
@@ -122,7 +122,11 @@ struct UserData(*mut c_void);
 unsafe impl Send for UserData {}
 
 /// Starts `work` on the runtime and reports its outcome through `callback`.
-unsafe fn spawn_with_callback<F>(callback: tc_callback, user_data: *mut c_void, work: F) -> tc_status
+unsafe fn spawn_with_callback<F>(
+    callback: tc_callback,
+    user_data: *mut c_void,
+    work: F,
+) -> tc_status
 where
     F: std::future::Future<Output = Result<String, Error>> + Send + 'static,
 {
@@ -186,7 +190,10 @@ pub unsafe extern "C" fn tc_new(
             return tc_status::TC_OK;
         }
         Ok(Err(e)) => e,
-        Err(_) => Error::new(tc_status::TC_PANIC, "internal error while creating the checker"),
+        Err(_) => Error::new(
+            tc_status::TC_PANIC,
+            "internal error while creating the checker",
+        ),
     };
     if !out_error.is_null() {
         *out_error = to_c_string(error.to_json());

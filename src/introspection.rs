@@ -198,7 +198,9 @@ impl AuthClient {
             let outcome = self.send_once(endpoint, build()).await;
             let retry_after = match &outcome {
                 Ok(_) => None,
-                Err(Failure::Retryable { after, answered, .. }) if retry_answers || !answered => {
+                Err(Failure::Retryable {
+                    after, answered, ..
+                }) if retry_answers || !answered => {
                     Some(after.unwrap_or(Duration::from_millis(50 << attempt.min(5))))
                 }
                 Err(_) => None,
@@ -224,7 +226,10 @@ impl AuthClient {
         endpoint: Endpoint,
         req: reqwest::RequestBuilder,
     ) -> Result<Value, Failure> {
-        let mut resp = req.send().await.map_err(|e| Failure::from_reqwest(&e, false))?;
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::from_reqwest(&e, false))?;
         let status = resp.status().as_u16();
         if let Some(len) = resp.content_length() {
             if len as usize > self.max_response_bytes {
@@ -267,7 +272,8 @@ impl AuthClient {
                 ))))
             }
         }
-        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(1024).min(65536) as usize);
+        let mut body =
+            Vec::with_capacity(resp.content_length().unwrap_or(1024).min(65536) as usize);
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -443,7 +449,9 @@ pub fn parse_dependent_tokens(doc: &Value, now: i64) -> Result<Vec<DependentToke
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let obj = item.as_object().ok_or_else(|| bad("an item is not an object"))?;
+        let obj = item
+            .as_object()
+            .ok_or_else(|| bad("an item is not an object"))?;
         let get = |k: &str| obj.get(k).and_then(Value::as_str).map(String::from);
         let access_token = get("access_token").ok_or_else(|| bad("an item lacks access_token"))?;
         let expires_in = obj
@@ -498,7 +506,11 @@ mod tests {
 
     #[test]
     fn introspection_fails_closed() {
-        assert!(!parse_introspection(&json!({"active": false})).unwrap().active);
+        assert!(
+            !parse_introspection(&json!({"active": false}))
+                .unwrap()
+                .active
+        );
         assert!(parse_introspection(&json!({"active": "true"})).is_err());
         assert!(parse_introspection(&json!({"active": true})).is_err());
         assert!(parse_introspection(&json!({"active": true, "exp": "1"})).is_err());

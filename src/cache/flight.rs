@@ -24,12 +24,18 @@ type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, Error>>>;
 static IN_FLIGHT: Lazy<Mutex<HashMap<CacheKey, Flight>>> = Lazy::new(Default::default);
 
 fn table() -> std::sync::MutexGuard<'static, HashMap<CacheKey, Flight>> {
-    IN_FLIGHT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    IN_FLIGHT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Waits (at most `deadline`) for the fetch of `key`, starting it with `fetch` if none runs.
 /// Returns the entry and whether this caller started the fetch.
-pub async fn join<F>(key: CacheKey, deadline: Duration, fetch: F) -> Result<(Arc<Entry>, bool), Error>
+pub async fn join<F>(
+    key: CacheKey,
+    deadline: Duration,
+    fetch: F,
+) -> Result<(Arc<Entry>, bool), Error>
 where
     F: FnOnce() -> BoxFuture<'static, Result<Arc<Entry>, Error>>,
 {

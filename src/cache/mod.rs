@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures::future::{BoxFuture, FutureExt};
 use once_cell::sync::Lazy;
 
 use crate::auth_state::TokenInfo;
@@ -66,6 +67,13 @@ impl Entry {
     pub fn is_negative(&self) -> bool {
         matches!(&self.value, Value::Introspection(info) if !info.intro.active)
     }
+}
+
+/// A freshly fetched answer and how long it may be cached (zero: not at all).
+pub struct Fetched {
+    pub value: Value,
+    pub ttl: Duration,
+    pub identities: Arc<[String]>,
 }
 
 /// Where an answer came from.
@@ -143,6 +151,47 @@ impl CacheStore {
 
     pub async fn remove_identity(&self, identity: &str) {
         self.local.remove_identity(identity);
+    }
+
+    /// The entry for `key` from the nearest layer that has it; otherwise fetches it once for
+    /// every concurrent caller (see [`flight`]), stores it in every layer (unless its TTL is
+    /// zero) and returns it. Each caller waits at most `wait`.
+    pub async fn get_or_fetch<F>(
+        self: Arc<Self>,
+        key: CacheKey,
+        wait: Duration,
+        fetch: F,
+    ) -> Result<(Arc<Entry>, Source), Error>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>> + Send + 'static,
+    {
+        if let Some(hit) = self.get(&key).await {
+            return Ok(hit);
+        }
+        if key.kind == Kind::Introspection {
+            stats().misses.inc();
+        }
+        let store = self.clone();
+        let (entry, leader) = flight::join(key, wait, move || {
+            async move {
+                let fetched = fetch().await?;
+                let entry = Arc::new(Entry::new(fetched.value, fetched.ttl, fetched.identities));
+                if !fetched.ttl.is_zero() {
+                    store.put(key, entry.clone()).await;
+                }
+                Ok(entry)
+            }
+            .boxed()
+        })
+        .await?;
+        Ok((
+            entry,
+            if leader {
+                Source::Network
+            } else {
+                Source::Coalesced
+            },
+        ))
     }
 
     pub fn describe(&self) -> serde_json::Value {
