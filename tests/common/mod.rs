@@ -1,0 +1,49 @@
+//! Shared set-up for the integration tests: a fake Globus server per test and checker configs.
+#![allow(dead_code)]
+
+use fake_globus::{fixtures, FakeGlobus};
+use serde_json::{json, Value};
+use tokenchecker::{tc_status, Checker, Config};
+
+pub const SCOPE: &str = "urn:globus:auth:scope:test:all";
+
+/// A checker config for `fake`, with `extra` merged in.
+pub fn config(fake: &FakeGlobus, extra: Value) -> Value {
+    let mut c = json!({
+        "client_id": fixtures::CLIENT_ID,
+        "client_secret": fixtures::CLIENT_SECRET,
+        "expected_scopes": [SCOPE],
+        "auth_url": fake.url(),
+        "groups_url": fake.url(),
+        "verify_credentials": false,
+    });
+    if let Value::Object(extra) = extra {
+        for (k, v) in extra {
+            c[k] = v;
+        }
+    }
+    c
+}
+
+pub fn checker(fake: &FakeGlobus, extra: Value) -> Checker {
+    Checker::new(Config::from_value(&config(fake, extra)).unwrap()).unwrap()
+}
+
+/// The status of a failed result.
+pub fn status<T: std::fmt::Debug>(r: Result<T, tokenchecker::Error>) -> tc_status {
+    r.expect_err("expected an error").status
+}
+
+/// A token that no other test uses, added to `fake` with `spec`.
+pub fn unique_token(fake: &FakeGlobus, name: &str, spec: Value) -> String {
+    let token = format!("tok-{name}-{}", std::process::id());
+    fake.add_tokens(json!({ token.clone(): spec }));
+    token
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
