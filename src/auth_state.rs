@@ -199,7 +199,7 @@ pub fn validate(config: &Config, intro: &Introspection, now: i64) -> Result<(), 
             ),
         ));
     }
-    if !intro.aud.iter().any(|a| *a == config.expected_audience) {
+    if !intro.aud.contains(&config.expected_audience) {
         return Err(Error::new(
             tc_status::TC_WRONG_AUDIENCE,
             format!(
