@@ -24,6 +24,11 @@ pub struct TokenInfo {
     pub identity_principals: Vec<String>,
     /// `urn:globus:auth:identity:<sub>`.
     pub effective_identity: Option<String>,
+    /// The part of the result document that never changes for this answer, rendered once:
+    /// `{"active":true,…,"iat":…` (no closing brace).
+    rendered_prefix: String,
+    /// The identity principals as JSON list items: `"urn:…","urn:…"`.
+    rendered_identity_principals: String,
 }
 
 impl TokenInfo {
@@ -35,11 +40,39 @@ impl TokenInfo {
             .map(|id| format!("{IDENTITY_PREFIX}{id}"))
             .collect();
         let effective_identity = intro.sub.as_ref().map(|s| format!("{IDENTITY_PREFIX}{s}"));
-        TokenInfo {
+        let mut info = TokenInfo {
             intro,
             identity_principals,
             effective_identity,
-        }
+            rendered_prefix: String::new(),
+            rendered_identity_principals: String::new(),
+        };
+        info.rendered_prefix = info.render_prefix();
+        let list = serde_json::to_string(&info.identity_principals).unwrap_or_else(|_| "[]".into());
+        info.rendered_identity_principals = list[1..list.len() - 1].to_string();
+        info
+    }
+
+    fn render_prefix(&self) -> String {
+        let i = &self.intro;
+        let view = StateView {
+            active: true,
+            sub: i.sub.as_deref(),
+            effective_identity: self.effective_identity.as_deref(),
+            identities: self.identities(),
+            username: i.username.as_deref(),
+            name: i.name.as_deref(),
+            email: i.email.as_deref(),
+            client_id: i.client_id.as_deref(),
+            scopes: &i.scopes,
+            aud: &i.aud,
+            exp: i.exp,
+            nbf: i.nbf,
+            iat: i.iat,
+        };
+        let mut doc = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
+        doc.pop(); // the closing brace: the per-check fields follow
+        doc
     }
 
     pub fn identities(&self) -> &[String] {
@@ -217,18 +250,7 @@ pub fn validate(config: &Config, intro: &Introspection, now: i64) -> Result<(), 
     Ok(())
 }
 
-#[derive(Serialize)]
-struct CacheView {
-    source: &'static str,
-    age_ms: u64,
-}
-
-#[derive(Serialize)]
-struct AuthorizationView<'a> {
-    authorized: bool,
-    matched: &'a str,
-}
-
+/// The fixed part of the result document.
 #[derive(Serialize)]
 struct StateView<'a> {
     active: bool,
@@ -244,71 +266,68 @@ struct StateView<'a> {
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
-    groups: Option<&'a [String]>,
-    groups_status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    groups_error: Option<&'a str>,
-    principals: Vec<&'a str>,
-    cache: CacheView,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authorization: Option<AuthorizationView<'a>>,
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("null"),
+    }
 }
 
 impl AuthState {
-    /// The result document of `tc_check` (and, with `matched`, of `tc_authorize`).
+    /// The result document of `tc_check` (and, with `matched`, of `tc_authorize`): the
+    /// pre-rendered fixed part, then groups, principals, cache and authorization.
     pub fn to_json(&self, matched: Option<&str>) -> String {
-        let i = &self.info.intro;
-        let (groups, groups_status, groups_error) = match &self.groups {
-            Groups::NotFetched => (None, "not_fetched", None),
-            Groups::Unavailable(why) => (None, "unavailable", Some(why.as_str())),
-            Groups::Available(g) => (Some(g.as_slice()), "available", None),
+        use std::fmt::Write;
+        let info = &self.info;
+        let mut out = String::with_capacity(info.rendered_prefix.len() + 256);
+        out.push_str(&info.rendered_prefix);
+        let groups: &[String] = match &self.groups {
+            Groups::Available(g) => {
+                out.push_str(",\"groups\":[");
+                for (n, g) in g.iter().enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    push_json_str(&mut out, g);
+                }
+                out.push_str("],\"groups_status\":\"available\"");
+                g
+            }
+            Groups::NotFetched => {
+                out.push_str(",\"groups\":null,\"groups_status\":\"not_fetched\"");
+                &[]
+            }
+            Groups::Unavailable(why) => {
+                out.push_str(
+                    ",\"groups\":null,\"groups_status\":\"unavailable\",\"groups_error\":",
+                );
+                push_json_str(&mut out, why);
+                &[]
+            }
         };
-        let group_principals: Vec<String> = groups
-            .unwrap_or(&[])
-            .iter()
-            .map(|g| format!("{GROUP_PREFIX}{g}"))
-            .collect();
-        let principals = self
-            .info
-            .identity_principals
-            .iter()
-            .chain(group_principals.iter())
-            .map(String::as_str)
-            .collect();
-        let view = StateView {
-            active: true,
-            sub: i.sub.as_deref(),
-            effective_identity: self.info.effective_identity.as_deref(),
-            identities: self.info.identities(),
-            username: i.username.as_deref(),
-            name: i.name.as_deref(),
-            email: i.email.as_deref(),
-            client_id: i.client_id.as_deref(),
-            scopes: &i.scopes,
-            aud: &i.aud,
-            exp: i.exp,
-            nbf: i.nbf,
-            iat: i.iat,
-            groups,
-            groups_status,
-            groups_error,
-            principals,
-            cache: CacheView {
-                source: self.source.name(),
-                age_ms: self.age.as_millis() as u64,
-            },
-            authorization: matched.map(|m| AuthorizationView {
-                authorized: true,
-                matched: m,
-            }),
-        };
-        serde_json::to_string(&view).unwrap_or_else(|e| {
-            Error::new(
-                tc_status::TC_PANIC,
-                format!("cannot render the result: {e}"),
-            )
-            .to_json()
-        })
+        out.push_str(",\"principals\":[");
+        out.push_str(&info.rendered_identity_principals);
+        for (n, g) in groups.iter().enumerate() {
+            if n > 0 || !info.rendered_identity_principals.is_empty() {
+                out.push(',');
+            }
+            push_json_str(&mut out, &format!("{GROUP_PREFIX}{g}"));
+        }
+        let _ = write!(
+            out,
+            "],\"cache\":{{\"source\":\"{}\",\"age_ms\":{}}}",
+            self.source.name(),
+            self.age.as_millis()
+        );
+        if let Some(m) = matched {
+            out.push_str(",\"authorization\":{\"authorized\":true,\"matched\":");
+            push_json_str(&mut out, m);
+            out.push('}');
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -371,6 +390,42 @@ mod tests {
             validate(&any, &i, 500).unwrap_err().status,
             tc_status::TC_INACTIVE_TOKEN
         );
+    }
+
+    #[test]
+    fn result_document_is_complete_json() {
+        let info = Arc::new(TokenInfo::new(intro(&["a"])));
+        for groups in [
+            Groups::NotFetched,
+            Groups::Unavailable("down \"quoted\"".into()),
+            Groups::Available(Arc::new(vec!["g1".into(), "g2".into()])),
+        ] {
+            let state = AuthState {
+                info: info.clone(),
+                groups: groups.clone(),
+                source: Source::Memory,
+                age: Duration::from_millis(1500),
+            };
+            let doc: Value = serde_json::from_str(&state.to_json(Some("public"))).unwrap();
+            assert_eq!(doc["active"], true);
+            assert_eq!(doc["effective_identity"], "urn:globus:auth:identity:i1");
+            assert_eq!(doc["cache"]["age_ms"], 1500);
+            assert_eq!(doc["cache"]["source"], "memory");
+            assert_eq!(doc["authorization"]["matched"], "public");
+            let principals = doc["principals"].as_array().unwrap();
+            match groups {
+                Groups::Available(_) => {
+                    assert_eq!(principals.len(), 3);
+                    assert_eq!(doc["groups"], serde_json::json!(["g1", "g2"]));
+                    assert_eq!(principals[2], "urn:globus:groups:id:g2");
+                }
+                Groups::Unavailable(_) => {
+                    assert_eq!(doc["groups_error"], "down \"quoted\"");
+                    assert_eq!(principals.len(), 1);
+                }
+                Groups::NotFetched => assert_eq!(doc["groups"], Value::Null),
+            }
+        }
     }
 
     #[test]

@@ -143,7 +143,10 @@ fn demo() -> ExitCode {
     step("authorize through a group membership");
     let group = format!("urn:globus:groups:id:{}", fixtures::GROUP_ADMIN);
     let request = AuthorizeRequest {
-        allowed_principals: vec!["urn:globus:auth:identity:someone-else".into(), group.clone()],
+        allowed_principals: vec![
+            "urn:globus:auth:identity:someone-else".into(),
+            group.clone(),
+        ],
         ..Default::default()
     };
     let t = Instant::now();
@@ -184,7 +187,10 @@ fn demo() -> ExitCode {
         "    {ok}/100 passed in {:?} with {requests} introspection request(s)",
         t.elapsed()
     );
-    d.expect("one request for 100 concurrent checks", ok == 100 && requests == 1);
+    d.expect(
+        "one request for 100 concurrent checks",
+        ok == 100 && requests == 1,
+    );
     fake.clear_faults();
 
     step("what a cached check costs");
@@ -248,10 +254,14 @@ fn check(args: &[String]) -> ExitCode {
         },
         None => {
             let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-            let (Some(id), Some(secret), Some(scopes)) =
-                (var("TC_CLIENT_ID"), var("TC_CLIENT_SECRET"), var("TC_SCOPES"))
-            else {
-                eprintln!("set TC_CLIENT_ID, TC_CLIENT_SECRET and TC_SCOPES, or pass --config FILE");
+            let (Some(id), Some(secret), Some(scopes)) = (
+                var("TC_CLIENT_ID"),
+                var("TC_CLIENT_SECRET"),
+                var("TC_SCOPES"),
+            ) else {
+                eprintln!(
+                    "set TC_CLIENT_ID, TC_CLIENT_SECRET and TC_SCOPES, or pass --config FILE"
+                );
                 return ExitCode::from(2);
             };
             let mut c = json!({"client_id": id, "client_secret": secret,
