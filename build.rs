@@ -25,13 +25,21 @@ fn main() {
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
     );
+    // The ABI generation lives in src/lib.rs (`ABI_VERSION`); read it from there.
+    let lib_rs = std::fs::read_to_string(crate_dir.join("src/lib.rs")).expect("read src/lib.rs");
+    let abi: u32 = lib_rs
+        .lines()
+        .find_map(|l| l.strip_prefix("pub const ABI_VERSION: u32 = "))
+        .and_then(|v| v.trim_end_matches(';').trim().parse().ok())
+        .expect("src/lib.rs defines ABI_VERSION");
     let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable");
     config.after_includes = Some(format!(
         "\n#define TOKENCHECKER_VERSION \"{version}\"\n\
          #define TOKENCHECKER_VERSION_MAJOR {major}\n\
          #define TOKENCHECKER_VERSION_MINOR {minor}\n\
-         #define TOKENCHECKER_VERSION_PATCH {patch}\n"
+         #define TOKENCHECKER_VERSION_PATCH {patch}\n\
+         #define TOKENCHECKER_ABI_VERSION {abi}\n"
     ));
     let header = match cbindgen::generate_with_config(&crate_dir, config) {
         Ok(bindings) => {

@@ -10,6 +10,7 @@
 #define TOKENCHECKER_VERSION_MAJOR 0
 #define TOKENCHECKER_VERSION_MINOR 1
 #define TOKENCHECKER_VERSION_PATCH 0
+#define TOKENCHECKER_ABI_VERSION 1
 
 
 /**
@@ -250,6 +251,13 @@ void tc_string_free(char *s);
  * The library's version ("MAJOR.MINOR.PATCH"): a static string, never freed.
  */
 const char *tc_version(void);
+
+/**
+ * The ABI generation of this library. It changes only when a function, type or value of the C
+ * ABI changes incompatibly; bindings compare it with `TOKENCHECKER_ABI_VERSION` from the header
+ * they were built with and refuse to run against a different one.
+ */
+uint32_t tc_abi_version(void);
 
 /**
  * The name of a status ("TC_OK", …, "TC_UNKNOWN" for a value this library doesn't know): a

@@ -469,6 +469,14 @@ pub extern "C" fn tc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
 }
 
+/// The ABI generation of this library. It changes only when a function, type or value of the C
+/// ABI changes incompatibly; bindings compare it with `TOKENCHECKER_ABI_VERSION` from the header
+/// they were built with and refuse to run against a different one.
+#[no_mangle]
+pub extern "C" fn tc_abi_version() -> u32 {
+    crate::ABI_VERSION
+}
+
 /// The name of a status ("TC_OK", …, "TC_UNKNOWN" for a value this library doesn't know): a
 /// static string, never freed.
 #[no_mangle]

@@ -20,5 +20,8 @@ pub use config::Config;
 pub use introspection::DependentToken;
 pub use status::{tc_status, Error, Status};
 
+/// The C ABI's generation (see `tc_abi_version`); build.rs writes it into the header too.
+pub const ABI_VERSION: u32 = 1;
+
 /// The library's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
