@@ -86,6 +86,28 @@ typedef uint32_t tc_status;
 #endif // __cplusplus
 
 /**
+ * Severity of a log message; a sink receives its level and every more severe one.
+ */
+enum tc_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  TC_LOG_OFF = 0,
+  TC_LOG_ERROR = 1,
+  TC_LOG_WARN = 2,
+  TC_LOG_INFO = 3,
+  TC_LOG_DEBUG = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tc_log_level tc_log_level;
+#else
+typedef uint32_t tc_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A token checker. Opaque: created by `tc_new`, released by `tc_free`.
  */
 typedef struct tc_checker tc_checker;
@@ -101,7 +123,18 @@ typedef struct tc_checker tc_checker;
  */
 typedef void (*tc_callback)(void *user_data, tc_status status, char *json);
 
+/**
+ * A host's log callback: `message` is valid only during the call (copy it to keep it). It may be
+ * called from any thread, including the library's runtime threads; it must not block for long.
+ */
+typedef void (*tc_log_callback)(void *user_data, tc_log_level level, const char *message);
 
+
+
+/**
+ * Upper bounds of the latency buckets, in seconds (Prometheus `le`).
+ */
+#define LATENCY_BOUNDS_S { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, }
 
 #ifdef __cplusplus
 extern "C" {
@@ -240,6 +273,24 @@ tc_status tc_purge_identity(const tc_checker *checker, const char *identity_id);
  * caller (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_json`), `TC_PANIC`.
  */
 tc_status tc_stats(char **out_json);
+
+/**
+ * The same counters as `tc_stats`, plus the latency histograms, in the Prometheus text
+ * exposition format, ready to serve on a `/metrics` endpoint. `*out_text` is owned by the
+ * caller (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_text`), `TC_PANIC`.
+ */
+tc_status tc_metrics(char **out_text);
+
+/**
+ * Sends the library's log messages at `level` and more severe to `callback` (NULL removes it).
+ * One callback per process; a new call replaces the previous one. The callback may be called
+ * from any thread, including the library's runtime threads, with `user_data` as given;
+ * `message` is valid during the call only. Messages never contain a token or a secret.
+ * Independently, the environment variable `TOKENCHECKER_LOG` (`error`, `warn`, `info`,
+ * `debug`), read once at first use, sends messages to stderr.
+ * Errors: `TC_INVALID_ARGUMENT` for an unknown level, `TC_PANIC`.
+ */
+tc_status tc_set_logger(tc_log_callback callback, void *user_data, uint32_t level);
 
 /**
  * Releases a string the library returned. NULL is ignored; must not be called twice for one

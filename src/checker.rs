@@ -15,7 +15,9 @@ use crate::config::{Config, FetchGroups};
 use crate::introspection::{
     now_unix, AuthClient, DependentToken, GROUPS_RESOURCE_SERVER, GROUPS_SCOPE,
 };
+use crate::log::{log_error, log_info, log_warn};
 use crate::runtime;
+use crate::stale;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
 
@@ -66,15 +68,29 @@ impl Checker {
             let probe =
                 runtime::block_on(async move { client.introspect(CREDENTIAL_PROBE_TOKEN).await })?;
             match probe {
-                Err(e) if e.status == tc_status::TC_CREDENTIALS_REJECTED => return Err(e),
+                Err(e) if e.status == tc_status::TC_CREDENTIALS_REJECTED => {
+                    log_error!("creating a checker: {e}");
+                    return Err(e);
+                }
+                Err(e) => log_warn!(
+                    "creating a checker: could not verify the client credentials ({e}); \
+                     checks will report TC_AUTH_UNAVAILABLE until the server answers"
+                ),
                 // An unreachable server must not stop a service from starting: checks will
                 // report TC_AUTH_UNAVAILABLE until it answers.
                 _ => {}
             }
         }
         if let Some(store) = store {
+            log_info!("a new cache_config replaces the process-wide cache");
             cache::install(store);
         }
+        log_info!(
+            "checker created for client {} (auth {}, fetch_groups {:?})",
+            checker.config.client_id,
+            checker.config.auth_url,
+            checker.config.fetch_groups
+        );
         Ok(checker)
     }
 
@@ -172,7 +188,7 @@ impl Checker {
         let store = cache::current_arc();
         let timeout = store.timeout();
         let key = CacheKey::new(Kind::Introspection, id);
-        store
+        let result = store
             .get_or_fetch(key, self.wait, move || {
                 async move {
                     let info = TokenInfo::new(client.introspect(&token).await?);
@@ -190,7 +206,28 @@ impl Checker {
                 }
                 .boxed()
             })
-            .await
+            .await;
+        let stale_for = self.config.stale_if_error;
+        if stale_for.is_zero() {
+            return result;
+        }
+        match result {
+            Ok((entry, source @ (Source::Network | Source::Coalesced))) => {
+                stale::remember(key, &entry, timeout, stale_for);
+                Ok((entry, source))
+            }
+            Err(e) if e.status == tc_status::TC_AUTH_UNAVAILABLE => match stale::recall(&key) {
+                Some(entry) => {
+                    stats().stale_served.inc();
+                    log_warn!(
+                        "the authorization server is unavailable; serving a stale answer ({e})"
+                    );
+                    Ok((entry, Source::Stale))
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
     }
 
     // ---- groups and dependent tokens ------------------------------------------------------
@@ -375,6 +412,7 @@ impl Checker {
         for kind in Kind::ALL {
             store.remove(&CacheKey::new(kind, id)).await;
         }
+        stale::forget(&CacheKey::new(Kind::Introspection, id));
         stats().purges.inc();
         Ok(())
     }
@@ -388,6 +426,7 @@ impl Checker {
             .strip_prefix(crate::auth_state::IDENTITY_PREFIX)
             .unwrap_or(identity_id)
             .to_string();
+        stale::forget_identity(&id);
         runtime::block_on(async move { cache::current_arc().remove_identity(&id).await })?;
         stats().purges.inc();
         Ok(())

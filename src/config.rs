@@ -51,6 +51,12 @@ pub struct Config {
     pub max_retries: u32,
     pub max_token_bytes: usize,
     pub max_response_bytes: usize,
+    /// At most this many requests to Globus Auth/Groups in flight per checker; more wait (within
+    /// their deadline) for a slot.
+    pub max_concurrent_requests: usize,
+    /// Serve a recent positive answer for up to this long past its cache lifetime when the
+    /// authorization server is unavailable (never past the token's `exp`). Zero: fail closed.
+    pub stale_if_error: Duration,
     /// `None`: reuse the process-wide cache as it is.
     pub cache: Option<CacheConfig>,
 }
@@ -94,6 +100,11 @@ pub struct RedisConfig {
     pub expiration_time: Option<Duration>,
     pub prefix: String,
     pub near_cache: Option<NearCacheConfig>,
+    /// The longest pause between two looks of a process waiting for another one's fetch.
+    pub lock_sleep: Duration,
+    /// Consecutive failures after which the backend is skipped for `breaker_cooldown`.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +116,10 @@ pub struct MemcachedConfig {
     pub expiration_time: Option<Duration>,
     pub prefix: String,
     pub near_cache: Option<NearCacheConfig>,
+    pub lock_sleep: Duration,
+    /// Per server: consecutive failures after which it is skipped for `breaker_cooldown`.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 /// An in-process layer in front of a shared backend.
@@ -174,6 +189,10 @@ impl Config {
         let max_response_bytes = keys
             .integer("max_response_bytes", 1024, 64 << 20)?
             .unwrap_or(1 << 20) as usize;
+        let max_concurrent_requests = keys
+            .integer("max_concurrent_requests", 1, 100_000)?
+            .unwrap_or(256) as usize;
+        let stale_if_error = keys.integer("stale_if_error_s", 0, 86_400)?.unwrap_or(0);
         let cache = match keys.take("cache_config") {
             None | Some(Value::Null) => None,
             Some(v) => Some(CacheConfig::from_value(v)?),
@@ -195,6 +214,8 @@ impl Config {
             max_retries,
             max_token_bytes,
             max_response_bytes,
+            max_concurrent_requests,
+            stale_if_error: Duration::from_secs(stale_if_error),
             cache,
         })
     }
@@ -275,19 +296,38 @@ fn redis_config(keys: &mut Keys) -> Result<RedisConfig, Error> {
             )
         }
     };
+    // dogpile's RedisBackend argument; locks here are per key and process-wide anyway.
+    let _ = keys.boolean("thread_local_lock")?;
     Ok(RedisConfig {
         url,
-        socket_timeout: keys
-            .seconds("socket_timeout")?
-            .unwrap_or(Duration::from_millis(250)),
+        socket_timeout: positive_seconds(keys, "socket_timeout", Duration::from_millis(250))?,
         distributed_lock: keys.boolean("distributed_lock")?.unwrap_or(true),
-        lock_timeout: keys
-            .seconds("lock_timeout")?
-            .unwrap_or(Duration::from_secs(10)),
-        expiration_time: keys.seconds("redis_expiration_time")?,
+        lock_timeout: positive_seconds(keys, "lock_timeout", Duration::from_secs(10))?,
+        expiration_time: positive_or_none(keys.seconds("redis_expiration_time")?),
         prefix: keys.string("prefix")?.unwrap_or_else(|| "tc:".into()),
         near_cache: near_cache(keys)?,
+        lock_sleep: positive_seconds(keys, "lock_sleep", Duration::from_millis(20))?,
+        breaker_failures: keys.integer("breaker_failures", 1, 1000)?.unwrap_or(3) as u32,
+        breaker_cooldown: positive_seconds(keys, "breaker_cooldown", Duration::from_secs(2))?,
     })
+}
+
+/// A number of seconds that must be more than zero.
+fn positive_seconds(
+    keys: &mut Keys,
+    key: &'static str,
+    default: Duration,
+) -> Result<Duration, Error> {
+    match keys.seconds(key)? {
+        None => Ok(default),
+        Some(d) if d.is_zero() => Err(keys.wrong_type(key, "a number of seconds more than 0")),
+        Some(d) => Ok(d),
+    }
+}
+
+/// An expiration cap: 0 means none (as in dogpile).
+fn positive_or_none(d: Option<Duration>) -> Option<Duration> {
+    d.filter(|d| !d.is_zero())
 }
 
 fn memcached_config(keys: &mut Keys) -> Result<MemcachedConfig, Error> {
@@ -319,18 +359,57 @@ fn memcached_config(keys: &mut Keys) -> Result<MemcachedConfig, Error> {
             ))
         }
     };
+    for server in &servers {
+        if server.is_empty()
+            || server
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(Error::invalid_config(
+                "cache_config.url: a Memcached server is \"host:port\" (or tcp://host:port, unix:///path)",
+            ));
+        }
+    }
+    let prefix = keys.string("prefix")?.unwrap_or_else(|| "tc:".into());
+    if prefix.len() > 160
+        || prefix
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(keys.wrong_type(
+            "prefix",
+            "at most 160 characters without spaces or control characters (a Memcached key)",
+        ));
+    }
+    // `dead_retry` (python-memcached's name) and `breaker_cooldown` are the same setting.
+    let dead_retry = keys.seconds("dead_retry")?;
+    let cooldown = keys.seconds("breaker_cooldown")?;
+    let breaker_cooldown = match (dead_retry, cooldown) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid_config(
+                "cache_config: give either 'dead_retry' or 'breaker_cooldown', not both",
+            ))
+        }
+        (Some(d), None) if d.is_zero() => {
+            return Err(keys.wrong_type("dead_retry", "a number of seconds more than 0"))
+        }
+        (None, Some(d)) if d.is_zero() => {
+            return Err(keys.wrong_type("breaker_cooldown", "a number of seconds more than 0"))
+        }
+        (Some(d), None) | (None, Some(d)) => d,
+        (None, None) => Duration::from_secs(2),
+    };
     Ok(MemcachedConfig {
         servers,
-        socket_timeout: keys
-            .seconds("socket_timeout")?
-            .unwrap_or(Duration::from_millis(250)),
+        socket_timeout: positive_seconds(keys, "socket_timeout", Duration::from_millis(250))?,
         distributed_lock: keys.boolean("distributed_lock")?.unwrap_or(true),
-        lock_timeout: keys
-            .seconds("lock_timeout")?
-            .unwrap_or(Duration::from_secs(10)),
-        expiration_time: keys.seconds("memcached_expire_time")?,
-        prefix: keys.string("prefix")?.unwrap_or_else(|| "tc:".into()),
+        lock_timeout: positive_seconds(keys, "lock_timeout", Duration::from_secs(10))?,
+        expiration_time: positive_or_none(keys.seconds("memcached_expire_time")?),
+        prefix,
         near_cache: near_cache(keys)?,
+        lock_sleep: positive_seconds(keys, "lock_sleep", Duration::from_millis(20))?,
+        breaker_failures: keys.integer("breaker_failures", 1, 1000)?.unwrap_or(3) as u32,
+        breaker_cooldown,
     })
 }
 
@@ -353,8 +432,19 @@ fn urlencode(s: &str) -> String {
 
 fn bad_value(key: &str, got: &str, expected: &str) -> Error {
     Error::invalid_config(format!(
-        "config key '{key}' has an unknown value {got:?}; expected {expected}"
+        "config key '{key}' has an unknown value {:?}; expected {expected}",
+        clip(got)
     ))
+}
+
+/// At most 64 characters of something the caller wrote, for an error message: a hostile
+/// configuration must not turn into a multi-megabyte message.
+fn clip(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+    }
 }
 
 /// Reads keys out of one JSON object and reports what was left unread.
@@ -484,7 +574,8 @@ impl<'a> Keys<'a> {
         unknown.sort_unstable();
         let list = unknown
             .iter()
-            .map(|k| format!("'{}{k}'", self.prefix))
+            .take(5)
+            .map(|k| format!("'{}{}'", self.prefix, clip(k)))
             .collect::<Vec<_>>()
             .join(", ");
         Err(Error::invalid_config(format!("unknown config key {list}")))
@@ -549,6 +640,16 @@ mod tests {
         let mut v = base();
         v["scope_match"] = "some".into();
         assert!(parse(v).unwrap_err().message.contains("scope_match"));
+    }
+
+    #[test]
+    fn hostile_input_gives_short_messages() {
+        let mut v = base();
+        v["x".repeat(1 << 20)] = 1.into();
+        assert!(parse(v).unwrap_err().message.len() < 200);
+        let mut v = base();
+        v["scope_match"] = "y".repeat(1 << 20).into();
+        assert!(parse(v).unwrap_err().message.len() < 300);
     }
 
     #[test]

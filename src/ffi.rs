@@ -28,6 +28,7 @@ use futures::FutureExt;
 use crate::auth_state::AuthorizeRequest;
 use crate::cache;
 use crate::checker::Checker;
+use crate::log::{tc_log_callback, tc_log_level};
 use crate::runtime;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
@@ -450,6 +451,40 @@ pub unsafe extern "C" fn tc_stats(out_json: *mut *mut c_char) -> tc_status {
         let mut cache = cache::current().describe();
         cache["in_flight"] = cache::flight::in_flight().into();
         Ok(stats().to_json(cache))
+    })
+}
+
+/// The same counters as `tc_stats`, plus the latency histograms, in the Prometheus text
+/// exposition format, ready to serve on a `/metrics` endpoint. `*out_text` is owned by the
+/// caller (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_text`), `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_metrics(out_text: *mut *mut c_char) -> tc_status {
+    deliver(out_text, || {
+        let entries = cache::current().describe()["local_entries"]
+            .as_u64()
+            .unwrap_or(0);
+        Ok(stats().to_prometheus(entries))
+    })
+}
+
+/// Sends the library's log messages at `level` and more severe to `callback` (NULL removes it).
+/// One callback per process; a new call replaces the previous one. The callback may be called
+/// from any thread, including the library's runtime threads, with `user_data` as given;
+/// `message` is valid during the call only. Messages never contain a token or a secret.
+/// Independently, the environment variable `TOKENCHECKER_LOG` (`error`, `warn`, `info`,
+/// `debug`), read once at first use, sends messages to stderr.
+/// Errors: `TC_INVALID_ARGUMENT` for an unknown level, `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_set_logger(
+    callback: tc_log_callback,
+    user_data: *mut c_void,
+    level: u32,
+) -> tc_status {
+    guard(|| {
+        let level = tc_log_level::from_u32(level)
+            .ok_or_else(|| Error::invalid_argument("unknown log level"))?;
+        crate::log::set_c_logger(callback, user_data, level);
+        Ok(())
     })
 }
 

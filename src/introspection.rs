@@ -109,6 +109,9 @@ pub struct AuthClient {
     basic: String,
     max_response_bytes: usize,
     max_retries: u32,
+    /// Slots for requests in flight; a caller waits at most `slot_wait` for one.
+    slots: tokio::sync::Semaphore,
+    slot_wait: Duration,
 }
 
 impl AuthClient {
@@ -135,6 +138,8 @@ impl AuthClient {
             ),
             max_response_bytes: config.max_response_bytes,
             max_retries: config.max_retries,
+            slots: tokio::sync::Semaphore::new(config.max_concurrent_requests),
+            slot_wait: config.request_timeout,
         })
     }
 
@@ -192,10 +197,37 @@ impl AuthClient {
         retry_answers: bool,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Value, Error> {
+        let _slot = match tokio::time::timeout(self.slot_wait, self.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                stats().requests_shed.inc();
+                crate::log::log_warn!(
+                    "{}: too many requests in flight (max_concurrent_requests); refused one",
+                    endpoint.name()
+                );
+                return Err(Error::unavailable(format!(
+                    "too many requests to the {} are in flight (max_concurrent_requests)",
+                    endpoint.name()
+                )));
+            }
+        };
         let mut attempt = 0u32;
         loop {
             endpoint.requests().inc();
+            let started = std::time::Instant::now();
             let outcome = self.send_once(endpoint, build()).await;
+            let took = started.elapsed();
+            stats().request_latency.observe(took);
+            crate::log::log_debug!(
+                "{} request {} in {:.1} ms",
+                endpoint.name(),
+                if outcome.is_ok() {
+                    "answered"
+                } else {
+                    "failed"
+                },
+                took.as_secs_f64() * 1e3
+            );
             let retry_after = match &outcome {
                 Ok(_) => None,
                 Err(Failure::Retryable {
@@ -211,11 +243,19 @@ impl AuthClient {
                     drop(f);
                     attempt += 1;
                     stats().retries.inc();
+                    crate::log::log_info!(
+                        "{}: retrying in {} ms (attempt {})",
+                        endpoint.name(),
+                        delay.min(MAX_RETRY_AFTER).as_millis(),
+                        attempt + 1
+                    );
                     tokio::time::sleep(delay.min(MAX_RETRY_AFTER)).await;
                 }
                 (Err(f), _) => {
                     endpoint.errors().inc();
-                    return Err(f.into_error(endpoint));
+                    let e = f.into_error(endpoint);
+                    crate::log::log_warn!("{}", e);
+                    return Err(e);
                 }
             }
         }

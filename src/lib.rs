@@ -10,7 +10,9 @@ pub mod checker;
 pub mod config;
 pub mod ffi;
 pub mod introspection;
+pub mod log;
 pub mod runtime;
+pub mod stale;
 pub mod stats;
 pub mod status;
 

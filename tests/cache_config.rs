@@ -90,6 +90,27 @@ fn the_cache_is_shared_and_the_last_configuration_wins() {
         "network"
     );
 
+    // The outage policy: with stale_if_error_s, a recent answer outlives its cache entry while
+    // the server is down; without it, the same situation fails closed.
+    let stale = checker(&fake, json!({"stale_if_error_s": 60, "max_retries": 0}));
+    let strict = checker(&fake, json!({"max_retries": 0}));
+    let t = unique_token(&fake, "stale", json!({}));
+    assert_eq!(stale.check(&t).unwrap().source.name(), "network");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fake.set_fault(json!({"endpoint": "introspect", "status": 503}));
+    let served = stale.check(&t).unwrap();
+    assert_eq!(served.source.name(), "stale");
+    assert!(served.to_json(None).contains("\"source\":\"stale\""));
+    assert_eq!(tokenchecker::stats::stats().stale_served.get(), 1);
+    assert_eq!(status(strict.check(&t)), tc_status::TC_AUTH_UNAVAILABLE);
+    stale.purge(&t).unwrap();
+    assert_eq!(
+        status(stale.check(&t)),
+        tc_status::TC_AUTH_UNAVAILABLE,
+        "purged everywhere"
+    );
+    fake.clear_faults();
+
     // The capacity bound holds.
     let _small = from(config(&fake, json!({"cache_config": {"max_entries": 50}}))).unwrap();
     for n in 0..300 {

@@ -527,3 +527,21 @@ fn async_checks_run_on_the_runtime() {
     assert_eq!(ok, 300);
     assert_eq!(fake.counters().introspect, 1);
 }
+
+#[test]
+fn requests_in_flight_are_capped() {
+    let fake = FakeGlobus::start();
+    fake.set_fault(json!({"endpoint": "introspect", "latency_ms": 200}));
+    let c = Arc::new(checker(&fake, json!({"max_concurrent_requests": 2})));
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            let c = c.clone();
+            let t = unique_token(&fake, &format!("cap{n}"), json!({}));
+            std::thread::spawn(move || c.check(&t).is_ok())
+        })
+        .collect();
+    assert!(threads.into_iter().all(|h| h.join().unwrap()));
+    let n = fake.counters();
+    assert_eq!(n.introspect, 8);
+    assert!(n.max_concurrent_introspect <= 2, "{n:?}");
+}

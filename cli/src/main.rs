@@ -12,8 +12,9 @@ use tokenchecker::{tc_status, AuthorizeRequest, Checker};
 
 const USAGE: &str = "\
 usage:
-  tokenchecker demo
-      Starts the bundled fake Globus Auth on 127.0.0.1 and shows the library at work.
+  tokenchecker demo [--metrics]
+      Starts the bundled fake Globus Auth on 127.0.0.1 and shows the library at work
+      (--metrics: also print the Prometheus text export).
   tokenchecker check [--config FILE] [--authorize PRINCIPAL[,PRINCIPAL…]] [--groups]
       Checks one token against a real (or any RFC 7662) authorization server. The token is read
       from $TC_TOKEN or, when unset, from the first line of standard input (never from the
@@ -26,7 +27,7 @@ usage:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("demo") => demo(),
+        Some("demo") => demo(args.iter().any(|a| a == "--metrics")),
         Some("check") => check(&args[1..]),
         Some("version") | Some("--version") => {
             println!("tokenchecker {}", tokenchecker::VERSION);
@@ -77,7 +78,7 @@ fn show(result: &Result<tokenchecker::AuthState, tokenchecker::Error>, took: std
     }
 }
 
-fn demo() -> ExitCode {
+fn demo(metrics: bool) -> ExitCode {
     let mut d = Demo { failures: 0 };
     let fake = FakeGlobus::start();
     println!("tokenchecker {} demo", tokenchecker::VERSION);
@@ -211,6 +212,14 @@ fn demo() -> ExitCode {
         .unwrap_or(stats);
     for line in pretty.lines() {
         println!("    {line}");
+    }
+
+    if metrics {
+        step("the same counters for Prometheus (tc_metrics)");
+        let entries = tokenchecker::cache::current().describe()["local_entries"]
+            .as_u64()
+            .unwrap_or(0);
+        print!("{}", tokenchecker::stats::stats().to_prometheus(entries));
     }
 
     println!();

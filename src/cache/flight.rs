@@ -14,12 +14,12 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use once_cell::sync::Lazy;
 
-use super::{CacheKey, Entry};
+use super::{CacheKey, Entry, Source};
 use crate::runtime;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
 
-type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, Error>>>;
+type Flight = Shared<BoxFuture<'static, Result<(Arc<Entry>, Source), Error>>>;
 
 static IN_FLIGHT: Lazy<Mutex<HashMap<CacheKey, Flight>>> = Lazy::new(Default::default);
 
@@ -30,14 +30,15 @@ fn table() -> std::sync::MutexGuard<'static, HashMap<CacheKey, Flight>> {
 }
 
 /// Waits (at most `deadline`) for the fetch of `key`, starting it with `fetch` if none runs.
-/// Returns the entry and whether this caller started the fetch.
+/// Returns the entry and where it came from: the fetch's own answer for the caller that started
+/// it, [`Source::Coalesced`] for the callers that waited for it.
 pub async fn join<F>(
     key: CacheKey,
     deadline: Duration,
     fetch: F,
-) -> Result<(Arc<Entry>, bool), Error>
+) -> Result<(Arc<Entry>, Source), Error>
 where
-    F: FnOnce() -> BoxFuture<'static, Result<Arc<Entry>, Error>>,
+    F: FnOnce() -> BoxFuture<'static, Result<(Arc<Entry>, Source), Error>>,
 {
     let (flight, leader) = {
         let mut guard = table();
@@ -70,7 +71,9 @@ where
         }
     };
     match tokio::time::timeout(deadline, flight).await {
-        Ok(result) => result.map(|entry| (entry, leader)),
+        Ok(result) => {
+            result.map(|(entry, source)| (entry, if leader { source } else { Source::Coalesced }))
+        }
         Err(_) => {
             stats().waiter_timeouts.inc();
             Err(Error::unavailable(format!(

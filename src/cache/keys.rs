@@ -6,6 +6,8 @@
 
 use std::fmt::Write;
 
+const BACKEND_KEY_CONTEXT: &str = "tokenchecker 2026-11 shared cache backend key v1";
+
 /// What an entry holds about a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -34,13 +36,16 @@ impl CacheKey {
         CacheKey { kind, id }
     }
 
-    /// The key's text form for shared backends: `<prefix><kind>:<64 hex digits>`.
+    /// The key's text form for shared backends: `<prefix><kind>:<64 hex digits>`, the digits
+    /// being a one-way hash of the id, so that a reader of the backend cannot learn the id (from
+    /// which the entry's sealing key is derived, see [`super::sealing`]).
     pub fn to_text(&self, prefix: &str) -> String {
+        let public = blake3::derive_key(BACKEND_KEY_CONTEXT, &self.id);
         let mut s = String::with_capacity(prefix.len() + 66);
         s.push_str(prefix);
         s.push(self.kind as u8 as char);
         s.push(':');
-        for b in self.id {
+        for b in public {
             let _ = write!(s, "{b:02x}");
         }
         s
@@ -85,5 +90,11 @@ mod tests {
         assert!(text.starts_with("p:g:"));
         assert_eq!(text.len(), 4 + 64);
         assert!(!text.contains("tok"));
+        let hex: String = a
+            .token_id("tok")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!text.contains(&hex), "the backend key must not show the id");
     }
 }

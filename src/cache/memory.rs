@@ -90,7 +90,7 @@ impl MemoryLayer {
         let id = identity.to_string();
         let _ = self
             .positive
-            .invalidate_entries_if(move |_, e| e.identities.iter().any(|i| *i == id));
+            .invalidate_entries_if(move |_, e| e.identities.contains(&id));
     }
 
     pub fn entry_count(&self) -> u64 {

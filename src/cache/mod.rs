@@ -5,9 +5,14 @@
 //! without one uses whatever is current. The current store is read through an `ArcSwap`, so the
 //! hit path takes no lock. In-flight fetches are coalesced per key in [`flight`].
 
+pub mod breaker;
 pub mod flight;
 pub mod keys;
+pub mod memcached;
 pub mod memory;
+pub mod redis;
+pub mod sealing;
+pub mod shared;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,12 +22,13 @@ use futures::future::{BoxFuture, FutureExt};
 use once_cell::sync::Lazy;
 
 use crate::auth_state::TokenInfo;
-use crate::config::{BackendConfig, CacheConfig};
+use crate::config::{BackendConfig, CacheConfig, NearCacheConfig};
 use crate::introspection::DependentToken;
 use crate::stats::stats;
 use crate::status::Error;
 pub use keys::{CacheKey, KeyHasher, Kind, TokenId};
 use memory::MemoryLayer;
+use shared::Shared;
 
 /// What a cache entry holds.
 #[derive(Debug, Clone)]
@@ -89,6 +95,9 @@ pub enum Source {
     Near,
     Redis,
     Memcached,
+    /// A recent answer served past its cache lifetime because the authorization server was
+    /// unavailable (`stale_if_error_s`).
+    Stale,
 }
 
 impl Source {
@@ -100,29 +109,56 @@ impl Source {
             Source::Near => "near",
             Source::Redis => "redis",
             Source::Memcached => "memcached",
+            Source::Stale => "stale",
         }
     }
 }
 
 /// One cache configuration, live.
+///
+/// The embedded backend is one in-process layer. A shared backend (Redis, Memcached) is an
+/// optional near cache (in-process, short TTL) in front of the backend, whose entries are sealed
+/// (see [`sealing`]); see [`shared`] for its outage handling and the fleet-wide fetch lock.
 pub struct CacheStore {
     pub config: CacheConfig,
-    local: MemoryLayer,
+    /// The embedded cache, or the near cache in front of a shared backend.
+    local: Option<MemoryLayer>,
     local_source: Source,
+    shared: Option<Shared>,
+}
+
+fn near_layer(near: &Option<NearCacheConfig>, timeout: Duration) -> Option<MemoryLayer> {
+    near.as_ref()
+        .map(|n| MemoryLayer::new(n.max_entries, n.ttl.min(timeout)))
 }
 
 impl CacheStore {
+    /// Builds a store. Never connects: a shared backend is reached on first use, so a store can
+    /// be built (and a checker created) while the backend is down.
     pub fn new(config: &CacheConfig) -> Result<CacheStore, Error> {
-        match &config.backend {
-            BackendConfig::Memory(m) => Ok(CacheStore {
-                config: config.clone(),
-                local: MemoryLayer::new(m.max_entries, config.timeout),
-                local_source: Source::Memory,
-            }),
-            BackendConfig::Redis(_) | BackendConfig::Memcached(_) => Err(Error::invalid_config(
-                "cache_config.backend: the Redis and Memcached backends are not built yet",
-            )),
-        }
+        let (local, local_source, shared) = match &config.backend {
+            BackendConfig::Memory(m) => (
+                Some(MemoryLayer::new(m.max_entries, config.timeout)),
+                Source::Memory,
+                None,
+            ),
+            BackendConfig::Redis(r) => (
+                near_layer(&r.near_cache, config.timeout),
+                Source::Near,
+                Some(Shared::redis(r, config.timeout)?),
+            ),
+            BackendConfig::Memcached(m) => (
+                near_layer(&m.near_cache, config.timeout),
+                Source::Near,
+                Some(Shared::memcached(m, config.timeout)?),
+            ),
+        };
+        Ok(CacheStore {
+            config: config.clone(),
+            local,
+            local_source,
+            shared,
+        })
     }
 
     /// Upper bound of every entry's lifetime.
@@ -130,32 +166,74 @@ impl CacheStore {
         self.config.timeout
     }
 
-    /// A lookup in the in-process layer only (never blocks, never touches the network).
+    /// A lookup in the in-process layers only (never blocks, never touches the network): the
+    /// embedded cache or the near cache, and while a shared backend is down, the fallback layer.
     #[inline]
     pub fn get_local(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
-        self.local.get(key).map(|e| (e, self.local_source))
+        if let Some(local) = &self.local {
+            if let Some(e) = local.get(key) {
+                return Some((e, self.local_source));
+            }
+        }
+        match &self.shared {
+            None => None,
+            Some(shared) => shared.get_fallback(key),
+        }
     }
 
     /// A lookup in every layer.
     pub async fn get(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
-        self.get_local(key)
+        if let Some(hit) = self.get_local(key) {
+            return Some(hit);
+        }
+        let shared = self.shared.as_ref()?;
+        let (entry, source) = shared.get(key).await?;
+        if source == shared.source() {
+            self.put_near(*key, &entry);
+        }
+        Some((entry, source))
+    }
+
+    fn put_near(&self, key: CacheKey, entry: &Arc<Entry>) {
+        if let (Some(near), Some(_)) = (&self.local, &self.shared) {
+            near.put(key, entry.clone());
+        }
     }
 
     pub async fn put(&self, key: CacheKey, entry: Arc<Entry>) {
-        self.local.put(key, entry);
+        if let Some(local) = &self.local {
+            local.put(key, entry.clone());
+        }
+        if let Some(shared) = &self.shared {
+            shared.put(key, &entry).await;
+        }
     }
 
+    /// Removes the entry from every layer: this process's in-process layers and the backend.
     pub async fn remove(&self, key: &CacheKey) {
-        self.local.remove(key);
+        if let Some(local) = &self.local {
+            local.remove(key);
+        }
+        if let Some(shared) = &self.shared {
+            shared.remove(key).await;
+        }
     }
 
+    /// Removes the entries of this identity's tokens from the in-process layers (a shared
+    /// backend cannot be searched by identity: its entries are sealed).
     pub async fn remove_identity(&self, identity: &str) {
-        self.local.remove_identity(identity);
+        if let Some(local) = &self.local {
+            local.remove_identity(identity);
+        }
+        if let Some(shared) = &self.shared {
+            shared.remove_identity(identity);
+        }
     }
 
     /// The entry for `key` from the nearest layer that has it; otherwise fetches it once for
-    /// every concurrent caller (see [`flight`]), stores it in every layer (unless its TTL is
-    /// zero) and returns it. Each caller waits at most `wait`.
+    /// every concurrent caller (see [`flight`]; with a shared backend, once for the fleet, see
+    /// [`shared`]), stores it in every layer (unless its TTL is zero) and returns it. Each caller
+    /// waits at most `wait`.
     pub async fn get_or_fetch<F>(
         self: Arc<Self>,
         key: CacheKey,
@@ -172,39 +250,47 @@ impl CacheStore {
             stats().misses.inc();
         }
         let store = self.clone();
-        let (entry, leader) = flight::join(key, wait, move || {
+        flight::join(key, wait, move || {
             async move {
+                if let Some(shared) = &store.shared {
+                    let (entry, source) = shared.fetch(key, fetch).await?;
+                    if entry.expires_at > Instant::now() {
+                        store.put_near(key, &entry);
+                    }
+                    return Ok((entry, source));
+                }
                 let fetched = fetch().await?;
                 let entry = Arc::new(Entry::new(fetched.value, fetched.ttl, fetched.identities));
                 if !fetched.ttl.is_zero() {
-                    store.put(key, entry.clone()).await;
+                    if let Some(local) = &store.local {
+                        local.put(key, entry.clone());
+                    }
                 }
-                Ok(entry)
+                Ok((entry, Source::Network))
             }
             .boxed()
         })
-        .await?;
-        Ok((
-            entry,
-            if leader {
-                Source::Network
-            } else {
-                Source::Coalesced
-            },
-        ))
+        .await
     }
 
     pub fn describe(&self) -> serde_json::Value {
-        self.local.run_pending_tasks();
-        serde_json::json!({
+        if let Some(local) = &self.local {
+            local.run_pending_tasks();
+        }
+        let mut d = serde_json::json!({
             "backend": match self.config.backend {
                 BackendConfig::Memory(_) => "memory",
                 BackendConfig::Redis(_) => "redis",
                 BackendConfig::Memcached(_) => "memcached",
             },
             "timeout_s": self.config.timeout.as_secs_f64(),
-            "local_entries": self.local.entry_count(),
-        })
+            "local_entries": self.local.as_ref().map_or(0, |l| l.entry_count()),
+        });
+        if let Some(shared) = &self.shared {
+            d["near_cache"] = self.local.is_some().into();
+            d["shared"] = shared.describe();
+        }
+        d
     }
 }
 

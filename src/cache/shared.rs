@@ -1,0 +1,419 @@
+//! A shared backend (Redis or Memcached) as one layer of the cache: sealed entries, bounded
+//! operations, a circuit breaker, a fallback in-process layer, and the fleet-wide fetch lock.
+//!
+//! Nothing here ever fails a check: a backend that errs, times out, is skipped by its breaker or
+//! answers garbage is a miss, and the answer comes from the authorization server instead.
+//!
+//! **Fetch lock** (`distributed_lock`, on by default). Inside the per-process flight (one fetch
+//! per key per process), the leader takes a lock in the backend before fetching: Redis
+//! `SET <key>.lock <owner> NX PX lock_timeout`, Memcached `add <key>.lock <owner> <secs>`, with a
+//! random owner value. The winner looks once more for the value (another process may have stored
+//! it meanwhile), fetches, stores the sealed value, and releases the lock by compare-and-delete
+//! (a Lua script on Redis, a CAS delete on Memcached), so it never drops a lock another process
+//! took after its own expired. A loser polls the value and the lock together (one round trip) with
+//! a backoff from 1 ms doubling up to `lock_sleep`: the value appears → it is the answer; the lock
+//! is gone without a value (the holder failed, or its answer was not cacheable) → it tries to
+//! take the lock itself. A holder that died leaves a lock that expires after `lock_timeout`, and a
+//! waiter takes over. Waiting is bounded (twice `lock_timeout`); past that, or as soon as the
+//! backend fails, the process fetches by itself.
+//!
+//! **Fallback layer.** While the backend is unavailable, answers are kept in a bounded
+//! in-process layer (consulted only then), so the process keeps caching through an outage.
+
+use std::fmt::Write;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::rand_core::RngCore;
+use chacha20poly1305::aead::OsRng;
+use futures::future::BoxFuture;
+
+use super::breaker::Breaker;
+use super::memcached::MemcachedBackend;
+use super::memory::MemoryLayer;
+use super::redis::RedisBackend;
+use super::sealing::{self, Rejected};
+use super::{CacheKey, Entry, Fetched, Source};
+use crate::config::{MemcachedConfig, RedisConfig};
+use crate::stats::stats;
+use crate::status::Error;
+
+/// Entries kept by the fallback layer while the backend is down.
+const FALLBACK_MAX_ENTRIES: u64 = 10_000;
+/// The first pause of a process waiting for another one's fetch.
+const FIRST_POLL: Duration = Duration::from_millis(1);
+
+enum Backend {
+    Redis(RedisBackend, Breaker),
+    Memcached(MemcachedBackend),
+}
+
+impl Backend {
+    fn breaker(&self, key: &str) -> &Breaker {
+        match self {
+            Backend::Redis(_, b) => b,
+            Backend::Memcached(m) => m.breaker(key),
+        }
+    }
+}
+
+pub struct Shared {
+    backend: Backend,
+    source: Source,
+    prefix: String,
+    op_timeout: Duration,
+    distributed_lock: bool,
+    lock_timeout: Duration,
+    lock_sleep: Duration,
+    expiration_cap: Option<Duration>,
+    /// The cache's `timeout`: no entry is stored for longer.
+    timeout: Duration,
+    fallback: MemoryLayer,
+    /// The last backend error, for `describe` (it names commands and servers, never values).
+    last_error: Mutex<Option<String>>,
+}
+
+/// Why an operation did not reach the backend or got no usable answer.
+struct Unavailable;
+
+impl Shared {
+    pub fn redis(config: &RedisConfig, timeout: Duration) -> Result<Shared, Error> {
+        Ok(Shared {
+            backend: Backend::Redis(
+                RedisBackend::new(config)?,
+                Breaker::new(config.breaker_failures, config.breaker_cooldown),
+            ),
+            source: Source::Redis,
+            prefix: config.prefix.clone(),
+            op_timeout: config.socket_timeout,
+            distributed_lock: config.distributed_lock,
+            lock_timeout: config.lock_timeout,
+            lock_sleep: config.lock_sleep,
+            expiration_cap: config.expiration_time,
+            timeout,
+            fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    pub fn memcached(config: &MemcachedConfig, timeout: Duration) -> Result<Shared, Error> {
+        Ok(Shared {
+            backend: Backend::Memcached(MemcachedBackend::new(config)),
+            source: Source::Memcached,
+            prefix: config.prefix.clone(),
+            op_timeout: config.socket_timeout,
+            distributed_lock: config.distributed_lock,
+            lock_timeout: config.lock_timeout,
+            lock_sleep: config.lock_sleep,
+            expiration_cap: config.expiration_time,
+            timeout,
+            fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Whether some breaker is open (the backend, or one of its servers, is considered down).
+    #[inline]
+    fn tripped(&self) -> bool {
+        match &self.backend {
+            Backend::Redis(_, b) => b.tripped(),
+            Backend::Memcached(m) => m.breakers().any(Breaker::tripped),
+        }
+    }
+
+    /// The fallback layer's entry, consulted only while the backend is considered down.
+    #[inline]
+    pub fn get_fallback(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
+        if !self.tripped() {
+            return None;
+        }
+        self.fallback.get(key).map(|e| (e, Source::Memory))
+    }
+
+    /// Runs one backend operation for `key` through its breaker and the operation timeout.
+    async fn guarded<T>(
+        &self,
+        key: &str,
+        op: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, Unavailable> {
+        let breaker = self.backend.breaker(key);
+        if !breaker.allow() {
+            stats().breaker_open_skips.inc();
+            return Err(Unavailable);
+        }
+        self.bounded(breaker, op).await
+    }
+
+    /// Like [`guarded`](Self::guarded), but goes to the backend even while the breaker is open
+    /// (purges: they must reach the backend if it answers at all).
+    async fn forced<T>(
+        &self,
+        key: &str,
+        op: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, Unavailable> {
+        self.bounded(self.backend.breaker(key), op).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        breaker: &Breaker,
+        op: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, Unavailable> {
+        match tokio::time::timeout(self.op_timeout, op).await {
+            Ok(Ok(v)) => {
+                breaker.success();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.failed(breaker, e);
+                Err(Unavailable)
+            }
+            Err(_) => {
+                self.failed(breaker, format!("no answer within {:?}", self.op_timeout));
+                Err(Unavailable)
+            }
+        }
+    }
+
+    fn failed(&self, breaker: &Breaker, error: String) {
+        stats().backend_errors.inc();
+        breaker.failure();
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    async fn raw_get(&self, text: &str) -> Result<Option<Vec<u8>>, String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.get(text).await,
+            Backend::Memcached(m) => m.get(text).await,
+        }
+    }
+
+    async fn raw_set(&self, text: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.set(text, value, ttl).await,
+            Backend::Memcached(m) => m.set(text, value, ttl).await,
+        }
+    }
+
+    async fn raw_delete(&self, text: &str) -> Result<(), String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.delete(text).await,
+            Backend::Memcached(m) => m.delete(text).await,
+        }
+    }
+
+    async fn raw_try_lock(&self, text: &str, lock: &str, owner: &str) -> Result<bool, String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.try_lock(lock, owner, self.lock_timeout).await,
+            Backend::Memcached(m) => m.try_lock(text, lock, owner, self.lock_timeout).await,
+        }
+    }
+
+    async fn raw_unlock(&self, text: &str, lock: &str, owner: &str) -> Result<(), String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.unlock(lock, owner).await,
+            Backend::Memcached(m) => m.unlock(text, lock, owner).await,
+        }
+    }
+
+    async fn raw_poll(&self, text: &str, lock: &str) -> Result<(Option<Vec<u8>>, bool), String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.poll(text, lock).await,
+            Backend::Memcached(m) => m.poll(text, lock).await,
+        }
+    }
+
+    /// Opens a stored value; a rejected one is counted and is a miss.
+    fn open(&self, key: &CacheKey, text: &str, bytes: &[u8]) -> Option<Arc<Entry>> {
+        match sealing::open(key, text, bytes) {
+            Ok(Some(entry)) => {
+                stats().backend_hits.inc();
+                Some(Arc::new(entry))
+            }
+            Ok(None) => {
+                stats().backend_misses.inc();
+                None
+            }
+            Err(Rejected::Malformed | Rejected::Forged | Rejected::WrongContent) => {
+                stats().backend_rejected_entries.inc();
+                None
+            }
+        }
+    }
+
+    /// A lookup in the backend (or, when it is unavailable, in the fallback layer).
+    pub async fn get(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
+        let text = key.to_text(&self.prefix);
+        self.get_text(key, &text).await
+    }
+
+    async fn get_text(&self, key: &CacheKey, text: &str) -> Option<(Arc<Entry>, Source)> {
+        match self.guarded(text, self.raw_get(text)).await {
+            Ok(Some(bytes)) => self.open(key, text, &bytes).map(|e| (e, self.source)),
+            Ok(None) => {
+                stats().backend_misses.inc();
+                None
+            }
+            Err(Unavailable) => self.fallback.get(key).map(|e| (e, Source::Memory)),
+        }
+    }
+
+    /// Stores `entry` in the backend for what is left of its lifetime (capped by the backend's
+    /// expiration setting), or in the fallback layer when the backend is unavailable.
+    pub async fn put(&self, key: CacheKey, entry: &Arc<Entry>) {
+        let text = key.to_text(&self.prefix);
+        self.put_text(key, &text, entry).await
+    }
+
+    async fn put_text(&self, key: CacheKey, text: &str, entry: &Arc<Entry>) {
+        let mut ttl = entry
+            .expires_at
+            .saturating_duration_since(Instant::now())
+            .min(self.timeout);
+        if let Some(cap) = self.expiration_cap {
+            ttl = ttl.min(cap);
+        }
+        if ttl < Duration::from_millis(1) {
+            return;
+        }
+        let sealed = sealing::seal(&key, text, entry, ttl);
+        if self
+            .guarded(text, self.raw_set(text, &sealed, ttl))
+            .await
+            .is_err()
+        {
+            self.fallback.put(key, entry.clone());
+        }
+    }
+
+    /// Removes the entry from the backend (tried even while the breaker is open) and the
+    /// fallback layer.
+    pub async fn remove(&self, key: &CacheKey) {
+        self.fallback.remove(key);
+        let text = key.to_text(&self.prefix);
+        let _ = self.forced(&text, self.raw_delete(&text)).await;
+    }
+
+    pub fn remove_identity(&self, identity: &str) {
+        self.fallback.remove_identity(identity);
+    }
+
+    /// Fetches the entry for `key` once for the fleet (see the module documentation), stores it
+    /// in the backend (unless its TTL is zero) and returns it, with where it came from.
+    pub async fn fetch<F>(&self, key: CacheKey, fetch: F) -> Result<(Arc<Entry>, Source), Error>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>>,
+    {
+        let text = key.to_text(&self.prefix);
+        let mut held = None;
+        if self.distributed_lock {
+            match self.acquire_or_wait(&key, &text).await {
+                Acquired::Value(entry) => return Ok((entry, self.source)),
+                Acquired::Lock(lock, owner) => held = Some((lock, owner)),
+                Acquired::Nothing => {}
+            }
+        }
+        let result = fetch()
+            .await
+            .map(|fetched| Arc::new(Entry::new(fetched.value, fetched.ttl, fetched.identities)));
+        if let Ok(entry) = &result {
+            if entry.expires_at > Instant::now() {
+                self.put_text(key, &text, entry).await;
+            }
+        }
+        if let Some((lock, owner)) = held {
+            let _ = self
+                .guarded(&text, self.raw_unlock(&text, &lock, &owner))
+                .await;
+        }
+        result.map(|entry| (entry, Source::Network))
+    }
+
+    async fn acquire_or_wait(&self, key: &CacheKey, text: &str) -> Acquired {
+        let lock = format!("{text}.lock");
+        let owner = random_owner();
+        let give_up = Instant::now() + self.lock_timeout * 2 + self.op_timeout;
+        loop {
+            match self
+                .guarded(text, self.raw_try_lock(text, &lock, &owner))
+                .await
+            {
+                Err(Unavailable) => return Acquired::Nothing,
+                Ok(true) => {
+                    stats().backend_lock_acquired.inc();
+                    // Another process may have stored the value between our miss and our lock.
+                    if let Ok(Some(bytes)) = self.guarded(text, self.raw_get(text)).await {
+                        if let Some(entry) = self.open(key, text, &bytes) {
+                            let _ = self
+                                .guarded(text, self.raw_unlock(text, &lock, &owner))
+                                .await;
+                            return Acquired::Value(entry);
+                        }
+                    }
+                    return Acquired::Lock(lock, owner);
+                }
+                Ok(false) => {
+                    stats().backend_lock_waits.inc();
+                    let mut pause = FIRST_POLL;
+                    loop {
+                        if Instant::now() + pause >= give_up {
+                            return Acquired::Nothing;
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(self.lock_sleep);
+                        match self.guarded(text, self.raw_poll(text, &lock)).await {
+                            Err(Unavailable) => return Acquired::Nothing,
+                            Ok((Some(bytes), locked)) => match self.open(key, text, &bytes) {
+                                Some(entry) => return Acquired::Value(entry),
+                                None if locked => continue,
+                                None => break,
+                            },
+                            Ok((None, true)) => continue,
+                            // The holder is gone without storing anything: take over.
+                            Ok((None, false)) => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn describe(&self) -> serde_json::Value {
+        self.fallback.run_pending_tasks();
+        let breakers: Vec<&'static str> = match &self.backend {
+            Backend::Redis(_, b) => vec![b.state()],
+            Backend::Memcached(m) => m.breakers().map(Breaker::state).collect(),
+        };
+        serde_json::json!({
+            "prefix": self.prefix,
+            "distributed_lock": self.distributed_lock,
+            "breaker": breakers,
+            "fallback_entries": self.fallback.entry_count(),
+            "last_error": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+        })
+    }
+}
+
+enum Acquired {
+    /// Another process fetched it meanwhile.
+    Value(Arc<Entry>),
+    /// We hold the lock (its key and our owner value) and must fetch.
+    Lock(String, String),
+    /// No lock (the backend is unavailable, or waiting took too long): fetch anyway.
+    Nothing,
+}
+
+fn random_owner() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    let mut s = String::with_capacity(32);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

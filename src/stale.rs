@@ -1,0 +1,61 @@
+//! The outage policy: recent positive answers kept a while past their cache lifetime, served
+//! only when the authorization server is unavailable and only with `stale_if_error_s` set.
+//!
+//! Off by default (fail closed). An answer is never served past its token's `exp`, and every
+//! stale answer says so in its result (`cache.source` is `"stale"`) and in the stats.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use once_cell::sync::Lazy;
+
+use crate::cache::memory::MemoryLayer;
+use crate::cache::{CacheKey, Entry, Value};
+use crate::introspection::now_unix;
+
+/// Bounded: the stale area never holds more than this many answers.
+const MAX_ENTRIES: u64 = 50_000;
+
+static STALE: Lazy<MemoryLayer> =
+    Lazy::new(|| MemoryLayer::new(MAX_ENTRIES, Duration::from_secs(86_400)));
+
+/// Keeps a fresh positive answer for `cache_ttl + stale_for`, never past the token's `exp`.
+pub fn remember(key: CacheKey, entry: &Arc<Entry>, cache_ttl: Duration, stale_for: Duration) {
+    let Value::Introspection(info) = &entry.value else {
+        return;
+    };
+    let (true, Some(exp)) = (info.intro.active, info.intro.exp) else {
+        return;
+    };
+    let until_exp = Duration::from_secs((exp - now_unix()).max(0) as u64);
+    let keep = (cache_ttl + stale_for).min(until_exp);
+    if keep.is_zero() {
+        return;
+    }
+    STALE.put(
+        key,
+        Arc::new(Entry {
+            value: entry.value.clone(),
+            fetched_at: entry.fetched_at,
+            expires_at: Instant::now() + keep,
+            identities: entry.identities.clone(),
+        }),
+    );
+}
+
+/// A remembered answer for `key` whose token has not expired.
+pub fn recall(key: &CacheKey) -> Option<Arc<Entry>> {
+    let entry = STALE.get(key)?;
+    match &entry.value {
+        Value::Introspection(info) if info.intro.exp.is_some_and(|e| e > now_unix()) => Some(entry),
+        _ => None,
+    }
+}
+
+pub fn forget(key: &CacheKey) {
+    STALE.remove(key);
+}
+
+pub fn forget_identity(identity: &str) {
+    STALE.remove_identity(identity);
+}

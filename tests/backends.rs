@@ -1,0 +1,1000 @@
+//! The shared cache backends against real `redis-server` and `memcached` processes, started by
+//! the test on free loopback ports (never skipped: without the binaries the test fails and says
+//! what to install).
+//!
+//! The cache is process-wide, so every scenario that installs a `cache_config` runs inside the
+//! one `#[test] fn backends`, one after the other. `child_process` is not a test of its own: the
+//! fleet scenario runs this test binary again as a second OS process with `TC_BACKENDS_CHILD` set,
+//! and only then does it do anything.
+//!
+//! Run: `cargo test --test backends -- --nocapture`
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fake_globus::{fixtures, FakeGlobus};
+use serde_json::{json, Value};
+use tokenchecker::cache::{CacheKey, KeyHasher, Kind, Source};
+use tokenchecker::stats::stats;
+use tokenchecker::{AuthorizeRequest, Checker, Config};
+
+const SCOPE: &str = "urn:globus:auth:scope:test:all";
+const CHILD_ENV: &str = "TC_BACKENDS_CHILD";
+const PREFIX: &str = "tc:";
+
+// ---- servers ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Redis,
+    Memcached,
+}
+
+impl Backend {
+    fn source(self) -> Source {
+        match self {
+            Backend::Redis => Source::Redis,
+            Backend::Memcached => Source::Memcached,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server or memcached child process on its own port.
+struct Server {
+    backend: Backend,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(backend: Backend) -> Server {
+        let mut s = Server {
+            backend,
+            port: free_port(),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let (bin, mut args): (&str, Vec<&str>) = match self.backend {
+            Backend::Redis => (
+                "redis-server",
+                vec![
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+            ),
+            Backend::Memcached => ("memcached", vec!["-p", &port, "-l", "127.0.0.1", "-U", "0"]),
+        };
+        // memcached refuses to run as root unless told which user to be.
+        if self.backend == Backend::Memcached && unsafe { libc::geteuid() } == 0 {
+            args.extend(["-u", "root"]);
+        }
+        let child = Command::new(bin)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{bin}` ({e}). These tests need real servers and are never \
+                     skipped: install them, e.g. `apt-get install -y redis-server memcached`"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{bin} did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> Value {
+        match self.backend {
+            Backend::Redis => format!("redis://127.0.0.1:{}/0", self.port).into(),
+            Backend::Memcached => format!("127.0.0.1:{}", self.port).into(),
+        }
+    }
+
+    /// A `cache_config` for this server, with `extra` merged in.
+    fn cache(&self, extra: Value) -> Value {
+        let mut c = json!({
+            "backend": match self.backend {
+                Backend::Redis => "dogpile.cache.redis",
+                Backend::Memcached => "dogpile.cache.memcached",
+            },
+            "url": self.url(),
+        });
+        merge(&mut c, extra);
+        c
+    }
+
+    // Raw access, as an operator with a dump tool would have it.
+
+    fn raw_get(&self, key: &str) -> Option<Vec<u8>> {
+        match self.backend {
+            Backend::Redis => redis::cmd("GET").arg(key).query(&mut self.redis()).unwrap(),
+            Backend::Memcached => mc_get(self.port, key),
+        }
+    }
+
+    fn raw_set(&self, key: &str, value: &[u8]) {
+        match self.backend {
+            Backend::Redis => redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(30_000)
+                .query::<()>(&mut self.redis())
+                .unwrap(),
+            Backend::Memcached => mc_set(self.port, key, value, 30),
+        }
+    }
+
+    /// Every key and value in the server.
+    fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        let keys: Vec<String> = match self.backend {
+            Backend::Redis => redis::cmd("KEYS")
+                .arg("*")
+                .query(&mut self.redis())
+                .unwrap(),
+            Backend::Memcached => mc_keys(self.port),
+        };
+        keys.into_iter()
+            .filter_map(|k| self.raw_get(&k).map(|v| (k, v)))
+            .collect()
+    }
+
+    fn redis(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// A raw memcached text-protocol client for the dump/tamper checks (the library uses
+// async-memcached; this deliberately shares nothing with it).
+
+fn mc_conn(port: u16) -> BufReader<TcpStream> {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    BufReader::new(s)
+}
+
+fn read_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+fn mc_get(port: u16, key: &str) -> Option<Vec<u8>> {
+    let mut r = mc_conn(port);
+    write!(r.get_mut(), "get {key}\r\n").unwrap();
+    let header = read_line(&mut r);
+    if header == "END" {
+        return None;
+    }
+    let len: usize = header
+        .split(' ')
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected memcached answer {header:?}"));
+    let mut data = vec![0; len + 2];
+    r.read_exact(&mut data).unwrap();
+    data.truncate(len);
+    assert_eq!(read_line(&mut r), "END");
+    Some(data)
+}
+
+fn mc_set(port: u16, key: &str, value: &[u8], ttl: u32) {
+    let mut r = mc_conn(port);
+    let s = r.get_mut();
+    write!(s, "set {key} 0 {ttl} {}\r\n", value.len()).unwrap();
+    s.write_all(value).unwrap();
+    s.write_all(b"\r\n").unwrap();
+    assert_eq!(read_line(&mut r), "STORED");
+}
+
+fn mc_keys(port: u16) -> Vec<String> {
+    let mut r = mc_conn(port);
+    write!(r.get_mut(), "lru_crawler metadump all\r\n").unwrap();
+    let mut keys = Vec::new();
+    loop {
+        let line = read_line(&mut r);
+        if line == "END" || line.is_empty() {
+            break;
+        }
+        assert!(
+            !line.starts_with("BUSY") && !line.starts_with("ERROR"),
+            "{line}"
+        );
+        if let Some(k) = line.split(' ').find_map(|f| f.strip_prefix("key=")) {
+            keys.push(urlencoding::decode(k).unwrap().into_owned());
+        }
+    }
+    keys
+}
+
+// ---- checkers and tokens -------------------------------------------------------------------
+
+fn merge(base: &mut Value, extra: Value) {
+    if let Value::Object(extra) = extra {
+        for (k, v) in extra {
+            base[k] = v;
+        }
+    }
+}
+
+fn checker_config(fake: &FakeGlobus, cache: Option<Value>) -> Value {
+    let mut c = json!({
+        "client_id": fixtures::CLIENT_ID,
+        "client_secret": fixtures::CLIENT_SECRET,
+        "expected_scopes": [SCOPE],
+        "auth_url": fake.url(),
+        "groups_url": fake.url(),
+        "verify_credentials": false,
+    });
+    if let Some(cache) = cache {
+        c["cache_config"] = cache;
+    }
+    c
+}
+
+/// A checker that installs `cache` as the process-wide cache (a fresh store: a process view of
+/// the backend with nothing in memory).
+fn checker(fake: &FakeGlobus, cache: Value) -> Checker {
+    Checker::new(Config::from_value(&checker_config(fake, Some(cache))).unwrap()).unwrap()
+}
+
+/// A checker that uses whatever cache is current.
+fn plain_checker(fake: &FakeGlobus) -> Checker {
+    Checker::new(Config::from_value(&checker_config(fake, None)).unwrap()).unwrap()
+}
+
+static SERIAL: AtomicU64 = AtomicU64::new(0);
+
+fn new_token(fake: &FakeGlobus, name: &str, spec: Value) -> String {
+    let token = format!(
+        "tok-{name}-{}-{}",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    );
+    fake.add_tokens(json!({ token.clone(): spec }));
+    token
+}
+
+fn alice() -> Value {
+    json!({
+        "sub": fixtures::ALICE_ID,
+        "identity_set": [fixtures::ALICE_ID, fixtures::ALICE_ID2],
+        "username": fixtures::ALICE_USERNAME,
+        "name": fixtures::ALICE_NAME,
+        "email": fixtures::ALICE_EMAIL,
+        "groups": [fixtures::GROUP_MEMBER, {"id": fixtures::GROUP_ADMIN, "role": "admin"}],
+        "dependent_tokens": [{
+            "scope": fixtures::TRANSFER_SCOPE,
+            "resource_server": fixtures::TRANSFER_RESOURCE_SERVER,
+        }],
+    })
+}
+
+fn bob() -> Value {
+    json!({
+        "sub": fixtures::BOB_ID,
+        "identity_set": [fixtures::BOB_ID],
+        "username": fixtures::BOB_USERNAME,
+    })
+}
+
+fn group_request(group: &str) -> AuthorizeRequest {
+    AuthorizeRequest {
+        allowed_principals: vec![format!("urn:globus:groups:id:{group}")],
+        ..Default::default()
+    }
+}
+
+/// The backend key of `token`'s entry of `kind`, as every process of the fleet computes it.
+fn key_of(fake: &FakeGlobus, kind: Kind, token: &str) -> String {
+    let hasher = KeyHasher::new(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET, &fake.url());
+    CacheKey::new(kind, hasher.token_id(token)).to_text(PREFIX)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; stats {}",
+            stats().to_json(tokenchecker::cache::current().describe())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- the scenarios -------------------------------------------------------------------------
+
+/// Every entry kind goes to the backend and comes back to another process view, sealed.
+fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
+    let cache = server.cache(json!({"timeout": 60}));
+    let a = checker(fake, cache.clone());
+    let tok = new_token(fake, "rt", alice());
+    fake.reset();
+
+    let first = a.check(&tok).unwrap();
+    assert_eq!(first.source, Source::Network);
+    std::thread::sleep(Duration::from_millis(60));
+
+    // Another process's view: a new store, nothing in memory.
+    let b = checker(fake, cache.clone());
+    let second = b.check(&tok).unwrap();
+    eprintln!(
+        "DEBUG {}",
+        stats().to_json(tokenchecker::cache::current().describe())
+    );
+    assert_eq!(second.source, server.backend.source());
+    assert_eq!(*second.info, *first.info);
+    assert!(
+        second.age >= Duration::from_millis(50),
+        "the age survives the trip: {:?}",
+        second.age
+    );
+    assert_eq!(fake.counters().introspect, 1);
+
+    // Groups and dependent tokens.
+    let admin = group_request(fixtures::GROUP_ADMIN);
+    let auth = a.authorize(&tok, &admin).unwrap();
+    assert_eq!(
+        auth.matched,
+        format!("urn:globus:groups:id:{}", fixtures::GROUP_ADMIN)
+    );
+    let transfer = a.dependent_token(&tok, fixtures::TRANSFER_SCOPE).unwrap();
+    let groups_token = a.dependent_token(&tok, fixtures::GROUPS_SCOPE).unwrap();
+    let counters = fake.counters();
+    assert_eq!(
+        (
+            counters.introspect,
+            counters.dependent_token,
+            counters.groups
+        ),
+        (1, 1, 1)
+    );
+    for kind in Kind::ALL {
+        assert!(
+            server.raw_get(&key_of(fake, kind, &tok)).is_some(),
+            "{kind:?} entry in {:?}",
+            server.backend
+        );
+        let lock = format!("{}.lock", key_of(fake, kind, &tok));
+        assert!(server.raw_get(&lock).is_none(), "lock released");
+    }
+
+    let c = checker(fake, cache);
+    let auth = c.authorize(&tok, &admin).unwrap();
+    assert_eq!(auth.state.source, server.backend.source());
+    assert!(c
+        .authorize(&tok, &group_request(fixtures::GROUP_PENDING))
+        .is_err());
+    let again = c.dependent_token(&tok, fixtures::TRANSFER_SCOPE).unwrap();
+    assert_eq!(again.access_token, transfer.access_token);
+    let counters = fake.counters();
+    assert_eq!(
+        (
+            counters.introspect,
+            counters.dependent_token,
+            counters.groups
+        ),
+        (1, 1, 1),
+        "everything came from {:?}",
+        server.backend
+    );
+
+    // Purge removes every kind from the backend.
+    let other = new_token(fake, "purge", alice());
+    c.authorize(&other, &admin).unwrap();
+    assert!(server
+        .raw_get(&key_of(fake, Kind::Groups, &other))
+        .is_some());
+    c.purge(&other).unwrap();
+    for kind in Kind::ALL {
+        assert!(server.raw_get(&key_of(fake, kind, &other)).is_none());
+    }
+    assert_eq!(c.check(&other).unwrap().source, Source::Network);
+
+    vec![tok, other, transfer.access_token, groups_token.access_token]
+}
+
+/// Nothing in a raw dump of the backend says who anybody is.
+fn nothing_readable(server: &Server, secrets: &[String]) {
+    let dump = server.dump();
+    assert!(dump.len() >= 3, "{:?} holds the entries", server.backend);
+    let mut forbidden: Vec<String> = secrets.to_vec();
+    forbidden.extend(
+        [
+            fixtures::ALICE_ID,
+            fixtures::ALICE_ID2,
+            fixtures::BOB_ID,
+            fixtures::ALICE_USERNAME,
+            fixtures::BOB_USERNAME,
+            fixtures::ALICE_NAME,
+            fixtures::GROUP_MEMBER,
+            fixtures::GROUP_ADMIN,
+            fixtures::TRANSFER_SCOPE,
+            "urn:globus",
+            "alice",
+        ]
+        .map(String::from),
+    );
+    for (key, value) in &dump {
+        let value = String::from_utf8_lossy(value);
+        for secret in &forbidden {
+            assert!(!key.contains(secret.as_str()), "key {key} shows {secret}");
+            assert!(
+                !value.contains(secret.as_str()),
+                "value of {key} shows {secret}"
+            );
+        }
+        assert!(key.starts_with(PREFIX), "{key}");
+    }
+}
+
+/// Altered values and values copied to another key are rejected, and the check stays right.
+fn tampering(fake: &FakeGlobus, server: &Server) {
+    let cache = server.cache(json!({}));
+    let c = checker(fake, cache.clone());
+    let a = new_token(fake, "tamper-a", alice());
+    let b = new_token(fake, "tamper-b", bob());
+    c.check(&a).unwrap();
+    c.check(&b).unwrap();
+    let ka = key_of(fake, Kind::Introspection, &a);
+    let kb = key_of(fake, Kind::Introspection, &b);
+
+    // Altered.
+    let mut v = server.raw_get(&ka).unwrap();
+    let mid = v.len() / 2;
+    v[mid] ^= 0x20;
+    server.raw_set(&ka, &v);
+    let rejected = stats().backend_rejected_entries.get();
+    let before = fake.counters().introspect;
+    let s = checker(fake, cache.clone()).check(&a).unwrap();
+    assert_eq!(s.source, Source::Network);
+    assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
+    assert!(stats().backend_rejected_entries.get() > rejected);
+    assert_eq!(fake.counters().introspect, before + 1);
+
+    // Garbage.
+    server.raw_set(&ka, b"{\"active\": true, \"sub\": \"mallory\"}");
+    let rejected = stats().backend_rejected_entries.get();
+    let s = checker(fake, cache.clone()).check(&a).unwrap();
+    assert_eq!(s.source, Source::Network);
+    assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
+    assert!(stats().backend_rejected_entries.get() > rejected);
+
+    // Alice's (valid) entry copied over Bob's key: Bob must not become Alice.
+    let alice_entry = server.raw_get(&ka).unwrap();
+    server.raw_set(&kb, &alice_entry);
+    let rejected = stats().backend_rejected_entries.get();
+    let s = checker(fake, cache.clone()).check(&b).unwrap();
+    assert_eq!(s.source, Source::Network);
+    assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::BOB_ID));
+    assert!(stats().backend_rejected_entries.get() > rejected);
+
+    // Alice's introspection copied to her own groups key: rejected too.
+    let kg = key_of(fake, Kind::Groups, &a);
+    server.raw_set(&kg, &alice_entry);
+    let rejected = stats().backend_rejected_entries.get();
+    let c = checker(fake, cache);
+    c.authorize(&a, &group_request(fixtures::GROUP_MEMBER))
+        .unwrap();
+    assert!(stats().backend_rejected_entries.get() > rejected);
+    // And the refetched values are good again.
+    assert_eq!(c.check(&a).unwrap().source, server.backend.source());
+}
+
+/// The TTL set on the server never exceeds the entry's own, nor the configured caps.
+fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
+    // Redis: an entry's own TTL (the token expires in 20 s) and the timeout (30 s).
+    let c = checker(fake, redis.cache(json!({"timeout": 30})));
+    let short = new_token(fake, "ttl-short", json!({"exp_in": 20}));
+    let long = new_token(fake, "ttl-long", alice());
+    c.check(&short).unwrap();
+    c.authorize(&long, &group_request(fixtures::GROUP_ADMIN))
+        .unwrap();
+    let pttl = |token: &str, kind: Kind| -> i64 {
+        redis::cmd("PTTL")
+            .arg(key_of(fake, kind, token))
+            .query(&mut redis.redis())
+            .unwrap()
+    };
+    let p = pttl(&short, Kind::Introspection);
+    assert!(p > 0 && p <= 20_000, "PTTL {p}");
+    for kind in Kind::ALL {
+        // Dependent tokens live two days, but no entry outlives `timeout`.
+        let p = pttl(&long, kind);
+        assert!(p > 20_000 && p <= 30_000, "{kind:?} PTTL {p}");
+    }
+    // redis_expiration_time caps it further.
+    let c = checker(
+        fake,
+        redis.cache(json!({"timeout": 30, "redis_expiration_time": 5})),
+    );
+    let capped = new_token(fake, "ttl-capped", alice());
+    c.check(&capped).unwrap();
+    let p = pttl(&capped, Kind::Introspection);
+    assert!(p > 0 && p <= 5_000, "PTTL {p}");
+
+    // Memcached: gone from the server once the entry's TTL has passed.
+    let c = checker(fake, memcached.cache(json!({"timeout": 2})));
+    let tok = new_token(fake, "ttl-mc", alice());
+    c.check(&tok).unwrap();
+    let key = key_of(fake, Kind::Introspection, &tok);
+    assert!(memcached.raw_get(&key).is_some());
+    assert_eq!(c.check(&tok).unwrap().source, Source::Memcached);
+    std::thread::sleep(Duration::from_millis(3200));
+    assert!(memcached.raw_get(&key).is_none(), "expired on the server");
+    assert_eq!(c.check(&tok).unwrap().source, Source::Network);
+    // memcached_expire_time caps it.
+    let c = checker(
+        fake,
+        memcached.cache(json!({"timeout": 60, "memcached_expire_time": 1})),
+    );
+    let tok = new_token(fake, "ttl-mc2", alice());
+    c.check(&tok).unwrap();
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(c.check(&tok).unwrap().source, Source::Network);
+}
+
+/// The near cache answers a hot token without a round trip; purge clears both layers.
+fn near_cache(fake: &FakeGlobus, server: &Server) {
+    let cache = server.cache(json!({"near_cache_ttl": 1, "near_cache_max_entries": 100}));
+    let c = checker(fake, cache.clone());
+    let tok = new_token(fake, "near", alice());
+    assert_eq!(c.check(&tok).unwrap().source, Source::Network);
+    assert_eq!(c.check(&tok).unwrap().source, Source::Near);
+    assert_eq!(
+        c.try_check(&tok).unwrap().unwrap().unwrap().source,
+        Source::Near
+    );
+
+    let d = checker(fake, cache);
+    assert_eq!(d.check(&tok).unwrap().source, server.backend.source());
+    assert_eq!(d.check(&tok).unwrap().source, Source::Near);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        d.check(&tok).unwrap().source,
+        server.backend.source(),
+        "the near entry expired after near_cache_ttl"
+    );
+
+    d.purge(&tok).unwrap();
+    assert!(server
+        .raw_get(&key_of(fake, Kind::Introspection, &tok))
+        .is_none());
+    assert_eq!(d.check(&tok).unwrap().source, Source::Network);
+}
+
+/// Two memcached servers: keys are spread over both, and each process finds them.
+fn memcached_spread(fake: &FakeGlobus) {
+    let one = Server::start(Backend::Memcached);
+    let two = Server::start(Backend::Memcached);
+    let cache = json!({"backend": "memcached", "url": [one.url(), two.url()]});
+    let c = checker(fake, cache.clone());
+    let tokens: Vec<String> = (0..24)
+        .map(|i| new_token(fake, &format!("spread{i}"), bob()))
+        .collect();
+    for t in &tokens {
+        c.check(t).unwrap();
+    }
+    let (n1, n2) = (one.dump().len(), two.dump().len());
+    assert_eq!(n1 + n2, tokens.len());
+    assert!(n1 > 0 && n2 > 0, "keys spread: {n1} + {n2}");
+    let d = checker(fake, cache);
+    for t in &tokens {
+        assert_eq!(d.check(t).unwrap().source, Source::Memcached);
+    }
+}
+
+/// Two OS processes sharing one backend make one introspection for a token both check at once.
+fn fleet(fake: &FakeGlobus, server: &Server) {
+    fake.reset();
+    fake.set_fault(json!({"endpoint": "introspect", "latency_ms": 400}));
+    let tok = new_token(fake, "fleet", alice());
+    let cache = server.cache(json!({}));
+    let config = checker_config(fake, Some(cache.clone()));
+    let start_at = unix_ms() + 1500;
+    let spec = json!({"config": config, "token": tok, "start_at": start_at, "threads": 3});
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, spec.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+
+    let c = Arc::new(checker(fake, cache));
+    let waits = stats().backend_lock_waits.get();
+    let here = run_at(&c, &tok, start_at, 3);
+    let waits = stats().backend_lock_waits.get() - waits;
+
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the child process failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD_RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no result from the child: {stdout}"));
+    let there: Value = serde_json::from_str(line).unwrap();
+    fake.clear_faults();
+
+    let introspections = fake.counters().introspect;
+    assert_eq!(
+        introspections, 1,
+        "one introspection for the fleet (here {here:?}, there {there})"
+    );
+    let mut sources: Vec<String> = here.iter().map(|s| s.name().to_string()).collect();
+    sources.extend(
+        there["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string()),
+    );
+    assert_eq!(
+        sources.iter().filter(|s| *s == "network").count(),
+        1,
+        "{sources:?}"
+    );
+    assert!(
+        sources.iter().any(|s| s == server.backend.source().name()),
+        "the other process got it from the backend: {sources:?}"
+    );
+    let total_waits = waits + there["lock_waits"].as_u64().unwrap();
+    assert!(
+        total_waits >= 1,
+        "the processes overlapped and one waited for the other's lock"
+    );
+}
+
+/// Checks `token` from `threads` threads at the unix instant `start_at` (ms); their sources.
+fn run_at(c: &Arc<Checker>, token: &str, start_at: u64, threads: usize) -> Vec<Source> {
+    let now = unix_ms();
+    if start_at > now {
+        std::thread::sleep(Duration::from_millis(start_at - now));
+    }
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let c = c.clone();
+            let token = token.to_string();
+            std::thread::spawn(move || c.check(&token).unwrap().source)
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// The other process of [`fleet`]; does nothing unless started by it.
+#[test]
+fn child_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let c = Arc::new(Checker::new(Config::from_value(&spec["config"]).unwrap()).unwrap());
+    let sources = run_at(
+        &c,
+        spec["token"].as_str().unwrap(),
+        spec["start_at"].as_u64().unwrap(),
+        spec["threads"].as_u64().unwrap() as usize,
+    );
+    let names: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+    println!(
+        "CHILD_RESULT {}",
+        json!({"sources": names, "lock_waits": stats().backend_lock_waits.get()})
+    );
+}
+
+/// Killing the backend mid-run loses no check; restarting it is picked up.
+fn outage(fake: &FakeGlobus, backend: Backend) {
+    let mut server = Server::start(backend);
+    let cache = server.cache(json!({
+        "socket_timeout": 0.2,
+        "breaker_failures": 2,
+        "breaker_cooldown": 0.3,
+    }));
+    let c = Arc::new(checker(fake, cache));
+    let tokens: Vec<String> = (0..5)
+        .map(|i| new_token(fake, &format!("outage{i}"), alice()))
+        .collect();
+    for t in &tokens {
+        c.check(t).unwrap();
+    }
+    assert_eq!(c.check(&tokens[0]).unwrap().source, backend.source());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let checks = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let (c, tokens, stop, failures, checks) = (
+                c.clone(),
+                tokens.clone(),
+                stop.clone(),
+                failures.clone(),
+                checks.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    match c.check(&tokens[i % tokens.len()]) {
+                        Ok(s) if s.info.intro.sub.as_deref() == Some(fixtures::ALICE_ID) => {}
+                        other => {
+                            eprintln!("check failed: {other:?}");
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(300));
+    let errors = stats().backend_errors.get();
+    let introspections = fake.counters().introspect;
+    server.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(stats().backend_errors.get() > errors, "the outage was seen");
+    // The fallback layer kept caching: not one introspection per check.
+    let during = fake.counters().introspect - introspections;
+    assert!(
+        during <= 2 * tokens.len() as u64,
+        "{during} introspections during the outage"
+    );
+    let skips = stats().breaker_open_skips.get();
+    assert!(skips > 0, "the breaker skipped the dead backend");
+
+    server.spawn(); // same port
+    let hits = stats().backend_hits.get();
+    wait_until(
+        "backend hits after the restart",
+        Duration::from_secs(10),
+        || stats().backend_hits.get() > hits + 5,
+    );
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "no check lost");
+    assert!(checks.load(Ordering::Relaxed) > 100);
+    assert_eq!(c.check(&tokens[0]).unwrap().source, backend.source());
+}
+
+/// A backend that accepts and never answers, or answers garbage, or isn't there: checks still
+/// work, and after the first failures cost no extra latency.
+fn broken_backends(fake: &FakeGlobus) {
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let garbage = TcpListener::bind("127.0.0.1:0").unwrap();
+    let garbage_port = garbage.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hang.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    std::thread::spawn(move || {
+        for mut s in garbage.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(b"HTTP/1.1 400 Bad\r\n\r\n\xff\xfe").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let down = free_port();
+    let cases = [
+        json!({"backend": "redis", "url": format!("redis://127.0.0.1:{hang_port}/0")}),
+        json!({"backend": "redis", "url": format!("redis://127.0.0.1:{garbage_port}/0")}),
+        json!({"backend": "redis", "url": format!("redis://127.0.0.1:{down}/0")}),
+        json!({"backend": "memcached", "url": format!("127.0.0.1:{hang_port}")}),
+        json!({"backend": "memcached", "url": format!("127.0.0.1:{garbage_port}")}),
+        json!({"backend": "memcached", "url": format!("127.0.0.1:{down}")}),
+    ];
+    for mut cache in cases {
+        merge(
+            &mut cache,
+            json!({"socket_timeout": 0.2, "breaker_failures": 2, "breaker_cooldown": 30}),
+        );
+        let t0 = Instant::now();
+        let c = checker(fake, cache.clone());
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "creating a checker doesn't wait for the backend"
+        );
+        let tokens: Vec<String> = (0..3)
+            .map(|i| new_token(fake, &format!("broken{i}"), bob()))
+            .collect();
+        for t in &tokens {
+            let s = c.check(t).unwrap_or_else(|e| panic!("{cache}: {e:?}"));
+            assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::BOB_ID));
+        }
+        // The breaker is open now: no call waits for the backend.
+        let before = fake.counters().introspect;
+        for _ in 0..10 {
+            for t in &tokens {
+                let t0 = Instant::now();
+                let s = c.check(t).unwrap();
+                assert!(
+                    t0.elapsed() < Duration::from_millis(100),
+                    "{cache}: a check took {:?} with the breaker open",
+                    t0.elapsed()
+                );
+                assert_eq!(
+                    s.source,
+                    Source::Memory,
+                    "{cache}: the fallback layer answers"
+                );
+            }
+        }
+        assert_eq!(fake.counters().introspect, before, "{cache}");
+    }
+}
+
+/// Switching the process-wide cache between backends while other threads keep checking.
+fn switching(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
+    let user = Arc::new(plain_checker(fake));
+    let tokens: Vec<String> = (0..4)
+        .map(|i| new_token(fake, &format!("switch{i}"), alice()))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let checks = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let (user, tokens, stop, failures, checks) = (
+                user.clone(),
+                tokens.clone(),
+                stop.clone(),
+                failures.clone(),
+                checks.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    let ok = matches!(user.check(&tokens[i % tokens.len()]),
+                        Ok(s) if s.info.intro.sub.as_deref() == Some(fixtures::ALICE_ID));
+                    if !ok {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let configs = [
+        redis.cache(json!({})),
+        memcached.cache(json!({})),
+        json!({"backend": "memory"}),
+        redis.cache(json!({"near_cache_ttl": 0.5})),
+        memcached.cache(json!({"near_cache_ttl": 0.5})),
+        redis.cache(json!({"distributed_lock": false})),
+    ];
+    let mut seen = HashSet::new();
+    for round in 0..2 {
+        for cache in &configs {
+            let _ = checker(fake, cache.clone());
+            std::thread::sleep(Duration::from_millis(120));
+            seen.insert(user.check(&tokens[round]).unwrap().source.name());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    assert!(checks.load(Ordering::Relaxed) > 50);
+    for source in ["redis", "memcached", "memory"] {
+        assert!(seen.contains(source), "{source} in {seen:?}");
+    }
+}
+
+#[test]
+fn backends() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let fake = FakeGlobus::start();
+    let redis = Server::start(Backend::Redis);
+    let memcached = Server::start(Backend::Memcached);
+    let step = |name: &str| eprintln!("--- {name}");
+
+    let mut secrets = Vec::new();
+    for server in [&redis, &memcached] {
+        step(&format!("round trip, {:?}", server.backend));
+        secrets.extend(round_trip(&fake, server));
+    }
+    for server in [&redis, &memcached] {
+        step(&format!("tampering, {:?}", server.backend));
+        tampering(&fake, server);
+    }
+    for server in [&redis, &memcached] {
+        step(&format!("raw dump, {:?}", server.backend));
+        nothing_readable(server, &secrets);
+    }
+    step("server TTLs");
+    ttls(&fake, &redis, &memcached);
+    for server in [&redis, &memcached] {
+        step(&format!("near cache, {:?}", server.backend));
+        near_cache(&fake, server);
+    }
+    step("memcached over two servers");
+    memcached_spread(&fake);
+    for server in [&redis, &memcached] {
+        step(&format!("fleet of two processes, {:?}", server.backend));
+        fleet(&fake, server);
+    }
+    step("broken backends");
+    broken_backends(&fake);
+    for backend in [Backend::Redis, Backend::Memcached] {
+        step(&format!("outage, {backend:?}"));
+        outage(&fake, backend);
+    }
+    step("switching backends while checking");
+    switching(&fake, &redis, &memcached);
+}
