@@ -1,0 +1,193 @@
+// Types of the tokenchecker Node.js binding.
+/// <reference types="node" />
+import type { IncomingMessage, ServerResponse } from 'http';
+
+/** Library configuration (camelCase; mapped to the library's snake_case keys). */
+export interface CacheConfig {
+  /** "memory" (default), "redis" or "memcached" (or their dogpile.cache.* names). */
+  backend?: string;
+  /** Upper bound of an entry's lifetime, seconds (default 30). */
+  timeout?: number;
+  /** Any other backend key (max_entries, url, host, port, prefix, near_cache_ttl, …) passes through; camelCase is converted. */
+  [key: string]: unknown;
+}
+
+export interface TokenCheckerConfig {
+  clientId: string;
+  clientSecret: string;
+  expectedScopes: string[];
+  /** Default: clientId. */
+  expectedAudience?: string;
+  /** Default: https://auth.globus.org */
+  authUrl?: string;
+  /** Default: https://groups.api.globus.org */
+  groupsUrl?: string;
+  scopeMatch?: 'any' | 'all';
+  /** Clock leeway for exp/nbf, seconds (default 3). */
+  leewayS?: number;
+  fetchGroups?: 'lazy' | 'eager' | 'never';
+  /** Introspect once at creation to verify the client credentials (default true; blocks the constructor). */
+  verifyCredentials?: boolean;
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  maxRetries?: number;
+  maxTokenBytes?: number;
+  maxResponseBytes?: number;
+  /** Replaces the process-wide cache (shared by every checker) when given. */
+  cacheConfig?: CacheConfig;
+}
+
+export type CacheSource = 'network' | 'coalesced' | 'memory' | 'near' | 'redis' | 'memcached';
+
+export interface AuthState {
+  active: true;
+  sub: string | null;
+  /** urn:globus:auth:identity:<sub> */
+  effectiveIdentity: string | null;
+  /** Identity ids of the token's identity set. */
+  identities: string[];
+  username: string | null;
+  name: string | null;
+  email: string | null;
+  clientId: string | null;
+  scopes: string[];
+  aud: string[];
+  exp: number | null;
+  nbf: number | null;
+  iat: number | null;
+  /** Active group memberships (ids), null unless fetched. */
+  groups: string[] | null;
+  groupsStatus: 'not_fetched' | 'available' | 'unavailable';
+  /** Why groups are unavailable (only when groupsStatus is 'unavailable'). */
+  groupsError: string | null;
+  /** Identity principals, then group principals. */
+  principals: string[];
+  cache: { source: CacheSource; ageMs: number };
+  /** Present on authorize() results. */
+  authorization?: Authorization;
+}
+
+export interface Authorization {
+  authorized: true;
+  /** The principal that matched. */
+  matched: string;
+}
+
+export interface AuthorizedState extends AuthState {
+  authorization: Authorization;
+}
+
+export interface DependentToken {
+  /** A secret. */
+  accessToken: string;
+  scope: string;
+  resourceServer: string;
+  tokenType: string;
+  /** Unix seconds. */
+  expiresAt: number;
+  /** Seconds left. */
+  expiresIn: number;
+}
+
+export interface AuthorizeOptions {
+  allowPublic?: boolean;
+  allowAllAuthenticatedUsers?: boolean;
+}
+
+export interface MiddlewareOptions extends AuthorizeOptions {
+  /** When given, requests are authorized against these principals (403 when none matches). */
+  allowedPrincipals?: Iterable<string>;
+  /** WWW-Authenticate realm (default "api"). */
+  realm?: string;
+  /** Request property receiving the AuthState (default "authState"). */
+  property?: string;
+}
+
+export type ErrorCode =
+  | 'TC_INVALID_ARGUMENT'
+  | 'TC_INVALID_CONFIG'
+  | 'TC_INACTIVE_TOKEN'
+  | 'TC_INSUFFICIENT_SCOPE'
+  | 'TC_WRONG_AUDIENCE'
+  | 'TC_TOKEN_EXPIRED'
+  | 'TC_NOT_AUTHORIZED'
+  | 'TC_CREDENTIALS_REJECTED'
+  | 'TC_AUTH_UNAVAILABLE'
+  | 'TC_PANIC'
+  | 'TC_WOULD_BLOCK'
+  | 'TC_CLOSED';
+
+export declare class TokenCheckerError extends Error {
+  readonly name: 'TokenCheckerError';
+  readonly code: ErrorCode;
+  /** The C status number (TC_CLOSED: -1). */
+  readonly status: number;
+}
+
+export declare const Status: Readonly<{
+  TC_OK: 0;
+  TC_INVALID_ARGUMENT: 1;
+  TC_INVALID_CONFIG: 2;
+  TC_INACTIVE_TOKEN: 3;
+  TC_INSUFFICIENT_SCOPE: 4;
+  TC_WRONG_AUDIENCE: 5;
+  TC_TOKEN_EXPIRED: 6;
+  TC_NOT_AUTHORIZED: 7;
+  TC_CREDENTIALS_REJECTED: 8;
+  TC_AUTH_UNAVAILABLE: 9;
+  TC_PANIC: 10;
+  TC_WOULD_BLOCK: 11;
+  TC_CLOSED: -1;
+}>;
+
+/** Connect/Express-style request handler; also callable without `next` (resolves true when the request may proceed). */
+export type TokenCheckerMiddleware = (
+  req: IncomingMessage & { [property: string]: any },
+  res: ServerResponse,
+  next?: (err?: unknown) => void,
+) => Promise<boolean>;
+
+export declare class TokenChecker {
+  /** Throws TokenCheckerError. Blocks for one introspection when verifyCredentials is on (the default). */
+  constructor(config: TokenCheckerConfig | string);
+  /** Creates a checker off the event loop. */
+  static create(config: TokenCheckerConfig | string): Promise<TokenChecker>;
+  static stats(): Stats;
+  static version(): string;
+
+  readonly closed: boolean;
+  /** Operations of this checker in flight. */
+  readonly inFlight: number;
+
+  check(token: string): Promise<AuthState>;
+  authorize(token: string, allowedPrincipals: Iterable<string>, options?: AuthorizeOptions): Promise<AuthorizedState>;
+  dependentToken(token: string, scope: string): Promise<DependentToken>;
+  /** Runs on libuv's thread pool (it may touch a shared cache backend). */
+  purge(token: string): Promise<void>;
+  purgeIdentity(identityId: string): Promise<void>;
+  /** Idempotent; in-flight calls settle; later calls reject with code 'TC_CLOSED'. */
+  close(): void;
+  middleware(options?: MiddlewareOptions): TokenCheckerMiddleware;
+}
+
+/** The library's process-wide counters, as its JSON document (snake_case keys). */
+export interface Stats {
+  checks: number;
+  hits: number;
+  negative_hits: number;
+  misses: number;
+  coalesced_waits: number;
+  waiter_timeouts: number;
+  purges: number;
+  cache_resets: number;
+  requests: { introspect: number; dependent_token: number; groups: number; retries: number };
+  errors: { introspect: number; dependent_token: number; groups: number; backend: number };
+  backend: Record<string, number>;
+  cache: { backend: string; timeout_s?: number; in_flight?: number; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+export declare function stats(): Stats;
+export declare function version(): string;
+/** Asynchronous library calls in flight on this thread (all checkers). */
+export declare function inFlight(): number;
