@@ -221,6 +221,16 @@ tc_status tc_authorize(const tc_checker *checker,
                        char **out_json);
 
 /**
+ * Like `tc_authorize`, but answers only from the in-process cache and never blocks: returns
+ * `TC_WOULD_BLOCK` (with an error document) when the answer needs the network (the token, or
+ * the groups that alone can decide, are not cached). For event-loop hosts.
+ */
+tc_status tc_try_authorize(const tc_checker *checker,
+                           const char *token,
+                           const char *request_json,
+                           char **out_json);
+
+/**
  * The non-blocking `tc_authorize`; inputs are copied before it returns. Same contract as
  * `tc_check_async`. A malformed request is reported through the callback.
  */

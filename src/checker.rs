@@ -121,26 +121,29 @@ impl Checker {
 
     /// Checks a token; blocks the calling thread until it knows (never from a runtime thread).
     pub fn check(&self, token: &str) -> Result<AuthState, Error> {
-        if let Some(result) = self.try_check(token)? {
+        stats().checks.inc();
+        if let Some(result) = self.lookup_local(token)? {
             return result;
         }
-        runtime::block_on(self.check_async(token))?
+        runtime::block_on(self.check_inner(token))?
     }
 
     /// Answers from the in-process cache only: `Ok(None)` when the answer needs the network.
     pub fn try_check(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
-        let id = self.token_id(token)?;
         stats().checks.inc();
+        self.lookup_local(token)
+    }
+
+    /// The hot path: the whole check from the in-process layer, without touching the runtime.
+    fn lookup_local(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
+        let id = self.token_id(token)?;
         let store = cache::current();
         let Some((entry, source)) = store.get_local(&CacheKey::new(Kind::Introspection, id)) else {
             return Ok(None);
         };
         let groups = match self.config.fetch_groups {
-            FetchGroups::Eager => match store.get_local(&CacheKey::new(Kind::Groups, id)) {
-                Some((g, _)) => match &g.value {
-                    cache::Value::Groups(g) => Groups::Available(g.clone()),
-                    _ => return Ok(None),
-                },
+            FetchGroups::Eager => match local_groups(&store, id) {
+                Some(g) => Groups::Available(g),
                 None => return Ok(None),
             },
             _ => Groups::NotFetched,
@@ -173,6 +176,11 @@ impl Checker {
 
     /// Checks a token on the runtime.
     pub async fn check_async(&self, token: &str) -> Result<AuthState, Error> {
+        stats().checks.inc();
+        self.check_inner(token).await
+    }
+
+    async fn check_inner(&self, token: &str) -> Result<AuthState, Error> {
         let id = self.token_id(token)?;
         let (entry, source) = self.introspection(token, id).await?;
         let mut state = self.state_from(&entry, source, Groups::NotFetched)?;
@@ -321,13 +329,45 @@ impl Checker {
 
     // ---- authorization --------------------------------------------------------------------
 
-    /// Checks the token, then whether the caller is one of the allowed principals.
+    /// Checks the token, then whether the caller is one of the allowed principals. Answers from
+    /// the in-process cache without touching the runtime when it can.
     pub fn authorize(
         &self,
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Authorization, Error> {
-        runtime::block_on(self.authorize_async(token, request))?
+        if let Some(result) = self.try_authorize(token, request)? {
+            return result;
+        }
+        runtime::block_on(self.authorize_inner(token, request))?
+    }
+
+    /// `authorize` from the in-process cache only: `Ok(None)` when it needs the network.
+    pub fn try_authorize(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Option<Result<Authorization, Error>>, Error> {
+        stats().checks.inc();
+        let state = match self.lookup_local(token)? {
+            None => return Ok(None),
+            Some(Err(e)) => return Ok(Some(Err(e))),
+            Some(Ok(state)) => state,
+        };
+        match self.authorization_step(request, state) {
+            Step::Done(result) => Ok(Some(result)),
+            Step::NeedGroups(mut state) => {
+                let id = self.token_id(token)?;
+                let Some(groups) = local_groups(&cache::current(), id) else {
+                    return Ok(None);
+                };
+                state.groups = Groups::Available(groups);
+                match self.authorization_step(request, state) {
+                    Step::Done(result) => Ok(Some(result)),
+                    Step::NeedGroups(_) => Ok(None),
+                }
+            }
+        }
     }
 
     pub async fn authorize_async(
@@ -335,33 +375,54 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Authorization, Error> {
-        let id = self.token_id(token)?;
-        let mut state = self.check_async(token).await?;
+        stats().checks.inc();
+        self.authorize_inner(token, request).await
+    }
+
+    async fn authorize_inner(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
+        let state = self.check_inner(token).await?;
+        match self.authorization_step(request, state) {
+            Step::Done(result) => result,
+            Step::NeedGroups(mut state) => {
+                let id = self.token_id(token)?;
+                state.groups = self.groups(token, id, &state.info).await;
+                match self.authorization_step(request, state) {
+                    Step::Done(result) => result,
+                    Step::NeedGroups(_) => Err(wrong_kind()),
+                }
+            }
+        }
+    }
+
+    /// The original `check_authorization`, once the token passed: public, then all
+    /// authenticated users, then identities, and groups only when nothing cheaper matched.
+    fn authorization_step(&self, request: &AuthorizeRequest, state: AuthState) -> Step {
         if let Some(matched) = request.match_without_groups(&state.info) {
-            return Ok(Authorization { state, matched });
+            return Step::Done(Ok(Authorization { state, matched }));
         }
         if request.names_groups() && self.config.fetch_groups != FetchGroups::Never {
-            if state.groups == Groups::NotFetched {
-                state.groups = self.groups(token, id, &state.info).await;
-            }
             match &state.groups {
+                Groups::NotFetched => return Step::NeedGroups(state),
                 Groups::Available(groups) => {
                     if let Some(matched) = request.match_groups(groups) {
-                        return Ok(Authorization { state, matched });
+                        return Step::Done(Ok(Authorization { state, matched }));
                     }
                 }
                 Groups::Unavailable(why) => {
-                    return Err(Error::unavailable(format!(
+                    return Step::Done(Err(Error::unavailable(format!(
                         "cannot authorize by group: group memberships are unavailable ({why})"
-                    )))
+                    ))))
                 }
-                Groups::NotFetched => {}
             }
         }
-        Err(Error::new(
+        Step::Done(Err(Error::new(
             tc_status::TC_NOT_AUTHORIZED,
             "the caller is none of the allowed principals",
-        ))
+        )))
     }
 
     // ---- dependent tokens -----------------------------------------------------------------
@@ -380,8 +441,9 @@ impl Checker {
         if scope.trim().is_empty() {
             return Err(Error::invalid_argument("the requested scope is empty"));
         }
+        stats().checks.inc();
         let id = self.token_id(token)?;
-        let state = self.check_async(token).await?;
+        let state = self.check_inner(token).await?;
         let identities: Arc<[String]> = state.info.identities().into();
         let tokens = self.dependent_tokens(token, id, identities).await?;
         tokens
@@ -430,6 +492,24 @@ impl Checker {
         runtime::block_on(async move { cache::current_arc().remove_identity(&id).await })?;
         stats().purges.inc();
         Ok(())
+    }
+}
+
+/// Where an authorization stands.
+enum Step {
+    Done(Result<Authorization, Error>),
+    /// Only the caller's groups can decide.
+    NeedGroups(AuthState),
+}
+
+/// The caller's groups from the in-process layer.
+fn local_groups(store: &CacheStore, id: TokenId) -> Option<Arc<Vec<String>>> {
+    match store.get_local(&CacheKey::new(Kind::Groups, id)) {
+        Some((entry, _)) => match &entry.value {
+            cache::Value::Groups(g) => Some(g.clone()),
+            _ => None,
+        },
+        None => None,
     }
 }
 

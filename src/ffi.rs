@@ -328,6 +328,33 @@ pub unsafe extern "C" fn tc_authorize(
     })
 }
 
+/// Like `tc_authorize`, but answers only from the in-process cache and never blocks: returns
+/// `TC_WOULD_BLOCK` (with an error document) when the answer needs the network (the token, or
+/// the groups that alone can decide, are not cached). For event-loop hosts.
+#[no_mangle]
+pub unsafe extern "C" fn tc_try_authorize(
+    checker: *const tc_checker,
+    token: *const c_char,
+    request_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    deliver(out_json, || {
+        let checker = checker_ref(checker)?;
+        let token = str_arg(token, "the token")?;
+        let request = AuthorizeRequest::from_json(str_arg(request_json, "the request")?)?;
+        match checker.try_authorize(token, &request)? {
+            Some(result) => {
+                let a = result?;
+                Ok(a.state.to_json(Some(&a.matched)))
+            }
+            None => Err(Error::new(
+                tc_status::TC_WOULD_BLOCK,
+                "the answer is not cached; use tc_authorize_async",
+            )),
+        }
+    })
+}
+
 /// The non-blocking `tc_authorize`; inputs are copied before it returns. Same contract as
 /// `tc_check_async`. A malformed request is reported through the callback.
 #[no_mangle]

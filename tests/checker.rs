@@ -545,3 +545,44 @@ fn requests_in_flight_are_capped() {
     assert_eq!(n.introspect, 8);
     assert!(n.max_concurrent_introspect <= 2, "{n:?}");
 }
+
+#[test]
+fn cached_authorizations_need_no_runtime() {
+    let fake = FakeGlobus::start();
+    let c = Arc::new(checker(&fake, json!({})));
+    let group = format!("urn:globus:groups:id:{}", fixtures::GROUP_ADMIN);
+    let by_group = request(json!({"allowed_principals": [group]}));
+    let by_identity = request(json!({"allowed_principals": [format!(
+        "urn:globus:auth:identity:{}",
+        fixtures::ALICE_ID
+    )]}));
+    assert!(c
+        .try_authorize(fixtures::TOK_VALID, &by_identity)
+        .unwrap()
+        .is_none());
+    c.authorize(fixtures::TOK_VALID, &by_group).unwrap();
+    // From a runtime thread, where blocking is refused, cached answers still come back.
+    let inner = c.clone();
+    let (a, b, d) = tokenchecker::runtime::block_on(async move {
+        tokenchecker::runtime::spawn(async move {
+            (
+                inner
+                    .authorize(fixtures::TOK_VALID, &by_identity)
+                    .map(|a| a.matched),
+                inner
+                    .authorize(fixtures::TOK_VALID, &by_group)
+                    .map(|a| a.matched),
+                inner
+                    .authorize(fixtures::TOK_BOB, &by_group)
+                    .map(|a| a.matched),
+            )
+        })
+        .await
+        .unwrap()
+    })
+    .unwrap();
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(d.unwrap_err().status, tc_status::TC_WOULD_BLOCK);
+    let n = fake.counters();
+    assert_eq!((n.introspect, n.groups), (1, 1));
+}

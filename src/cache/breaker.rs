@@ -53,28 +53,38 @@ impl Breaker {
             .is_ok()
     }
 
+    /// Whether operations are being skipped now (open, and the cool-down has not passed).
+    #[inline]
+    pub fn skipping(&self) -> bool {
+        let until = self.open_until.load(Relaxed);
+        until != 0 && self.now_ms() < until
+    }
+
     /// Whether the backend is considered down (open or probing).
     #[inline]
     pub fn tripped(&self) -> bool {
         self.open_until.load(Relaxed) != 0
     }
 
+    /// Records a success; true if it closed the breaker.
     #[inline]
-    pub fn success(&self) {
+    pub fn success(&self) -> bool {
         if self.failures.load(Relaxed) != 0 {
             self.failures.store(0, Relaxed);
         }
-        if self.open_until.load(Relaxed) != 0 {
-            self.open_until.store(0, Release);
-        }
+        self.open_until.load(Relaxed) != 0 && self.open_until.swap(0, AcqRel) != 0
     }
 
-    pub fn failure(&self) {
+    /// Records a failure; true if it opened the breaker (from closed).
+    pub fn failure(&self) -> bool {
         let n = self.failures.fetch_add(1, AcqRel).saturating_add(1);
         if n >= self.threshold {
-            self.open_until
-                .store(self.now_ms() + self.cooldown_ms, Release);
+            let was = self
+                .open_until
+                .swap(self.now_ms() + self.cooldown_ms, AcqRel);
+            return was == 0;
         }
+        false
     }
 
     pub fn state(&self) -> &'static str {
@@ -97,19 +107,20 @@ mod tests {
     fn opens_after_threshold_and_probes_after_cooldown() {
         let b = Breaker::new(2, Duration::from_millis(30));
         assert!(b.allow());
-        b.failure();
+        assert!(!b.failure());
         assert!(b.allow() && !b.tripped());
-        b.failure();
+        assert!(b.failure(), "opened");
         assert!(b.tripped());
         assert!(!b.allow());
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.allow(), "one probe after the cool-down");
         assert!(!b.allow(), "only one");
-        b.failure();
+        assert!(!b.failure(), "already open");
         assert!(!b.allow());
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.allow());
-        b.success();
+        assert!(b.success(), "closed");
+        assert!(!b.success());
         assert!(!b.tripped());
         assert!(b.allow() && b.allow());
         assert_eq!(b.state(), "closed");

@@ -273,6 +273,12 @@ impl CacheStore {
         .await
     }
 
+    /// For benchmarks: a bare GET of `key` from the shared backend with the store's own client.
+    #[doc(hidden)]
+    pub async fn backend_raw_get_len(&self, key: &CacheKey) -> Option<usize> {
+        self.shared.as_ref()?.raw_get_len(key).await
+    }
+
     pub fn describe(&self) -> serde_json::Value {
         if let Some(local) = &self.local {
             local.run_pending_tasks();

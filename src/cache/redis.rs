@@ -51,9 +51,9 @@ impl RedisBackend {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(self.timeout)
                     .set_response_timeout(self.timeout)
-                    .set_number_of_retries(1)
-                    .set_factor(10)
-                    .set_max_delay(100);
+                    // One attempt per (re)connection: the breaker above paces the attempts,
+                    // and a retry with backoff here would only hold callers up.
+                    .set_number_of_retries(0);
                 ConnectionManager::new_with_config(self.client.clone(), config).await
             })
             .await

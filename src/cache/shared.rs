@@ -33,9 +33,10 @@ use super::breaker::Breaker;
 use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
 use super::redis::RedisBackend;
-use super::sealing::{self, Rejected};
+use super::sealing;
 use super::{CacheKey, Entry, Fetched, Source};
 use crate::config::{MemcachedConfig, RedisConfig};
+use crate::log::{log_debug, log_info, log_warn};
 use crate::stats::stats;
 use crate::status::Error;
 
@@ -126,10 +127,15 @@ impl Shared {
         }
     }
 
-    /// The fallback layer's entry, consulted only while the backend is considered down.
+    /// The fallback layer's entry, consulted only while the breaker of the key's server skips
+    /// it (once the cool-down has passed, the caller goes to the backend, as the probe).
     #[inline]
     pub fn get_fallback(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
         if !self.tripped() {
+            return None;
+        }
+        let text = key.to_text(&self.prefix);
+        if !self.backend.breaker(&text).skipping() {
             return None;
         }
         self.fallback.get(key).map(|e| (e, Source::Memory))
@@ -164,9 +170,14 @@ impl Shared {
         breaker: &Breaker,
         op: impl Future<Output = Result<T, String>>,
     ) -> Result<T, Unavailable> {
-        match tokio::time::timeout(self.op_timeout, op).await {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.op_timeout, op).await;
+        stats().backend_latency.observe(started.elapsed());
+        match result {
             Ok(Ok(v)) => {
-                breaker.success();
+                if breaker.success() {
+                    log_info!("{}: the cache backend answers again", self.source.name());
+                }
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -182,7 +193,15 @@ impl Shared {
 
     fn failed(&self, breaker: &Breaker, error: String) {
         stats().backend_errors.inc();
-        breaker.failure();
+        if breaker.failure() {
+            log_warn!(
+                "{}: the cache backend is unavailable ({error}); skipping it for a while, \
+                 checks go to the in-process layer and the authorization server",
+                self.source.name()
+            );
+        } else {
+            log_debug!("{}: cache backend error: {error}", self.source.name());
+        }
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
 
@@ -239,8 +258,13 @@ impl Shared {
                 stats().backend_misses.inc();
                 None
             }
-            Err(Rejected::Malformed | Rejected::Forged | Rejected::WrongContent) => {
+            Err(why) => {
                 stats().backend_rejected_entries.inc();
+                log_warn!(
+                    "{}: rejected a cache entry that does not open ({why:?}): \
+                     altered, forged or copied from another key; treated as a miss",
+                    self.source.name()
+                );
                 None
             }
         }
@@ -381,6 +405,18 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// A bare GET of the key's backend entry (no opening, no breaker), for benchmarks: the
+    /// baseline a cached check through this backend is measured against. The size read.
+    #[doc(hidden)]
+    pub async fn raw_get_len(&self, key: &CacheKey) -> Option<usize> {
+        let text = key.to_text(&self.prefix);
+        tokio::time::timeout(self.op_timeout, self.raw_get(&text))
+            .await
+            .ok()?
+            .ok()?
+            .map(|v| v.len())
     }
 
     pub fn describe(&self) -> serde_json::Value {

@@ -1218,6 +1218,90 @@ static void test_stats(void) {
     CHECK_STATUS(tc_stats(NULL), TC_INVALID_ARGUMENT);
 }
 
+/* ---- fast authorization, metrics, logging, ABI version ------------------------------------- */
+
+static void test_try_authorize(void) {
+    char tok[128];
+    new_token(tok, sizeof tok, "try-authz", ALICE_SPEC);
+    const char *by_id = "{\"allowed_principals\":[\"" ID_URN ALICE "\"]}";
+    const char *by_group = "{\"allowed_principals\":[\"" GROUP_URN G_MEMBER "\"]}";
+    char *json = NULL;
+    CHECK_STATUS(tc_try_authorize(g, tok, by_id, &json), TC_WOULD_BLOCK);
+    CHECK_HAS(json, "\"code\":\"TC_WOULD_BLOCK\"");
+    tc_string_free(json);
+    check_and_free(g, tok, TC_OK);
+    CHECK_STATUS(tc_try_authorize(g, tok, by_id, &json), TC_OK);
+    CHECK_HAS(json, "\"matched\":\"" ID_URN ALICE "\"");
+    tc_string_free(json);
+    /* only groups can decide, and they are not cached yet */
+    CHECK_STATUS(tc_try_authorize(g, tok, by_group, &json), TC_WOULD_BLOCK);
+    tc_string_free(json);
+    CHECK_STATUS(tc_authorize(g, tok, by_group, &json), TC_OK);
+    tc_string_free(json);
+    CHECK_STATUS(tc_try_authorize(g, tok, by_group, &json), TC_OK);
+    CHECK_HAS(json, "\"matched\":\"" GROUP_URN G_MEMBER "\"");
+    tc_string_free(json);
+    CHECK_STATUS(tc_try_authorize(g, tok, "{\"allowed_principals\":[]}", &json), TC_NOT_AUTHORIZED);
+    tc_string_free(json);
+    CHECK_STATUS(tc_try_authorize(g, tok, "not json", &json), TC_INVALID_ARGUMENT);
+    tc_string_free(json);
+    CHECK_STATUS(tc_try_authorize(NULL, tok, by_id, &json), TC_INVALID_ARGUMENT);
+    tc_string_free(json);
+    CHECK_STATUS(tc_try_authorize(g, tok, by_id, NULL), TC_INVALID_ARGUMENT);
+    counters c = counts();
+    CHECK(c.introspect == 1 && c.groups == 1);
+}
+
+static void test_metrics(void) {
+    char *text = NULL;
+    CHECK_STATUS(tc_metrics(&text), TC_OK);
+    REQUIRE(text != NULL);
+    CHECK_HAS(text, "# TYPE tokenchecker_checks_total counter");
+    CHECK_HAS(text, "tokenchecker_requests_total{endpoint=\"introspect\"}");
+    CHECK_HAS(text, "tokenchecker_request_duration_seconds_bucket{le=\"+Inf\"}");
+    tc_string_free(text);
+    CHECK_STATUS(tc_metrics(NULL), TC_INVALID_ARGUMENT);
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    int lines;
+    int leaked;
+    const char *secret;
+} log_sink;
+
+static void on_log(void *user_data, tc_log_level level, const char *message) {
+    log_sink *sink = user_data;
+    pthread_mutex_lock(&sink->lock);
+    sink->lines++;
+    if (strstr(message, sink->secret) || level > TC_LOG_DEBUG)
+        sink->leaked++;
+    pthread_mutex_unlock(&sink->lock);
+}
+
+static void test_logger(void) {
+    char tok[128];
+    new_token(tok, sizeof tok, "logged", "{}");
+    log_sink sink = {PTHREAD_MUTEX_INITIALIZER, 0, 0, tok};
+    CHECK_STATUS(tc_set_logger(on_log, &sink, 99), TC_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_set_logger(on_log, &sink, TC_LOG_DEBUG), TC_OK);
+    CHECK(fake_set_fault("{\"endpoint\":\"introspect\",\"status\":500,\"count\":1}") == 0);
+    check_and_free(g, tok, TC_AUTH_UNAVAILABLE);
+    check_and_free(g, tok, TC_OK);
+    CHECK_STATUS(tc_set_logger(NULL, NULL, TC_LOG_OFF), TC_OK);
+    pthread_mutex_lock(&sink.lock);
+    CHECK(sink.lines >= 2);
+    CHECK(sink.leaked == 0);
+    int lines = sink.lines;
+    pthread_mutex_unlock(&sink.lock);
+    check_and_free(g, "tok-inactive", TC_INACTIVE_TOKEN);
+    CHECK(sink.lines == lines); /* removed: no more calls */
+}
+
+static void test_abi_version(void) {
+    CHECK(tc_abi_version() == TOKENCHECKER_ABI_VERSION);
+}
+
 static void test_free_null(void) {
     tc_string_free(NULL);
     tc_free(NULL);
@@ -1346,6 +1430,10 @@ static const test_case tests[] = {
     {"purge_identity", test_purge_identity},
     {"purge_null_args", test_purge_null_args},
     {"stats", test_stats},
+    {"try_authorize", test_try_authorize},
+    {"metrics", test_metrics},
+    {"logger", test_logger},
+    {"abi_version", test_abi_version},
     {"free_null", test_free_null},
     {"blocking_in_callback", test_blocking_in_callback},
 };

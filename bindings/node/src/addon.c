@@ -748,6 +748,17 @@ static void pin_self(void) {
 }
 
 NAPI_MODULE_INIT() {
+  /* Refuse a library whose C ABI differs from the header this addon was compiled with (a stale
+   * libtokenchecker.so found first on the library path, say). */
+  if (tc_abi_version() != TOKENCHECKER_ABI_VERSION) {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "the tokenchecker library %s has C ABI %u but this addon was built for ABI %u; "
+             "rebuild the addon (npm run build) against the library's header",
+             tc_version(), (unsigned)tc_abi_version(), (unsigned)TOKENCHECKER_ABI_VERSION);
+    napi_throw_error(env, "TC_ABI_MISMATCH", msg);
+    return NULL;
+  }
   pin_self();
 
   addon_t *a = calloc(1, sizeof *a);

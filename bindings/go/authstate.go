@@ -1,0 +1,172 @@
+package tokenchecker
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// AuthState is what a successful check learned about the caller.
+type AuthState struct {
+	Active            bool     // always true for a successful check
+	Sub               string   // the identity id the token was issued to
+	EffectiveIdentity string   // "urn:globus:auth:identity:<Sub>"
+	Identities        []string // every linked identity id
+	Username          string
+	Name              string
+	Email             string
+	ClientID          string   // the client the token was issued to
+	Scopes            []string // the token's scopes
+	Audience          []string
+	Expiry            time.Time // zero when the answer had none
+	NotBefore         time.Time
+	IssuedAt          time.Time
+
+	// Groups are the ids of the groups the caller is an active member of; nil unless they
+	// were fetched (fetch_groups "eager", or an authorization that needed them).
+	Groups          []string
+	GroupsAvailable bool
+	GroupsStatus    string // "not_fetched", "available" or "unavailable"
+	GroupsError     string // why, when GroupsStatus is "unavailable"
+
+	// Principals are the caller's identity principals, then its group principals.
+	Principals []string
+
+	CacheSource string        // "network", "coalesced", "memory", "near", "redis" or "memcached"
+	CacheAge    time.Duration // age of the cached answer
+
+	// Matched is the allowed principal that authorized the caller (Authorize only).
+	Matched string
+}
+
+// wireState is the library's result document.
+type wireState struct {
+	Active            bool     `json:"active"`
+	Sub               string   `json:"sub"`
+	EffectiveIdentity string   `json:"effective_identity"`
+	Identities        []string `json:"identities"`
+	Username          string   `json:"username"`
+	Name              string   `json:"name"`
+	Email             string   `json:"email"`
+	ClientID          string   `json:"client_id"`
+	Scopes            []string `json:"scopes"`
+	Aud               []string `json:"aud"`
+	Exp               *int64   `json:"exp"`
+	Nbf               *int64   `json:"nbf"`
+	Iat               *int64   `json:"iat"`
+	Groups            []string `json:"groups"`
+	GroupsStatus      string   `json:"groups_status"`
+	GroupsError       string   `json:"groups_error"`
+	Principals        []string `json:"principals"`
+	Cache             struct {
+		Source string `json:"source"`
+		AgeMS  int64  `json:"age_ms"`
+	} `json:"cache"`
+	Authorization *wireAuthorization `json:"authorization"`
+}
+
+type wireAuthorization struct {
+	Authorized bool   `json:"authorized"`
+	Matched    string `json:"matched"`
+}
+
+func unixTime(p *int64) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	return time.Unix(*p, 0)
+}
+
+// stateResult turns a call's outcome into its Go result.
+func stateResult(status Status, doc []byte) (*AuthState, error) {
+	if status != StatusOK {
+		return nil, errorFromDoc(status, doc)
+	}
+	var w wireState
+	if err := decodeState(doc, &w); err != nil {
+		return nil, &Error{Code: StatusPanic, Message: "the library's result document did not decode: " + err.Error()}
+	}
+	s := &AuthState{
+		Active:            w.Active,
+		Sub:               w.Sub,
+		EffectiveIdentity: w.EffectiveIdentity,
+		Identities:        w.Identities,
+		Username:          w.Username,
+		Name:              w.Name,
+		Email:             w.Email,
+		ClientID:          w.ClientID,
+		Scopes:            w.Scopes,
+		Audience:          w.Aud,
+		Expiry:            unixTime(w.Exp),
+		NotBefore:         unixTime(w.Nbf),
+		IssuedAt:          unixTime(w.Iat),
+		Groups:            w.Groups,
+		GroupsAvailable:   w.GroupsStatus == "available",
+		GroupsStatus:      w.GroupsStatus,
+		GroupsError:       w.GroupsError,
+		Principals:        w.Principals,
+		CacheSource:       w.Cache.Source,
+		CacheAge:          time.Duration(w.Cache.AgeMS) * time.Millisecond,
+	}
+	if w.Authorization != nil {
+		s.Matched = w.Authorization.Matched
+	}
+	return s, nil
+}
+
+// HasPrincipal reports whether p is one of the caller's principals.
+func (s *AuthState) HasPrincipal(p string) bool {
+	for _, q := range s.Principals {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// DependentToken is a token for another service, to call it on the caller's behalf. It holds
+// a secret: String and GoString leave AccessToken out, so logging the struct is safe.
+type DependentToken struct {
+	AccessToken    string
+	Scope          string
+	ResourceServer string
+	TokenType      string
+	ExpiresAt      time.Time
+	ExpiresIn      time.Duration // at the time of the call
+}
+
+// String describes the token without its secret.
+func (t DependentToken) String() string {
+	return "tokenchecker.DependentToken{Scope: " + t.Scope + ", ResourceServer: " + t.ResourceServer +
+		", TokenType: " + t.TokenType + ", ExpiresAt: " + t.ExpiresAt.UTC().Format(time.RFC3339) +
+		", AccessToken: <redacted>}"
+}
+
+// GoString keeps %#v from printing the access token.
+func (t DependentToken) GoString() string { return t.String() }
+
+func dependentResult(status Status, doc []byte) (*DependentToken, error) {
+	if status != StatusOK {
+		return nil, errorFromDoc(status, doc)
+	}
+	var w struct {
+		AccessToken    string `json:"access_token"`
+		Scope          string `json:"scope"`
+		ResourceServer string `json:"resource_server"`
+		TokenType      string `json:"token_type"`
+		ExpiresAt      int64  `json:"expires_at"`
+		ExpiresIn      int64  `json:"expires_in"`
+	}
+	err := json.Unmarshal(doc, &w)
+	clear(doc) // the document holds the access token: don't leave a copy lying around
+	if err != nil {
+		return nil, &Error{Code: StatusPanic, Message: "the library's dependent-token document did not decode: " + err.Error()}
+	}
+	return &DependentToken{
+		AccessToken:    w.AccessToken,
+		Scope:          w.Scope,
+		ResourceServer: w.ResourceServer,
+		TokenType:      w.TokenType,
+		ExpiresAt:      time.Unix(w.ExpiresAt, 0),
+		ExpiresIn:      time.Duration(w.ExpiresIn) * time.Second,
+	}, nil
+}

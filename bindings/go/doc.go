@@ -1,0 +1,26 @@
+// Package tokenchecker checks OAuth2 bearer tokens of Globus Auth for resource servers, with
+// the tokenchecker library's C ABI (include/tokenchecker.h) under cgo.
+//
+// A Checker introspects tokens, applies every rule (active, validity window, expected scopes
+// and audience, identity set) on every call, caches answers process-wide, and coalesces
+// concurrent checks of one token into one request:
+//
+//	checker, err := tokenchecker.New(tokenchecker.Config{
+//		ClientID:       os.Getenv("TC_CLIENT_ID"),
+//		ClientSecret:   os.Getenv("TC_CLIENT_SECRET"),
+//		ExpectedScopes: []string{"https://auth.globus.org/scopes/…/all"},
+//	})
+//	if err != nil { … }
+//	defer checker.Close()
+//	http.Handle("/api/", checker.Middleware(api)) // 401/403/503 for the caller, AuthState for api
+//
+// Check, Authorize and DependentToken answer cached tokens at once, on the calling goroutine;
+// otherwise the library works on its own threads and the call waits for it or for its context.
+// Errors are *Error values: match their kind with errors.Is(err, ErrInactiveToken) and
+// friends, or read the code with errors.As.
+//
+// The cache is shared by every Checker of the process: a Config with CacheConfig replaces it
+// for all of them.
+//
+// Building needs the native library; see README.md.
+package tokenchecker

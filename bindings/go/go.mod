@@ -1,0 +1,3 @@
+module github.com/tokenchecker/tokenchecker/bindings/go
+
+go 1.24

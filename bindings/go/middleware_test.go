@@ -1,0 +1,223 @@
+package tokenchecker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	tokenchecker "github.com/tokenchecker/tokenchecker/bindings/go"
+	"github.com/tokenchecker/tokenchecker/bindings/go/internal/fakeglobus"
+)
+
+// whoami answers the caller's username and matched principal from the request context.
+var whoami = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s, ok := tokenchecker.FromContext(r.Context())
+	if !ok {
+		http.Error(w, "no AuthState in the context", http.StatusInternalServerError)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"username": s.Username, "matched": s.Matched})
+})
+
+type reply struct {
+	status  int
+	wwwAuth string
+	body    map[string]map[string]string
+	raw     string
+}
+
+func get(t *testing.T, url string, headers ...string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for _, h := range headers {
+		req.Header.Add("Authorization", h)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, wwwAuth: resp.Header.Get("WWW-Authenticate"), raw: string(b)}
+	if resp.StatusCode != http.StatusOK {
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("error with Content-Type %q", ct)
+		}
+		if err := json.Unmarshal(b, &r.body); err != nil {
+			t.Fatalf("error body %q: %v", b, err)
+		}
+		if r.body["error"]["code"] == "" || r.body["error"]["message"] == "" {
+			t.Fatalf("error body %q", b)
+		}
+	}
+	return r
+}
+
+func (r reply) code() string { return r.body["error"]["code"] }
+
+func TestMiddleware(t *testing.T) {
+	c := newChecker(t)
+	srv := httptest.NewServer(c.Middleware(whoami))
+	defer srv.Close()
+
+	t.Run("no network for missing or malformed headers", func(t *testing.T) {
+		before := counters(t)
+		r := get(t, srv.URL)
+		if r.status != 401 || r.wwwAuth != "Bearer" || r.code() != "TC_INVALID_ARGUMENT" {
+			t.Fatalf("missing header: %+v", r)
+		}
+		for _, h := range [][]string{
+			{"Basic dGVzdDp0ZXN0"}, {"Bearer"}, {"Bearer "}, {"Bearer  "}, {"Bearertok-valid"},
+			{"Bearer two words"}, {"Bearer caf\u00e9"}, {"Token tok-valid"},
+			{"Bearer tok-valid", "Bearer tok-valid"},
+		} {
+			r := get(t, srv.URL, h...)
+			if r.status != 401 || r.wwwAuth != `Bearer error="invalid_request"` || r.code() != "TC_INVALID_ARGUMENT" {
+				t.Fatalf("header %q: %+v", h, r)
+			}
+		}
+		if after := counters(t); after.Total() != before.Total() {
+			t.Fatalf("%d network requests for requests without a usable token", after.Total()-before.Total())
+		}
+	})
+
+	t.Run("valid token", func(t *testing.T) {
+		for _, h := range []string{"Bearer tok-valid", "bearer  tok-valid ", "BEARER tok-valid"} {
+			r := get(t, srv.URL, h)
+			if r.status != 200 || !strings.Contains(r.raw, `"username":"alice@example.org"`) {
+				t.Fatalf("%q: %+v", h, r)
+			}
+		}
+	})
+
+	t.Run("token problems are 401 invalid_token", func(t *testing.T) {
+		for tok, code := range map[string]string{
+			"tok-inactive":             "TC_INACTIVE_TOKEN",
+			"tok-expired":              "TC_TOKEN_EXPIRED",
+			"tok-wrong-scope":          "TC_INSUFFICIENT_SCOPE",
+			"tok-wrong-aud":            "TC_WRONG_AUDIENCE",
+			strings.Repeat("x", 20000): "TC_INVALID_ARGUMENT",
+		} {
+			r := get(t, srv.URL, "Bearer "+tok)
+			if r.status != 401 || r.wwwAuth != `Bearer error="invalid_token"` || r.code() != code {
+				t.Fatalf("%.20s: %+v", tok, r)
+			}
+			if strings.Contains(r.raw, tok) {
+				t.Fatalf("the answer holds the token: %s", r.raw)
+			}
+		}
+	})
+
+	t.Run("auth unavailable is 503", func(t *testing.T) {
+		tok := newToken(t, nil)
+		setFault(t, fakeglobus.Fault{Endpoint: "introspect", Status: 503})
+		r := get(t, srv.URL, "Bearer "+tok)
+		if r.status != 503 || r.code() != "TC_AUTH_UNAVAILABLE" || r.wwwAuth != "" {
+			t.Fatalf("%+v", r)
+		}
+	})
+}
+
+func TestMiddlewareRequirePrincipals(t *testing.T) {
+	c := newChecker(t)
+	var logged []int
+	admins := c.MiddlewareWith(
+		tokenchecker.RequirePrincipals(tokenchecker.AuthorizeOptions{}, "urn:globus:groups:id:"+fakeglobus.GroupAdmin),
+		tokenchecker.OnError(func(r *http.Request, status int, err error) { logged = append(logged, status) }),
+	)(whoami)
+	srv := httptest.NewServer(admins)
+	defer srv.Close()
+	r := get(t, srv.URL, "Bearer "+newToken(t, nil))
+	if r.status != 200 || !strings.Contains(r.raw, `"matched":"urn:globus:groups:id:`+fakeglobus.GroupAdmin) {
+		t.Fatalf("alice: %+v", r)
+	}
+	bob := newToken(t, fakeglobus.Spec{"identity_set": []string{fakeglobus.BobID}})
+	if r := get(t, srv.URL, "Bearer "+bob); r.status != 403 || r.code() != "TC_NOT_AUTHORIZED" || r.wwwAuth != "" {
+		t.Fatalf("bob: %+v", r)
+	}
+	if r := get(t, srv.URL, "Bearer tok-inactive"); r.status != 401 {
+		t.Fatalf("inactive: %+v", r)
+	}
+	tok := newToken(t, nil)
+	setFault(t, fakeglobus.Fault{Endpoint: "groups", Status: 500})
+	if r := get(t, srv.URL, "Bearer "+tok); r.status != 503 {
+		t.Fatalf("groups down: %+v", r)
+	}
+	if len(logged) != 3 || logged[0] != 403 || logged[1] != 401 || logged[2] != 503 {
+		t.Fatalf("OnError saw %v", logged)
+	}
+}
+
+func TestMiddlewareServerErrors(t *testing.T) {
+	// Rejected client credentials are the service's problem: 500, without details.
+	bad := newChecker(t, func(cfg *tokenchecker.Config) { cfg.ClientSecret = "wrong" })
+	srv := httptest.NewServer(bad.Middleware(whoami))
+	defer srv.Close()
+	r := get(t, srv.URL, "Bearer "+newToken(t, nil))
+	if r.status != 500 || r.code() != "TC_CREDENTIALS_REJECTED" {
+		t.Fatalf("%+v", r)
+	}
+
+	// A closed checker: 503 while the service shuts down.
+	closed, err := tokenchecker.New(config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	srv2 := httptest.NewServer(closed.Middleware(whoami))
+	defer srv2.Close()
+	if r := get(t, srv2.URL, "Bearer tok-valid"); r.status != 503 {
+		t.Fatalf("closed: %+v", r)
+	}
+
+	// The request's context ends before the check: 503.
+	c := newChecker(t)
+	h := c.Middleware(whoami)
+	tok := newToken(t, nil)
+	setFault(t, fakeglobus.Fault{Endpoint: "introspect", LatencyMS: 1000})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 503 {
+		t.Fatalf("cancelled request: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	for h, want := range map[string]string{
+		"Bearer abc":        "abc",
+		"bearer abc":        "abc",
+		"Bearer \tabc \t":   "abc",
+		"Bearer a.b-c_~+/=": "a.b-c_~+/=",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", h)
+		got, err := tokenchecker.BearerToken(r)
+		if err != nil || got != want {
+			t.Errorf("%q: %q, %v", h, got, err)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Authorization", "Bearer a\x00b")
+	if _, err := tokenchecker.BearerToken(r); !errors.Is(err, tokenchecker.ErrInvalidArgument) {
+		t.Errorf("NUL: %v", err)
+	}
+}
+
+func TestFromContext(t *testing.T) {
+	if _, ok := tokenchecker.FromContext(context.Background()); ok {
+		t.Fatal("found a state in an empty context")
+	}
+	s := &tokenchecker.AuthState{Sub: "x"}
+	if got, ok := tokenchecker.FromContext(tokenchecker.NewContext(context.Background(), s)); !ok || got != s {
+		t.Fatal("NewContext/FromContext")
+	}
+}
