@@ -71,6 +71,15 @@ pub struct Stats {
     pub backend_latency: Histogram,
 }
 
+/// One exported counter: name, optional `(label, value)`, help text (empty: same as the line
+/// before), value.
+type MetricLine = (
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    &'static str,
+    u64,
+);
+
 /// Upper bounds of the latency buckets, in seconds (Prometheus `le`).
 pub const LATENCY_BOUNDS_S: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -172,14 +181,7 @@ impl Stats {
     }
 
     /// Every counter with its Prometheus name, optional label and help text.
-    fn counters(
-        &self,
-    ) -> Vec<(
-        &'static str,
-        Option<(&'static str, &'static str)>,
-        &'static str,
-        u64,
-    )> {
+    fn counters(&self) -> Vec<MetricLine> {
         let ep = |v| Some(("endpoint", v));
         vec![
             (
