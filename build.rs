@@ -25,6 +25,26 @@ fn main() {
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
     );
+    // ELF SONAME libtokenchecker.so.MAJOR (scripts/install adds the .so.MAJOR and .so.X.Y.Z
+    // names). Programs linked with -ltokenchecker record that name, so the directory they load
+    // from needs a libtokenchecker.so.MAJOR link to libtokenchecker.so.
+    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let target_vendor = std::env::var("CARGO_CFG_TARGET_VENDOR").unwrap_or_default();
+    if std::env::var("CARGO_CFG_TARGET_FAMILY").as_deref() == Ok("unix")
+        && target_vendor != "apple"
+        && target_os != "aix"
+    {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libtokenchecker.so.{major}");
+        // Cargo writes only libtokenchecker.so: add the SONAME link beside it (OUT_DIR is
+        // <target>/<profile>/build/<pkg>-<hash>/out), so programs linked in the checkout load.
+        #[cfg(unix)]
+        if let Some(profile_dir) = out_dir.ancestors().nth(3) {
+            let link = profile_dir.join(format!("libtokenchecker.so.{major}"));
+            if std::fs::symlink_metadata(&link).is_err() {
+                let _ = std::os::unix::fs::symlink("libtokenchecker.so", &link);
+            }
+        }
+    }
     // The ABI generation lives in src/lib.rs (`ABI_VERSION`); read it from there.
     let lib_rs = std::fs::read_to_string(crate_dir.join("src/lib.rs")).expect("read src/lib.rs");
     let abi: u32 = lib_rs

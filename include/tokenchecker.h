@@ -131,11 +131,6 @@ typedef void (*tc_log_callback)(void *user_data, tc_log_level level, const char 
 
 
 
-/**
- * Upper bounds of the latency buckets, in seconds (Prometheus `le`).
- */
-#define LATENCY_BOUNDS_S { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -293,14 +288,18 @@ tc_status tc_metrics(char **out_text);
 
 /**
  * Sends the library's log messages at `level` and more severe to `callback` (NULL removes it).
- * One callback per process; a new call replaces the previous one. The callback may be called
+ * One callback per process; a new call replaces the previous one: once `tc_set_logger` returns,
+ * the previous callback is not running and will not be called again (so its `user_data` may be
+ * released). Must not be called from inside the callback (it would deadlock). The callback may be called
  * from any thread, including the library's runtime threads, with `user_data` as given;
  * `message` is valid during the call only. Messages never contain a token or a secret.
  * Independently, the environment variable `TOKENCHECKER_LOG` (`error`, `warn`, `info`,
  * `debug`), read once at first use, sends messages to stderr.
  * Errors: `TC_INVALID_ARGUMENT` for an unknown level, `TC_PANIC`.
  */
-tc_status tc_set_logger(tc_log_callback callback, void *user_data, uint32_t level);
+tc_status tc_set_logger(tc_log_callback callback,
+                        void *user_data,
+                        uint32_t level);
 
 /**
  * Releases a string the library returned. NULL is ignored; must not be called twice for one

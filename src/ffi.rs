@@ -495,7 +495,9 @@ pub unsafe extern "C" fn tc_metrics(out_text: *mut *mut c_char) -> tc_status {
 }
 
 /// Sends the library's log messages at `level` and more severe to `callback` (NULL removes it).
-/// One callback per process; a new call replaces the previous one. The callback may be called
+/// One callback per process; a new call replaces the previous one: once `tc_set_logger` returns,
+/// the previous callback is not running and will not be called again (so its `user_data` may be
+/// released). Must not be called from inside the callback (it would deadlock). The callback may be called
 /// from any thread, including the library's runtime threads, with `user_data` as given;
 /// `message` is valid during the call only. Messages never contain a token or a secret.
 /// Independently, the environment variable `TOKENCHECKER_LOG` (`error`, `warn`, `info`,

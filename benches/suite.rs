@@ -1,0 +1,366 @@
+//! The benchmark suite: each figure beside its floor, measured in the same run, printed as one
+//! table. Run: `cargo bench --bench suite` (or `scripts/bench`, which adds Go and Node).
+//!
+//! Absolute numbers on a shared 2-core machine are noisy: each figure is the median of several
+//! rounds, and ratios compare numbers from the same round.
+
+use std::ffi::{c_char, c_void, CString};
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use fake_globus::{fixtures, FakeGlobus};
+use serde_json::json;
+use tokenchecker::auth_state::TokenInfo;
+use tokenchecker::cache::{self, CacheKey, Entry, KeyHasher, Kind, Value};
+use tokenchecker::ffi::*;
+use tokenchecker::introspection::Introspection;
+use tokenchecker::tc_status;
+
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn new_checker(fake: &FakeGlobus, extra: serde_json::Value) -> *mut tc_checker {
+    let mut config = json!({
+        "client_id": fixtures::CLIENT_ID, "client_secret": fixtures::CLIENT_SECRET,
+        "expected_scopes": ["urn:globus:auth:scope:test:all"],
+        "auth_url": fake.url(), "groups_url": fake.url(), "verify_credentials": false,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    let config = CString::new(config.to_string()).unwrap();
+    let mut checker = ptr::null_mut();
+    assert_eq!(
+        unsafe { tc_new(config.as_ptr(), &mut checker, ptr::null_mut()) },
+        tc_status::TC_OK
+    );
+    checker
+}
+
+fn check(checker: *const tc_checker, token: &CString) -> tc_status {
+    let mut json: *mut c_char = ptr::null_mut();
+    let status = unsafe { tc_check(checker, token.as_ptr(), &mut json) };
+    unsafe { tc_string_free(json) };
+    status
+}
+
+/// Nanoseconds per call of `f`, the median of `ROUNDS` rounds of `n` calls.
+fn ns_per_call(n: usize, mut f: impl FnMut()) -> f64 {
+    median(
+        (0..ROUNDS)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                t.elapsed().as_nanos() as f64 / n as f64
+            })
+            .collect(),
+    )
+}
+
+struct Table(Vec<[String; 4]>);
+
+impl Table {
+    fn row(&mut self, what: &str, value: String, target: &str, ok: Option<bool>) {
+        let verdict = match ok {
+            Some(true) => format!("{target} ✓"),
+            Some(false) => format!("{target} ✗"),
+            None => target.to_string(),
+        };
+        println!("  {what}: {value} ({verdict})");
+        self.0.push([what.into(), value, verdict, String::new()]);
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to parse.
+    let fake = FakeGlobus::start();
+    let mut t = Table(Vec::new());
+    println!("tokenchecker {} benchmark suite", tokenchecker::VERSION);
+
+    // 1. Cached check through the C ABI vs the floor.
+    let checker = new_checker(&fake, json!({}));
+    let token = CString::new(fixtures::TOK_VALID).unwrap();
+    assert_eq!(check(checker, &token), tc_status::TC_OK);
+    let hasher = KeyHasher::new(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET, &fake.url());
+    let n = 200_000;
+    let mut cached = Vec::new();
+    let mut floor = Vec::new();
+    for _ in 0..ROUNDS {
+        cached.push(ns_per_call(n, || {
+            std::hint::black_box(check(checker, &token));
+        }));
+        floor.push(ns_per_call(n, || {
+            let id = hasher.token_id(std::hint::black_box(fixtures::TOK_VALID));
+            std::hint::black_box(
+                cache::current()
+                    .get_local(&CacheKey::new(Kind::Introspection, id))
+                    .is_some(),
+            );
+        }));
+    }
+    let ratio = median(cached.iter().zip(&floor).map(|(c, f)| c / f).collect());
+    let (cached, floor) = (median(cached), median(floor));
+    t.row(
+        "cached tc_check, 1 thread (median ns)",
+        format!("{cached:.0} ns"),
+        "≤ 1000 ns",
+        Some(cached <= 1000.0),
+    );
+    t.row(
+        "floor: keyed hash + map lookup",
+        format!("{floor:.0} ns"),
+        "",
+        None,
+    );
+    t.row(
+        "cached tc_check / floor",
+        format!("{ratio:.2}×"),
+        "≤ 3×",
+        Some(ratio <= 3.0),
+    );
+
+    // 2. Throughput, 2 threads, distinct hot tokens.
+    let tokens: Vec<String> = (0..64).map(|i| format!("tok-hot-{i}")).collect();
+    for tok in &tokens {
+        fake.add_tokens(json!({ tok.clone(): {} }));
+        assert_eq!(
+            check(checker, &CString::new(tok.as_str()).unwrap()),
+            tc_status::TC_OK
+        );
+    }
+    let per_thread = 400_000usize;
+    let c = checker as usize;
+    let rates: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let t0 = Instant::now();
+            let handles: Vec<_> = (0..2)
+                .map(|th| {
+                    let toks: Vec<CString> = tokens
+                        .iter()
+                        .skip(th * 32)
+                        .take(32)
+                        .map(|s| CString::new(s.as_str()).unwrap())
+                        .collect();
+                    std::thread::spawn(move || {
+                        for i in 0..per_thread {
+                            check(c as *const tc_checker, &toks[i % toks.len()]);
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().for_each(|h| h.join().unwrap());
+            (2 * per_thread) as f64 / t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    let rate = median(rates);
+    t.row(
+        "cached throughput, 2 threads",
+        format!("{:.2} M checks/s", rate / 1e6),
+        "≥ 2 M/s",
+        Some(rate >= 2e6),
+    );
+
+    // 3. Uncached vs bare keep-alive POSTs to the same server.
+    let client = reqwest::Client::new();
+    let bare = |path: &str, n: usize| {
+        let url = format!("{}{path}", fake.url());
+        tokenchecker::runtime::block_on(async {
+            for _ in 0..n {
+                client
+                    .post(&url)
+                    .basic_auth(fixtures::CLIENT_ID, Some(fixtures::CLIENT_SECRET))
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body("token=tok-valid&include=identity_set")
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+            }
+        })
+        .unwrap();
+    };
+    let n = 300;
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            unsafe { tc_purge(checker, token.as_ptr()) };
+            check(checker, &token);
+        }
+        ours.push(t0.elapsed().as_micros() as f64 / n as f64);
+        let t0 = Instant::now();
+        bare("/v2/oauth2/token/introspect", n);
+        theirs.push(t0.elapsed().as_micros() as f64 / n as f64);
+    }
+    let ratio = median(ours.iter().zip(&theirs).map(|(a, b)| a / b).collect());
+    t.row(
+        "uncached check vs bare POST",
+        format!(
+            "{:.0} µs vs {:.0} µs = {ratio:.2}×",
+            median(ours),
+            median(theirs)
+        ),
+        "≤ 1.3×",
+        Some(ratio <= 1.3),
+    );
+
+    // 3b. Uncached with groups: introspection + grant + my_groups vs three bare requests.
+    let eager = new_checker(&fake, json!({"fetch_groups": "eager"}));
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        for _ in 0..n / 3 {
+            unsafe { tc_purge(eager, token.as_ptr()) };
+            check(eager, &token);
+        }
+        ours.push(t0.elapsed().as_micros() as f64 / (n / 3) as f64);
+        let t0 = Instant::now();
+        bare("/v2/oauth2/token/introspect", 3 * (n / 3));
+        theirs.push(t0.elapsed().as_micros() as f64 / (n / 3) as f64);
+    }
+    let ratio = median(ours.iter().zip(&theirs).map(|(a, b)| a / b).collect());
+    t.row(
+        "uncached with groups vs 3 bare requests",
+        format!(
+            "{:.0} µs vs {:.0} µs = {ratio:.2}×",
+            median(ours),
+            median(theirs)
+        ),
+        "≤ 1.3×",
+        Some(ratio <= 1.3),
+    );
+
+    // 4. Herd: 1,000 concurrent checks of one uncached token, server latency 50 ms.
+    fake.set_fault(json!({"endpoint": "introspect", "latency_ms": 50}));
+    let mut walls = Vec::new();
+    let mut requests = Vec::new();
+    for round in 0..ROUNDS {
+        let herd = CString::new(format!("tok-herd-{round}")).unwrap();
+        fake.add_tokens(json!({ herd.to_str().unwrap(): {} }));
+        let before = fake.counters().introspect;
+        let done = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let ok = Arc::new(AtomicUsize::new(0));
+        unsafe extern "C" fn on_done(user: *mut c_void, status: tc_status, json: *mut c_char) {
+            let ctx = &*(user as *const (Arc<(Mutex<usize>, Condvar)>, Arc<AtomicUsize>));
+            if status == tc_status::TC_OK {
+                ctx.1.fetch_add(1, Ordering::Relaxed);
+            }
+            tc_string_free(json);
+            let mut n = ctx.0 .0.lock().unwrap();
+            *n += 1;
+            ctx.0 .1.notify_all();
+        }
+        let ctx = Box::new((done.clone(), ok.clone()));
+        let user = &*ctx as *const _ as *mut c_void;
+        let t0 = Instant::now();
+        for _ in 0..1000 {
+            unsafe { tc_check_async(checker, herd.as_ptr(), Some(on_done), user) };
+        }
+        let mut n = done.0.lock().unwrap();
+        while *n < 1000 {
+            n = done.1.wait(n).unwrap();
+        }
+        walls.push(t0.elapsed().as_secs_f64() * 1e3);
+        requests.push(fake.counters().introspect - before);
+        assert_eq!(ok.load(Ordering::Relaxed), 1000);
+    }
+    fake.clear_faults();
+    let wall = median(walls);
+    let max_requests = *requests.iter().max().unwrap();
+    t.row(
+        "herd: 1000 concurrent checks, 50 ms server",
+        format!("{wall:.1} ms, {max_requests} request(s)"),
+        "1 request, ≤ 65 ms",
+        Some(wall <= 65.0 && max_requests == 1),
+    );
+
+    // 6. Memory: one million cached tokens, 2 identities and 3 groups each.
+    let big = json!({"cache_config": {"backend": "memory", "max_entries": 2_100_000}});
+    let _reset = new_checker(&fake, big);
+    let rss = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4096
+    };
+    let store = cache::current_arc();
+    let before = rss();
+    let entries = 1_000_000u32;
+    tokenchecker::runtime::block_on(async {
+        for i in 0..entries {
+            let id = hasher.token_id(&format!("tok-mem-{i}"));
+            let intro = Introspection {
+                active: true,
+                scopes: vec!["urn:globus:auth:scope:test:all".into(), "openid".into()],
+                sub: Some(format!("a11ce000-0000-4000-8000-{i:012}")),
+                username: Some(format!("user{i}@example.org")),
+                aud: vec![fixtures::CLIENT_ID.into()],
+                client_id: Some(fixtures::CLIENT_ID.into()),
+                exp: Some(i64::MAX / 4),
+                nbf: Some(0),
+                iat: Some(0),
+                identity_set: Some(vec![
+                    format!("a11ce000-0000-4000-8000-{i:012}"),
+                    format!("a11ce000-0000-4000-9000-{i:012}"),
+                ]),
+                ..Default::default()
+            };
+            let info = TokenInfo::new(intro);
+            let ids: Arc<[String]> = info.identities().into();
+            let ttl = Duration::from_secs(30);
+            store
+                .put(
+                    CacheKey::new(Kind::Introspection, id),
+                    Arc::new(Entry::new(
+                        Value::Introspection(Arc::new(info)),
+                        ttl,
+                        ids.clone(),
+                    )),
+                )
+                .await;
+            let groups = (0..3)
+                .map(|g| format!("{g}1111111-1111-4111-8111-{i:012}"))
+                .collect();
+            store
+                .put(
+                    CacheKey::new(Kind::Groups, id),
+                    Arc::new(Entry::new(Value::Groups(Arc::new(groups)), ttl, ids)),
+                )
+                .await;
+        }
+    })
+    .unwrap();
+    let grown = rss().saturating_sub(before);
+    let per_token = grown as f64 / entries as f64;
+    t.row(
+        "memory per cached token (2 identities, 3 groups)",
+        format!("{per_token:.0} B"),
+        "≤ 1024 B",
+        Some(per_token <= 1024.0),
+    );
+
+    println!("\n| benchmark | result | target |\n| --- | --- | --- |");
+    for [what, value, verdict, _] in &t.0 {
+        println!("| {what} | {value} | {verdict} |");
+    }
+    unsafe {
+        tc_free(checker);
+        tc_free(eager);
+    }
+}
