@@ -105,6 +105,10 @@ pub struct RedisConfig {
     /// Consecutive failures after which the backend is skipped for `breaker_cooldown`.
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// `rediss://` only: a PEM file of the CAs to trust instead of the system's (`ssl_ca_certs`).
+    pub tls_ca_file: Option<String>,
+    /// `rediss://` only: a client certificate and its key, PEM (`ssl_certfile`, `ssl_keyfile`).
+    pub tls_client_cert: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -298,6 +302,22 @@ fn redis_config(keys: &mut Keys) -> Result<RedisConfig, Error> {
     };
     // dogpile's RedisBackend argument; locks here are per key and process-wide anyway.
     let _ = keys.boolean("thread_local_lock")?;
+    // TLS files, with redis-py's names.
+    let tls_ca_file = keys.string("ssl_ca_certs")?;
+    let tls_client_cert = match (keys.string("ssl_certfile")?, keys.string("ssl_keyfile")?) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::invalid_config(
+                "cache_config: 'ssl_certfile' and 'ssl_keyfile' go together",
+            ))
+        }
+    };
+    if (tls_ca_file.is_some() || tls_client_cert.is_some()) && !url.starts_with("rediss://") {
+        return Err(Error::invalid_config(
+            "cache_config: 'ssl_ca_certs', 'ssl_certfile' and 'ssl_keyfile' need a rediss:// url",
+        ));
+    }
     Ok(RedisConfig {
         url,
         socket_timeout: positive_seconds(keys, "socket_timeout", Duration::from_millis(250))?,
@@ -309,6 +329,8 @@ fn redis_config(keys: &mut Keys) -> Result<RedisConfig, Error> {
         lock_sleep: positive_seconds(keys, "lock_sleep", Duration::from_millis(20))?,
         breaker_failures: keys.integer("breaker_failures", 1, 1000)?.unwrap_or(3) as u32,
         breaker_cooldown: positive_seconds(keys, "breaker_cooldown", Duration::from_secs(2))?,
+        tls_ca_file,
+        tls_client_cert,
     })
 }
 

@@ -374,10 +374,6 @@ fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
     // Another process's view: a new store, nothing in memory.
     let b = checker(fake, cache.clone());
     let second = b.check(&tok).unwrap();
-    eprintln!(
-        "DEBUG {}",
-        stats().to_json(tokenchecker::cache::current().describe())
-    );
     assert_eq!(second.source, server.backend.source());
     assert_eq!(*second.info, *first.info);
     assert!(
@@ -619,6 +615,183 @@ fn near_cache(fake: &FakeGlobus, server: &Server) {
     assert_eq!(d.check(&tok).unwrap().source, Source::Network);
 }
 
+/// A lock left by a process that died: the waiter takes over once it expires.
+fn dead_lock_holder(fake: &FakeGlobus, server: &Server) {
+    let c = checker(fake, server.cache(json!({"lock_timeout": 3})));
+    let tok = new_token(fake, "dead-holder", alice());
+    let lock = format!("{}.lock", key_of(fake, Kind::Introspection, &tok));
+    let held_for = match server.backend {
+        Backend::Redis => {
+            redis::cmd("SET")
+                .arg(&lock)
+                .arg("a-process-that-died")
+                .arg("PX")
+                .arg(1000)
+                .query::<()>(&mut server.redis())
+                .unwrap();
+            Duration::from_millis(900)
+        }
+        // Memcached counts whole seconds: a 2 s lock goes within 1 to 2 s.
+        Backend::Memcached => {
+            mc_set(server.port, &lock, b"a-process-that-died", 2);
+            Duration::from_millis(900)
+        }
+    };
+    let waits = stats().backend_lock_waits.get();
+    let before = fake.counters().introspect;
+    let t0 = Instant::now();
+    let s = c.check(&tok).unwrap();
+    let took = t0.elapsed();
+    assert_eq!(s.source, Source::Network);
+    assert!(
+        took >= held_for && took < Duration::from_secs(4),
+        "waited {took:?} for the dead holder's lock"
+    );
+    assert!(stats().backend_lock_waits.get() > waits);
+    assert_eq!(fake.counters().introspect, before + 1);
+    assert!(server.raw_get(&lock).is_none(), "our own lock released");
+    assert_eq!(c.check(&tok).unwrap().source, server.backend.source());
+}
+
+/// `rediss://` against a TLS-only redis-server, trusting a private CA (`ssl_ca_certs`).
+fn tls(fake: &FakeGlobus) {
+    let dir = std::env::temp_dir().join(format!("tc-backends-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}): install it (apt-get install -y openssl)")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=tokenchecker test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let port = free_port();
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let _server = Server {
+        backend: Backend::Redis,
+        port,
+        child: Some(child),
+    };
+    wait_until("redis-server with TLS", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let cache = json!({
+        "backend": "redis",
+        "url": format!("rediss://localhost:{port}/0"),
+        "ssl_ca_certs": path("ca.crt"),
+    });
+    let c = checker(fake, cache.clone());
+    let tok = new_token(fake, "tls", alice());
+    assert_eq!(c.check(&tok).unwrap().source, Source::Network);
+    let s = checker(fake, cache).check(&tok).unwrap();
+    assert_eq!(s.source, Source::Redis, "over TLS");
+
+    // Without the CA the server's certificate is not trusted: checks still work, uncached.
+    let errors = stats().backend_errors.get();
+    let c = checker(
+        fake,
+        json!({"backend": "redis", "url": format!("rediss://localhost:{port}/0")}),
+    );
+    assert_eq!(c.check(&tok).unwrap().source, Source::Network);
+    assert!(stats().backend_errors.get() > errors);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Two memcached servers: keys are spread over both, and each process finds them.
 fn memcached_spread(fake: &FakeGlobus) {
     let one = Server::start(Backend::Memcached);
@@ -720,6 +893,93 @@ fn run_at(c: &Arc<Checker>, token: &str, start_at: u64, threads: usize) -> Vec<S
         })
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// The backends' configuration keys (parsing only: installs nothing).
+#[test]
+fn config_keys() {
+    let parse = |cache: Value| {
+        let fake_url = "http://127.0.0.1:9";
+        let mut c = json!({
+            "client_id": "c", "client_secret": "s", "expected_scopes": ["x"],
+            "auth_url": fake_url, "verify_credentials": false,
+        });
+        c["cache_config"] = cache;
+        Config::from_value(&c).map(|c| c.cache.unwrap())
+    };
+    let ok = [
+        json!({"backend": "dogpile.cache.redis", "url": "redis://h:1/2", "socket_timeout": 0.5,
+               "distributed_lock": false, "lock_timeout": 3, "redis_expiration_time": 60,
+               "prefix": "app:", "near_cache_ttl": 1, "near_cache_max_entries": 10,
+               "lock_sleep": 0.01, "breaker_failures": 5, "breaker_cooldown": 1,
+               "thread_local_lock": false}),
+        json!({"backend": "redis", "host": "h", "port": 1, "db": 3, "password": "p w"}),
+        json!({"backend": "redis", "url": "rediss://h:1/0", "ssl_ca_certs": "/ca.pem",
+               "ssl_certfile": "/c.pem", "ssl_keyfile": "/k.pem"}),
+        json!({"backend": "dogpile.cache.memcached", "url": ["a:1", "b:2"], "distributed_lock": true,
+               "memcached_expire_time": 30, "prefix": "p:", "timeout": 10, "dead_retry": 5,
+               "lock_timeout": 2, "socket_timeout": 0.1, "near_cache_ttl": 0.5}),
+        json!({"backend": "memcached", "url": "a:1"}),
+    ];
+    for c in ok {
+        parse(c.clone()).unwrap_or_else(|e| panic!("{c}: {}", e.message));
+    }
+    let bad = [
+        (
+            json!({"backend": "redis", "lock_timout": 3}),
+            "'cache_config.lock_timout'",
+        ),
+        (json!({"backend": "redis", "url": "http://h"}), "redis://"),
+        (
+            json!({"backend": "redis", "url": "redis://h", "host": "h"}),
+            "not both",
+        ),
+        (
+            json!({"backend": "redis", "socket_timeout": 0}),
+            "socket_timeout",
+        ),
+        (
+            json!({"backend": "redis", "url": "redis://h", "ssl_ca_certs": "/x"}),
+            "rediss://",
+        ),
+        (
+            json!({"backend": "redis", "url": "rediss://h", "ssl_certfile": "/x"}),
+            "go together",
+        ),
+        (json!({"backend": "memcached", "url": []}), "at least one"),
+        (json!({"backend": "memcached", "url": "a b:1"}), "host:port"),
+        (json!({"backend": "memcached", "prefix": "a b"}), "prefix"),
+        (
+            json!({"backend": "memcached", "dead_retry": 1, "breaker_cooldown": 1}),
+            "dead_retry",
+        ),
+        (
+            json!({"backend": "memcached", "redis_expiration_time": 1}),
+            "redis_expiration_time",
+        ),
+        (
+            json!({"backend": "redis", "near_cache_max_entries": 0}),
+            "near_cache_max_entries",
+        ),
+    ];
+    for (c, needle) in bad {
+        let e = parse(c.clone()).expect_err(&c.to_string());
+        assert!(e.message.contains(needle), "{c}: {}", e.message);
+    }
+    // Unreadable TLS files are named when the store is built (the checker is created).
+    let c = parse(
+        json!({"backend": "redis", "url": "rediss://h:1", "ssl_ca_certs": "/nonexistent/ca.pem"}),
+    )
+    .unwrap();
+    let e = tokenchecker::cache::CacheStore::new(&c)
+        .err()
+        .expect("unreadable CA file");
+    assert!(e.message.contains("ssl_ca_certs"), "{}", e.message);
+    // A store for a backend that isn't there builds at once.
+    let c = parse(json!({"backend": "redis", "url": "redis://127.0.0.1:9/0"})).unwrap();
+    tokenchecker::cache::CacheStore::new(&c).unwrap();
+    let c = parse(json!({"backend": "memcached", "url": "127.0.0.1:9"})).unwrap();
+    tokenchecker::cache::CacheStore::new(&c).unwrap();
 }
 
 /// The other process of [`fleet`]; does nothing unless started by it.
@@ -936,11 +1196,11 @@ fn switching(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
         redis.cache(json!({"distributed_lock": false})),
     ];
     let mut seen = HashSet::new();
-    for round in 0..2 {
+    for token in &tokens[..2] {
         for cache in &configs {
             let _ = checker(fake, cache.clone());
             std::thread::sleep(Duration::from_millis(120));
-            seen.insert(user.check(&tokens[round]).unwrap().source.name());
+            seen.insert(user.check(token).unwrap().source.name());
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -983,6 +1243,12 @@ fn backends() {
         step(&format!("near cache, {:?}", server.backend));
         near_cache(&fake, server);
     }
+    for server in [&redis, &memcached] {
+        step(&format!("dead lock holder, {:?}", server.backend));
+        dead_lock_holder(&fake, server);
+    }
+    step("redis over TLS");
+    tls(&fake);
     step("memcached over two servers");
     memcached_spread(&fake);
     for server in [&redis, &memcached] {

@@ -4,6 +4,12 @@
 //! store and installs it (the last configuration wins, as in the original); a checker created
 //! without one uses whatever is current. The current store is read through an `ArcSwap`, so the
 //! hit path takes no lock. In-flight fetches are coalesced per key in [`flight`].
+//!
+//! Backends: the embedded in-memory cache ([`memory`]), or a shared one — Redis ([`redis`]) or
+//! Memcached ([`memcached`]) — behind [`shared`]: entries sealed per token ([`sealing`]), one
+//! fetch per key for the whole fleet (a lock in the backend), a circuit breaker ([`breaker`]) and
+//! an in-process fallback so an unavailable backend never fails a check, and an optional near
+//! cache (an in-process layer with a short TTL) in front.
 
 pub mod breaker;
 pub mod flight;
@@ -187,7 +193,8 @@ impl CacheStore {
             return Some(hit);
         }
         let shared = self.shared.as_ref()?;
-        let (entry, source) = shared.get(key).await?;
+        // Boxed: the backend's future is deep, and would make every caller's future deeper.
+        let (entry, source) = shared.get(key).boxed().await?;
         if source == shared.source() {
             self.put_near(*key, &entry);
         }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{Client, ClientTlsConfig, Script, TlsCertificates};
 use tokio::sync::OnceCell;
 
 use crate::config::RedisConfig;
@@ -31,12 +31,40 @@ fn err(e: redis::RedisError) -> String {
 
 impl RedisBackend {
     pub fn new(config: &RedisConfig) -> Result<RedisBackend, Error> {
-        let client = Client::open(config.url.as_str()).map_err(|e| {
+        let bad_url = |e: redis::RedisError| {
             Error::invalid_config(format!(
                 "cache_config.url is not a usable Redis URL: {}",
                 e.detail().unwrap_or("cannot parse it")
             ))
-        })?;
+        };
+        let client = if config.tls_ca_file.is_some() || config.tls_client_cert.is_some() {
+            let read = |key: &str, path: &str| {
+                std::fs::read(path).map_err(|e| {
+                    Error::invalid_config(format!("cache_config.{key}: cannot read {path:?}: {e}"))
+                })
+            };
+            let root_cert = match &config.tls_ca_file {
+                Some(path) => Some(read("ssl_ca_certs", path)?),
+                None => None,
+            };
+            let client_tls = match &config.tls_client_cert {
+                Some((cert, key)) => Some(ClientTlsConfig {
+                    client_cert: read("ssl_certfile", cert)?,
+                    client_key: read("ssl_keyfile", key)?,
+                }),
+                None => None,
+            };
+            Client::build_with_tls(
+                config.url.as_str(),
+                TlsCertificates {
+                    client_tls,
+                    root_cert,
+                },
+            )
+            .map_err(bad_url)?
+        } else {
+            Client::open(config.url.as_str()).map_err(bad_url)?
+        };
         Ok(RedisBackend {
             client,
             conn: OnceCell::new(),

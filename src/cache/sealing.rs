@@ -16,7 +16,7 @@
 //! value that was forged, altered or copied to another key fails to open, and is treated as a miss.
 //!
 //! Wire format: `0x01 ‖ nonce (24 bytes) ‖ ciphertext ‖ tag (16 bytes)`; the plaintext is a JSON
-//! [`Payload`] holding the kind, the fetch and expiry instants (unix milliseconds, so the age and
+//! payload holding the kind, the fetch and expiry instants (unix milliseconds, so the age and
 //! the lifetime survive the trip to another process), the identities and the value.
 
 use std::sync::Arc;
@@ -76,7 +76,7 @@ struct Payload {
 
 #[derive(Deserialize)]
 enum Body {
-    I(Introspection),
+    I(Box<Introspection>),
     G(Vec<String>),
     D(Vec<DependentToken>),
 }
@@ -153,7 +153,7 @@ pub fn open(key: &CacheKey, text: &str, bytes: &[u8]) -> Result<Option<Entry>, R
     }
     let value = match (key.kind, payload.v) {
         (Kind::Introspection, Body::I(intro)) => {
-            Value::Introspection(Arc::new(TokenInfo::new(intro)))
+            Value::Introspection(Arc::new(TokenInfo::new(*intro)))
         }
         (Kind::Groups, Body::G(g)) => Value::Groups(Arc::new(g)),
         (Kind::DependentTokens, Body::D(t)) => Value::DependentTokens(Arc::new(t)),

@@ -46,7 +46,7 @@ const FALLBACK_MAX_ENTRIES: u64 = 10_000;
 const FIRST_POLL: Duration = Duration::from_millis(1);
 
 enum Backend {
-    Redis(RedisBackend, Breaker),
+    Redis(Box<RedisBackend>, Breaker),
     Memcached(MemcachedBackend),
 }
 
@@ -82,7 +82,7 @@ impl Shared {
     pub fn redis(config: &RedisConfig, timeout: Duration) -> Result<Shared, Error> {
         Ok(Shared {
             backend: Backend::Redis(
-                RedisBackend::new(config)?,
+                Box::new(RedisBackend::new(config)?),
                 Breaker::new(config.breaker_failures, config.breaker_cooldown),
             ),
             source: Source::Redis,
