@@ -1,29 +1,41 @@
 //! Coalescing of concurrent misses: one fetch per key, however many callers wait for it.
 //!
-//! The first caller to miss starts the fetch as a task of its own on the runtime and registers
-//! it here; later callers for the same key wait on the same result. Because the fetch is a task
-//! and not part of any caller's future, a caller that gives up (its own deadline passes, its
-//! future is dropped) never cancels it, so one waiter's timeout never fails the others. The task
-//! stores its answer in the cache before it leaves the table, so a caller arriving after it left
-//! finds the answer in the cache.
+//! The first caller to miss registers its fetch here as a shared future; later callers for the
+//! same key wait on the same future. Whoever waits drives it: there is no extra task and no
+//! thread hop, so a lone miss costs what the request costs. A caller that gives up (its own
+//! deadline passes, its future is dropped) only drops its handle; the others keep driving the
+//! fetch, so one waiter's timeout never fails the others. A fetch every caller abandoned stays
+//! in the table, unpolled, until a caller finds it older than its deadline and replaces it. The
+//! fetch stores its answer in the cache before it leaves the table, so a caller arriving after
+//! it left finds the answer in the cache.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use once_cell::sync::Lazy;
 
 use super::{CacheKey, Entry, Source};
-use crate::runtime;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
 
 type Flight = Shared<BoxFuture<'static, Result<(Arc<Entry>, Source), Error>>>;
 
-static IN_FLIGHT: Lazy<Mutex<HashMap<CacheKey, Flight>>> = Lazy::new(Default::default);
+/// A fetch in progress: its shared future, a number telling it apart from a later fetch of the
+/// same key, and when it started.
+struct Running {
+    flight: Flight,
+    id: u64,
+    started: Instant,
+}
 
-fn table() -> std::sync::MutexGuard<'static, HashMap<CacheKey, Flight>> {
+static IN_FLIGHT: Lazy<Mutex<HashMap<CacheKey, Running>>> = Lazy::new(Default::default);
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn table() -> std::sync::MutexGuard<'static, HashMap<CacheKey, Running>> {
     IN_FLIGHT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -43,29 +55,38 @@ where
     let (flight, leader) = {
         let mut guard = table();
         match guard.get(&key) {
-            Some(flight) => {
+            // A fetch that outlived a whole deadline was abandoned by every caller (nobody drove
+            // it since): don't join it, replace it.
+            Some(running) if running.started.elapsed() < deadline => {
                 stats().coalesced_waits.inc();
-                (flight.clone(), false)
+                (running.flight.clone(), false)
             }
-            None => {
-                let work = fetch();
-                let task = runtime::spawn(async move {
-                    let result = work.await;
-                    table().remove(&key);
-                    result
-                });
+            _ => {
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                let work = AssertUnwindSafe(fetch()).catch_unwind();
                 let flight: Flight = async move {
-                    task.await.unwrap_or_else(|_| {
-                        table().remove(&key);
+                    let result = work.await.unwrap_or_else(|_| {
                         Err(Error::new(
                             tc_status::TC_PANIC,
-                            "the fetch task failed unexpectedly",
+                            "internal error while fetching (a panic was caught)",
                         ))
-                    })
+                    });
+                    let mut guard = table();
+                    if guard.get(&key).is_some_and(|r| r.id == id) {
+                        guard.remove(&key);
+                    }
+                    result
                 }
                 .boxed()
                 .shared();
-                guard.insert(key, flight.clone());
+                guard.insert(
+                    key,
+                    Running {
+                        flight: flight.clone(),
+                        id,
+                        started: Instant::now(),
+                    },
+                );
                 (flight, true)
             }
         }
