@@ -268,6 +268,21 @@ struct StateView<'a> {
     iat: Option<i64>,
 }
 
+/// Decimal digits without going through `fmt` (this is on every check's path).
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
 fn push_json_str(out: &mut String, s: &str) {
     match serde_json::to_string(s) {
         Ok(quoted) => out.push_str(&quoted),
@@ -279,8 +294,8 @@ impl AuthState {
     /// The result document of `tc_check` (and, with `matched`, of `tc_authorize`): the
     /// pre-rendered fixed part, then groups, principals, cache and authorization.
     pub fn to_json(&self, matched: Option<&str>) -> String {
-        use std::fmt::Write;
         let info = &self.info;
+        // Room for the per-check fields and the NUL the C ABI appends, so nothing reallocates.
         let mut out = String::with_capacity(info.rendered_prefix.len() + 256);
         out.push_str(&info.rendered_prefix);
         let groups: &[String] = match &self.groups {
@@ -315,12 +330,11 @@ impl AuthState {
             }
             push_json_str(&mut out, &format!("{GROUP_PREFIX}{g}"));
         }
-        let _ = write!(
-            out,
-            "],\"cache\":{{\"source\":\"{}\",\"age_ms\":{}}}",
-            self.source.name(),
-            self.age.as_millis()
-        );
+        out.push_str("],\"cache\":{\"source\":\"");
+        out.push_str(self.source.name());
+        out.push_str("\",\"age_ms\":");
+        push_u64(&mut out, self.age.as_millis() as u64);
+        out.push('}');
         if let Some(m) = matched {
             out.push_str(",\"authorization\":{\"authorized\":true,\"matched\":");
             push_json_str(&mut out, m);

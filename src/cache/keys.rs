@@ -25,7 +25,7 @@ impl Kind {
 pub type TokenId = [u8; 32];
 
 /// One cache entry's key: what it holds and for which token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheKey {
     pub kind: Kind,
     pub id: TokenId,
@@ -49,6 +49,50 @@ impl CacheKey {
             let _ = write!(s, "{b:02x}");
         }
         s
+    }
+}
+
+/// The id is already a keyed hash, uniform and unpredictable to anyone without the client
+/// credentials: its first eight bytes are a perfectly good hash, with no need to hash it again.
+impl std::hash::Hash for CacheKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.id[..8]);
+        state.write_u64(u64::from_le_bytes(head) ^ self.kind as u64);
+    }
+}
+
+/// A `BuildHasher` for maps keyed by [`CacheKey`]: takes the key's own hash as it is.
+#[derive(Clone, Copy, Default)]
+pub struct IdHash;
+
+/// The hasher of [`IdHash`].
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    /// Other keys (not used) still hash, FNV-1a style.
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    #[inline]
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0xcbf2_9ce4_8422_2325)
     }
 }
 

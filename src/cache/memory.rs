@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::keys::CacheKey;
+use super::keys::{CacheKey, IdHash};
 use super::Entry;
 
 struct EntryExpiry;
@@ -37,8 +37,8 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
 }
 
 pub struct MemoryLayer {
-    positive: Cache<CacheKey, Arc<Entry>>,
-    negative: Cache<CacheKey, Arc<Entry>>,
+    positive: Cache<CacheKey, Arc<Entry>, IdHash>,
+    negative: Cache<CacheKey, Arc<Entry>, IdHash>,
     max_ttl: Duration,
 }
 
@@ -50,7 +50,7 @@ impl MemoryLayer {
                 .max_capacity(cap)
                 .expire_after(EntryExpiry)
                 .support_invalidation_closures()
-                .build()
+                .build_with_hasher(IdHash)
         };
         MemoryLayer {
             positive: build(max_entries),
@@ -61,10 +61,8 @@ impl MemoryLayer {
 
     #[inline]
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.positive
-            .get(key)
-            .or_else(|| self.negative.get(key))
-            .filter(|e| e.expires_at > Instant::now())
+        // moka checks each entry's own expiry (EntryExpiry) on read.
+        self.positive.get(key).or_else(|| self.negative.get(key))
     }
 
     pub fn put(&self, key: CacheKey, entry: Arc<Entry>) {
