@@ -515,7 +515,7 @@ fn local_groups(store: &CacheStore, id: TokenId) -> Option<Arc<Vec<String>>> {
 
 /// The time from now until the unix instant `t` (zero when it has passed).
 fn secs_until(t: i64) -> Duration {
-    Duration::from_secs((t - now_unix()).max(0) as u64)
+    Duration::from_secs(t.saturating_sub(now_unix()).max(0) as u64)
 }
 
 fn wrong_kind() -> Error {

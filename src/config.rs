@@ -518,13 +518,25 @@ impl<'a> Keys<'a> {
     }
 
     fn url(&mut self, key: &'static str) -> Result<Option<String>, Error> {
-        let Some(url) = self.string(key)? else {
+        let Some(text) = self.string(key)? else {
             return Ok(None);
         };
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(self.wrong_type(key, "an http:// or https:// URL"));
+        let parsed = reqwest::Url::parse(&text)
+            .map_err(|e| self.wrong_type(key, &format!("an http:// or https:// URL ({e})")))?;
+        let host_ok = parsed.host_str().is_some_and(|h| !h.is_empty());
+        if !matches!(parsed.scheme(), "http" | "https")
+            || !host_ok
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+        {
+            return Err(self.wrong_type(
+                key,
+                "an http:// or https:// URL with a host and no user, query or fragment",
+            ));
         }
-        Ok(Some(url.trim_end_matches('/').to_string()))
+        Ok(Some(text.trim_end_matches('/').to_string()))
     }
 
     /// A list of non-empty strings; a single space-separated string is accepted too.

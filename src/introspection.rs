@@ -503,7 +503,7 @@ pub fn parse_dependent_tokens(doc: &Value, now: i64) -> Result<Vec<DependentToke
             access_token,
             resource_server: get("resource_server").unwrap_or_default(),
             token_type: get("token_type").unwrap_or_else(|| "bearer".into()),
-            expires_at: now + expires_in.max(0),
+            expires_at: now.saturating_add(expires_in.max(0)),
             refresh_token: get("refresh_token"),
         });
     }

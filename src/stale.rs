@@ -27,7 +27,7 @@ pub fn remember(key: CacheKey, entry: &Arc<Entry>, cache_ttl: Duration, stale_fo
     let (true, Some(exp)) = (info.intro.active, info.intro.exp) else {
         return;
     };
-    let until_exp = Duration::from_secs((exp - now_unix()).max(0) as u64);
+    let until_exp = Duration::from_secs(exp.saturating_sub(now_unix()).max(0) as u64);
     let keep = (cache_ttl + stale_for).min(until_exp);
     if keep.is_zero() {
         return;
