@@ -1,6 +1,8 @@
 //! `tokenchecker`: a demo of the library against the bundled fake Globus, and a command to check
 //! a real token.
 
+mod soak;
+
 use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("demo") => demo(args.iter().any(|a| a == "--metrics")),
         Some("check") => check(&args[1..]),
+        Some("soak") => soak::run(&args[1..]),
         Some("version") | Some("--version") => {
             println!("tokenchecker {}", tokenchecker::VERSION);
             ExitCode::SUCCESS
