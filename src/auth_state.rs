@@ -142,7 +142,8 @@ impl AuthorizeRequest {
                 }
                 _ => {
                     return Err(Error::invalid_argument(format!(
-                        "unknown key '{key}' in the authorization request"
+                        "unknown key '{}' in the authorization request",
+                        crate::config::clip(key)
                     )))
                 }
             }

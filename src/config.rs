@@ -461,7 +461,7 @@ fn bad_value(key: &str, got: &str, expected: &str) -> Error {
 
 /// At most 64 characters of something the caller wrote, for an error message: a hostile
 /// configuration must not turn into a multi-megabyte message.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     const MAX: usize = 64;
     match s.char_indices().nth(MAX) {
         None => s.to_string(),

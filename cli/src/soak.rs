@@ -7,6 +7,8 @@
 //!   principal);
 //! * **excused**: `TC_AUTH_UNAVAILABLE` from a call that overlapped an injected auth fault (a 503,
 //!   a closed connection, a garbage or malformed answer): Globus Auth really could not answer;
+//!   or that started less than 2 s after one ended (concurrent misses share one fetch, and a
+//!   call may join a fetch that met the fault);
 //! * **avoidable failure**: `TC_AUTH_UNAVAILABLE` from a call that overlapped no auth fault (Redis
 //!   restarts, latency spikes and load must never cost an answer Globus Auth could give);
 //! * **wrong**: anything else, in particular a success where a refusal was due (a wrong
@@ -14,7 +16,21 @@
 //!
 //! The run fails (exit 1) on any wrong answer, any avoidable failure, or RSS growth beyond the
 //! bound after the warm-up. Exit 2: bad arguments or the set-up failed.
+//!
+//! The load, per thread, in proportions: checks of 64 cached valid tokens (47%), of fresh valid
+//! tokens (8%) and of unknown ones (6%), of tokens refused for one reason each (inactive,
+//! expired, not yet valid, wrong scope, wrong audience, no identity set: 8%), `tc_try_check`
+//! (4%), authorizations by identity (11%, half of them for somebody else) and by group (12%:
+//! the caller's group, a group where its membership is only pending, other groups), purges of
+//! pool tokens (0.5%) and of identities (1%), and check → purge → check of fresh tokens that
+//! Globus Auth forgets after the purge (2.5%: the second check must not come from any cache).
+//! Every pool token is a pending member of one group and an active member of another.
+//!
+//! Only the library's answers are judged; the fake runs in-process, so its own memory (it keeps
+//! every dependent token it ever issued) counts in the RSS figures: the pool-token purges are
+//! rare for that reason.
 
+use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr, CString};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,14 +51,16 @@ use tokenchecker::tc_status;
 
 pub const USAGE: &str = "\
   tokenchecker soak [--duration SECS] [--backend memory|redis] [--report FILE] [--threads N]
-                    [--max-rss-growth-mib N] [--seed N] [--redis-server PATH]
+                    [--max-rss-growth-mib N] [--seed N] [--redis-server PATH] [--ops OP,…]
       Runs a mixed load (cache hits, misses on fresh tokens, inactive and otherwise refused
-      tokens, identity and group authorizations, purges) from several threads against the
-      bundled fake Globus for SECS seconds (default 60), injecting auth faults (503s, closed
-      connections, malformed answers, latency spikes) and, with --backend redis, killing and
-      restarting its own redis-server. Checks every answer; prints totals, per-status counts,
-      p50/p99 latency and RSS; --report writes them as JSON. Exits 1 on any wrong answer, any
-      failure Globus Auth could have answered, or RSS growth beyond the bound (default 64 MiB).";
+      tokens, identity and group authorizations, purges, checks after a purge) from several
+      threads against the bundled fake Globus for SECS seconds (default 60), injecting auth
+      faults (503s, closed connections, malformed answers, latency spikes) and, with
+      --backend redis, killing and restarting its own redis-server. Checks every answer;
+      prints totals, per-status counts, p50/p99 latency and RSS; --report writes them as
+      JSON. Exits 1 on any wrong answer, any failure Globus Auth could have answered, or RSS
+      growth beyond the bound (default 64 MiB). --ops keeps only the named operations (as
+      printed in the summary), to narrow down a problem.";
 
 const SCOPE: &str = "urn:globus:auth:scope:test:all";
 /// Valid tokens whose answers are cached and re-read (hits).
@@ -80,6 +98,8 @@ struct Options {
     max_rss_growth_mib: f64,
     seed: u64,
     redis_server: String,
+    /// Only these operations (by name), to narrow down a problem; all when empty.
+    ops: Vec<Op>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -94,6 +114,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
         redis_server: "redis-server".into(),
+        ops: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -129,6 +150,15 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--seed" => o.seed = value()?.parse().map_err(|_| "--seed: a number")?,
             "--redis-server" => o.redis_server = value()?,
+            "--ops" => {
+                for name in value()?.split(',') {
+                    let op = OPS
+                        .iter()
+                        .find(|op| op.name() == name.trim())
+                        .ok_or_else(|| format!("--ops: unknown operation {name:?}"))?;
+                    o.ops.push(*op);
+                }
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -431,10 +461,11 @@ enum Op {
     AuthIdentity,
     AuthGroup,
     Purge,
+    PurgeFresh,
     PurgeIdentity,
 }
 
-const OPS: [Op; 9] = [
+const OPS: [Op; 10] = [
     Op::Hit,
     Op::FreshValid,
     Op::FreshUnknown,
@@ -443,6 +474,7 @@ const OPS: [Op; 9] = [
     Op::AuthIdentity,
     Op::AuthGroup,
     Op::Purge,
+    Op::PurgeFresh,
     Op::PurgeIdentity,
 ];
 
@@ -456,7 +488,8 @@ impl Op {
             Op::TryCheck => "try_check",
             Op::AuthIdentity => "authorize_identity",
             Op::AuthGroup => "authorize_group",
-            Op::Purge => "purge",
+            Op::Purge => "purge_pool_token",
+            Op::PurgeFresh => "check_purge_recheck",
             Op::PurgeIdentity => "purge_identity",
         }
     }
@@ -470,7 +503,8 @@ impl Op {
             690..=729 => Op::TryCheck,
             730..=839 => Op::AuthIdentity,
             840..=959 => Op::AuthGroup,
-            960..=989 => Op::Purge,
+            960..=964 => Op::Purge,
+            965..=989 => Op::PurgeFresh,
             _ => Op::PurgeIdentity,
         }
     }
@@ -570,6 +604,13 @@ fn judge(e: &Expect, st: tc_status, doc: &str) -> Verdict {
     Verdict::Correct
 }
 
+/// `cache.source` of a result document.
+fn source_of(doc: &str) -> Option<&str> {
+    let i = doc.rfind("\"source\":\"")? + "\"source\":\"".len();
+    let rest = &doc[i..];
+    Some(&rest[..rest.find('"')?])
+}
+
 fn clip(s: &str) -> String {
     if s.len() <= 300 {
         return s.to_string();
@@ -591,17 +632,45 @@ struct FaultLog {
     windows: Vec<(Instant, Option<Instant>)>,
 }
 
+/// Concurrent misses share one fetch (src/cache/flight.rs): a call that starts just after a
+/// fault ended may join a fetch that started during it, and share its failure. A fetch that met
+/// a fault ends quickly (a 503, a reset, a malformed answer), so two seconds are plenty.
+const JOINED_FETCH_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(PartialEq, Eq)]
+enum Excuse {
+    /// The call overlapped an auth fault.
+    During,
+    /// The call started within JOINED_FETCH_GRACE after one ended.
+    JustAfter,
+    None,
+}
+
 impl FaultLog {
-    fn overlaps(&self, start: Instant, end: Instant) -> bool {
-        self.windows
+    fn excuse(&self, start: Instant, end: Instant) -> Excuse {
+        if self
+            .windows
             .iter()
             .any(|(s, e)| *s <= end && e.is_none_or(|e| e >= start))
+        {
+            return Excuse::During;
+        }
+        if self
+            .windows
+            .iter()
+            .any(|(_, e)| e.is_some_and(|e| e <= start && start - e <= JOINED_FETCH_GRACE))
+        {
+            return Excuse::JustAfter;
+        }
+        Excuse::None
     }
 }
 
 struct Run {
     stop: AtomicBool,
     faults: Mutex<FaultLog>,
+    /// When Redis was down (killed until answering again), to annotate wrong answers.
+    redis_outages: Mutex<FaultLog>,
     calls: AtomicU64,
     wrong: AtomicU64,
     avoidable: AtomicU64,
@@ -631,8 +700,12 @@ struct Tally {
     wrong_positive: u64,
     avoidable: u64,
     excused: u64,
+    /// Of which: calls that started just after a fault (see JOINED_FETCH_GRACE).
+    excused_after_fault: u64,
     all: Histogram,
     per_op_latency: Vec<Histogram>,
+    /// Where successful answers came from (`cache.source`).
+    sources: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -644,8 +717,10 @@ impl Tally {
             wrong_positive: 0,
             avoidable: 0,
             excused: 0,
+            excused_after_fault: 0,
             all: Histogram::new(),
             per_op_latency: vec![Histogram::new(); OPS.len()],
+            sources: BTreeMap::new(),
         }
     }
     fn merge(&mut self, o: &Tally) {
@@ -661,9 +736,13 @@ impl Tally {
         self.wrong_positive += o.wrong_positive;
         self.avoidable += o.avoidable;
         self.excused += o.excused;
+        self.excused_after_fault += o.excused_after_fault;
         self.all.merge(&o.all);
         for (a, b) in self.per_op_latency.iter_mut().zip(&o.per_op_latency) {
             a.merge(b);
+        }
+        for (k, v) in &o.sources {
+            *self.sources.entry(k.clone()).or_default() += v;
         }
     }
 }
@@ -733,6 +812,7 @@ fn valid_spec(id: &str, group: &str) -> Value {
 fn worker(
     n: usize,
     seed: u64,
+    ops: Vec<Op>,
     checker: Arc<Checker>,
     fake: Arc<FakeGlobus>,
     run: Arc<Run>,
@@ -742,7 +822,10 @@ fn worker(
     let refused = refused_kinds();
     let mut fresh = 0u64;
     while !run.stop.load(Ordering::Relaxed) {
-        let op = Op::pick(rng.next());
+        let mut op = Op::pick(rng.next());
+        while !ops.is_empty() && !ops.contains(&op) {
+            op = Op::pick(rng.next());
+        }
         let i = rng.below(POOL as u64) as usize;
         let token = pool_token(i);
         let id = identity_of(i);
@@ -820,6 +903,28 @@ fn worker(
                 let st = checker.purge(&token);
                 (Expect::status(tc_status::TC_OK), st, "{}".into())
             }
+            Op::PurgeFresh => {
+                // A fresh token checked (so cached), purged, forgotten by Globus Auth, checked
+                // again: the second answer must come from Globus Auth, not from any cache.
+                fresh += 1;
+                let tok = format!("soak-purged-{n}-{fresh}");
+                let fid = format!("f1000000-0000-4000-8000-{:04}{:08}", n, fresh % 100_000_000);
+                fake.add_tokens(json!({ tok.clone(): valid_spec(&fid, my_group) }));
+                let (st, doc) = checker.check(&tok);
+                if st != tc_status::TC_OK {
+                    cleanup = Some(tok);
+                    (Expect::ok(fid), st, doc)
+                } else {
+                    let purged = checker.purge(&tok);
+                    fake.remove_token(&tok);
+                    if purged != tc_status::TC_OK {
+                        (Expect::status(tc_status::TC_OK), purged, "{}".into())
+                    } else {
+                        let (st, doc) = checker.check(&tok);
+                        (Expect::status(tc_status::TC_INACTIVE_TOKEN), st, doc)
+                    }
+                }
+            }
             Op::PurgeIdentity => {
                 let st = checker.purge_identity(&id);
                 (Expect::status(tc_status::TC_OK), st, "{}".into())
@@ -837,11 +942,27 @@ fn worker(
         t.per_op_latency[k].record(end - start);
         run.calls.fetch_add(1, Ordering::Relaxed);
         match judge(&expect, st, &doc) {
-            Verdict::Correct => t.per_op[k][1] += 1,
+            Verdict::Correct => {
+                t.per_op[k][1] += 1;
+                if st == tc_status::TC_OK {
+                    if let Some(src) = source_of(&doc) {
+                        match t.sources.get_mut(src) {
+                            Some(n) => *n += 1,
+                            None => {
+                                t.sources.insert(src.to_string(), 1);
+                            }
+                        }
+                    }
+                }
+            }
             Verdict::Unavailable => {
-                if run.faults.lock().unwrap().overlaps(start, end) {
+                let excuse = run.faults.lock().unwrap().excuse(start, end);
+                if excuse != Excuse::None {
                     t.per_op[k][2] += 1;
                     t.excused += 1;
+                    if excuse == Excuse::JustAfter {
+                        t.excused_after_fault += 1;
+                    }
                     run.excused.fetch_add(1, Ordering::Relaxed);
                 } else {
                     t.per_op[k][3] += 1;
@@ -863,7 +984,16 @@ fn worker(
                     t.wrong_positive += 1;
                 }
                 run.wrong.fetch_add(1, Ordering::Relaxed);
-                run.example(format!("WRONG answer to {} (token #{i}): {why}", op.name()));
+                let outage = run.redis_outages.lock().unwrap().excuse(start, end) != Excuse::None;
+                run.example(format!(
+                    "WRONG answer to {} (token #{i}{}): {why}",
+                    op.name(),
+                    if outage {
+                        ", during or just after a Redis outage"
+                    } else {
+                        ""
+                    }
+                ));
             }
         }
     }
@@ -931,6 +1061,11 @@ fn redis_killer(redis: Arc<Mutex<Redis>>, run: Arc<Run>, seed: u64, every: Durat
         }
         let down_for = rng.range_ms(300, 3000);
         let t = Instant::now();
+        let index = {
+            let mut log = run.redis_outages.lock().unwrap();
+            log.windows.push((t, None));
+            log.windows.len() - 1
+        };
         redis.lock().unwrap().kill();
         nap(down_for, &run.stop);
         let mut r = redis.lock().unwrap();
@@ -938,6 +1073,7 @@ fn redis_killer(redis: Arc<Mutex<Redis>>, run: Arc<Run>, seed: u64, every: Durat
             run.example(format!("redis-server would not restart: {e}"));
             // Try again on the next round.
         }
+        run.redis_outages.lock().unwrap().windows[index].1 = Some(Instant::now());
         run.redis_down_ms
             .fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
         run.redis_restarts.fetch_add(1, Ordering::Relaxed);
@@ -1025,6 +1161,7 @@ fn soak(o: &Options) -> Result<bool, String> {
     let run = Arc::new(Run {
         stop: AtomicBool::new(false),
         faults: Mutex::new(FaultLog::default()),
+        redis_outages: Mutex::new(FaultLog::default()),
         calls: AtomicU64::new(0),
         wrong: AtomicU64::new(0),
         avoidable: AtomicU64::new(0),
@@ -1039,10 +1176,10 @@ fn soak(o: &Options) -> Result<bool, String> {
     let workers: Vec<_> = (0..o.threads)
         .map(|n| {
             let (c, f, r) = (checker.clone(), fake.clone(), run.clone());
-            let seed = o.seed;
+            let (seed, ops) = (o.seed, o.ops.clone());
             thread::Builder::new()
                 .name(format!("soak-{n}"))
-                .spawn(move || worker(n, seed, c, f, r))
+                .spawn(move || worker(n, seed, ops, c, f, r))
                 .expect("spawn a worker")
         })
         .collect();
@@ -1158,11 +1295,13 @@ fn soak(o: &Options) -> Result<bool, String> {
         "wrong_positives": total.wrong_positive,
         "avoidable_failures": total.avoidable,
         "excused_unavailable": total.excused,
+        "excused_just_after_a_fault": total.excused_after_fault,
         "final_pass_wrong": final_wrong,
         "auth_fault_windows": run.fault_windows.load(Ordering::Relaxed),
         "latency_spikes": run.latency_spikes.load(Ordering::Relaxed),
         "redis_restarts": run.redis_restarts.load(Ordering::Relaxed),
         "redis_down_s": run.redis_down_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        "answer_sources": total.sources,
         "latency": total.all.summary(),
         "per_operation": per_op,
         "rss_mib": {"start": mib(rss_at_start), "after_warm_up": mib(rss_base),
@@ -1209,9 +1348,10 @@ fn soak(o: &Options) -> Result<bool, String> {
         total.avoidable
     );
     println!(
-        "excused          {} TC_AUTH_UNAVAILABLE during {} injected auth faults; {} latency spikes",
+        "excused          {} TC_AUTH_UNAVAILABLE during {} injected auth faults ({} of them from calls started < 2 s after one, which may join its fetch); {} latency spikes",
         total.excused,
         run.fault_windows.load(Ordering::Relaxed),
+        total.excused_after_fault,
         run.latency_spikes.load(Ordering::Relaxed)
     );
     if o.backend == Backend::Redis {
@@ -1221,6 +1361,15 @@ fn soak(o: &Options) -> Result<bool, String> {
             run.redis_down_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
     }
+    println!(
+        "answers from     {}",
+        total
+            .sources
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let l = total.all.summary();
     println!(
         "latency          p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
