@@ -266,10 +266,7 @@ impl AuthClient {
         endpoint: Endpoint,
         req: reqwest::RequestBuilder,
     ) -> Result<Value, Failure> {
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| Failure::from_reqwest(&e, false))?;
+        let mut resp = req.send().await.map_err(|e| Failure::from_reqwest(&e))?;
         let status = resp.status().as_u16();
         if let Some(len) = resp.content_length() {
             if len as usize > self.max_response_bytes {
@@ -314,11 +311,7 @@ impl AuthClient {
         }
         let mut body =
             Vec::with_capacity(resp.content_length().unwrap_or(1024).min(65536) as usize);
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| Failure::from_reqwest(&e, true))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| Failure::from_reqwest(&e))? {
             if body.len() + chunk.len() > self.max_response_bytes {
                 return Err(Failure::Fatal(Error::unavailable(format!(
                     "the {} answer exceeds the response size limit ({} bytes)",
@@ -348,8 +341,14 @@ enum Failure {
 }
 
 impl Failure {
-    fn from_reqwest(e: &reqwest::Error, answered: bool) -> Failure {
-        if e.is_connect() && !answered {
+    fn from_reqwest(e: &reqwest::Error) -> Failure {
+        // Nothing usable arrived: the connection failed, or broke before or during the answer
+        // (a pooled keep-alive connection the server had just closed, say). Asking again is
+        // safe for every endpoint, the grant included: no tokens reached us. A timeout is not
+        // retried, so the configured timeouts bound the call.
+        let broke =
+            !e.is_timeout() && (e.is_connect() || e.is_request() || e.is_body() || e.is_decode());
+        if broke {
             return Failure::Retryable {
                 after: None,
                 answered: false,
@@ -358,10 +357,6 @@ impl Failure {
         }
         let what = if e.is_timeout() {
             "timed out"
-        } else if e.is_connect() {
-            "could not connect"
-        } else if e.is_body() || e.is_decode() {
-            "broke off while sending its answer"
         } else {
             "failed"
         };
@@ -381,7 +376,7 @@ impl Failure {
                 endpoint.name()
             )),
             Failure::Retryable { status: None, .. } => Error::unavailable(format!(
-                "could not connect to the {} (retries exhausted)",
+                "no answer from the {}: the connection failed or broke off (retries exhausted)",
                 endpoint.name()
             )),
         }
