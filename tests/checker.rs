@@ -586,3 +586,20 @@ fn cached_authorizations_need_no_runtime() {
     let n = fake.counters();
     assert_eq!((n.introspect, n.groups), (1, 1));
 }
+
+#[test]
+fn tls_files_must_be_regular_files() {
+    let fake = FakeGlobus::start();
+    for path in ["/dev/zero", "/nonexistent/ca.pem", "/tmp"] {
+        let started = Instant::now();
+        let c = config(
+            &fake,
+            json!({"cache_config": {"backend": "redis", "url": "rediss://127.0.0.1:9",
+                                     "ssl_ca_certs": path}}),
+        );
+        let e = tokenchecker::Checker::from_json(&c.to_string()).err().unwrap();
+        assert_eq!(e.status, tc_status::TC_INVALID_CONFIG, "{path}: {e}");
+        assert!(e.message.contains("ssl_ca_certs"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -38,10 +38,22 @@ impl RedisBackend {
             ))
         };
         let client = if config.tls_ca_file.is_some() || config.tls_client_cert.is_some() {
+            // A PEM file: a regular file of sane size (not a pipe or a device that never ends).
+            const MAX_PEM_BYTES: u64 = 1 << 20;
             let read = |key: &str, path: &str| {
-                std::fs::read(path).map_err(|e| {
-                    Error::invalid_config(format!("cache_config.{key}: cannot read {path:?}: {e}"))
-                })
+                let shown = crate::config::clip(path);
+                let fail = |why: String| {
+                    Error::invalid_config(format!(
+                        "cache_config.{key}: cannot read {shown:?}: {why}"
+                    ))
+                };
+                let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+                if !meta.is_file() || meta.len() > MAX_PEM_BYTES {
+                    return Err(fail(format!(
+                        "not a regular file of at most {MAX_PEM_BYTES} bytes"
+                    )));
+                }
+                std::fs::read(path).map_err(|e| fail(e.to_string()))
             };
             let root_cert = match &config.tls_ca_file {
                 Some(path) => Some(read("ssl_ca_certs", path)?),
