@@ -597,7 +597,9 @@ fn tls_files_must_be_regular_files() {
             json!({"cache_config": {"backend": "redis", "url": "rediss://127.0.0.1:9",
                                      "ssl_ca_certs": path}}),
         );
-        let e = tokenchecker::Checker::from_json(&c.to_string()).err().unwrap();
+        let e = tokenchecker::Checker::from_json(&c.to_string())
+            .err()
+            .unwrap();
         assert_eq!(e.status, tc_status::TC_INVALID_CONFIG, "{path}: {e}");
         assert!(e.message.contains("ssl_ca_certs"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
