@@ -129,29 +129,37 @@ unsafe fn checker_arc(p: *const tc_checker) -> Result<Arc<Checker>, Error> {
 struct UserData(*mut c_void);
 unsafe impl Send for UserData {}
 
-/// Starts `work` on the runtime and reports its outcome through `callback`.
-unsafe fn spawn_with_callback<F>(
+/// The shared body of the `*_async` exports: checks the callback, takes a reference to the
+/// checker, lets `make` copy the inputs and build the work, and starts it on the runtime; the
+/// work's outcome goes to `callback`, exactly once. Any error before the start is returned, and
+/// then the callback is never called.
+unsafe fn start_async<F, W>(
+    checker: *const tc_checker,
     callback: tc_callback,
     user_data: *mut c_void,
-    work: F,
+    make: F,
 ) -> tc_status
 where
-    F: std::future::Future<Output = Result<String, Error>> + Send + 'static,
+    F: FnOnce(Arc<Checker>) -> Result<W, Error>,
+    W: std::future::Future<Output = Result<String, Error>> + Send + 'static,
 {
-    let Some(callback) = callback else {
-        return tc_status::TC_INVALID_ARGUMENT;
-    };
-    let user_data = UserData(user_data);
-    runtime::spawn(async move {
-        let user_data = user_data;
-        let (status, doc) = match AssertUnwindSafe(work).catch_unwind().await {
-            Ok(Ok(doc)) => (tc_status::TC_OK, doc),
-            Ok(Err(e)) => (e.status, e.to_json()),
-            Err(_) => (tc_status::TC_PANIC, panic_json()),
+    guard(|| {
+        let Some(callback) = callback else {
+            return Err(Error::invalid_argument("the callback is NULL"));
         };
-        callback(user_data.0, status, to_c_string(doc));
-    });
-    tc_status::TC_OK
+        let work = make(checker_arc(checker)?)?;
+        let user_data = UserData(user_data);
+        runtime::spawn(async move {
+            let user_data = user_data;
+            let (status, doc) = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(Ok(doc)) => (tc_status::TC_OK, doc),
+                Ok(Err(e)) => (e.status, e.to_json()),
+                Err(_) => (tc_status::TC_PANIC, panic_json()),
+            };
+            callback(user_data.0, status, to_c_string(doc));
+        });
+        Ok(())
+    })
 }
 
 // ---- lifecycle ------------------------------------------------------------------------------
@@ -282,23 +290,10 @@ pub unsafe extern "C" fn tc_check_async(
     callback: tc_callback,
     user_data: *mut c_void,
 ) -> tc_status {
-    guard(|| {
-        if callback.is_none() {
-            return Err(Error::invalid_argument("the callback is NULL"));
-        }
-        let checker = checker_arc(checker)?;
+    start_async(checker, callback, user_data, |checker| {
         let token = str_arg(token, "the token")?.to_owned();
-        status_to_result(spawn_with_callback(callback, user_data, async move {
-            Ok(checker.check_async(&token).await?.to_json(None))
-        }))
+        Ok(async move { Ok(checker.check_async(&token).await?.to_json(None)) })
     })
-}
-
-fn status_to_result(status: tc_status) -> Result<(), Error> {
-    match status {
-        tc_status::TC_OK => Ok(()),
-        other => Err(Error::new(other, "")),
-    }
 }
 
 // ---- authorization --------------------------------------------------------------------------
@@ -366,18 +361,14 @@ pub unsafe extern "C" fn tc_authorize_async(
     callback: tc_callback,
     user_data: *mut c_void,
 ) -> tc_status {
-    guard(|| {
-        if callback.is_none() {
-            return Err(Error::invalid_argument("the callback is NULL"));
-        }
-        let checker = checker_arc(checker)?;
+    start_async(checker, callback, user_data, |checker| {
         let token = str_arg(token, "the token")?.to_owned();
         let request = str_arg(request_json, "the request")?.to_owned();
-        status_to_result(spawn_with_callback(callback, user_data, async move {
+        Ok(async move {
             let request = AuthorizeRequest::from_json(&request)?;
             let a = checker.authorize_async(&token, &request).await?;
             Ok(a.state.to_json(Some(&a.matched)))
-        }))
+        })
     })
 }
 
@@ -414,18 +405,13 @@ pub unsafe extern "C" fn tc_dependent_token_async(
     callback: tc_callback,
     user_data: *mut c_void,
 ) -> tc_status {
-    guard(|| {
-        if callback.is_none() {
-            return Err(Error::invalid_argument("the callback is NULL"));
-        }
-        let checker = checker_arc(checker)?;
+    start_async(checker, callback, user_data, |checker| {
         let token = str_arg(token, "the token")?.to_owned();
         let scope = str_arg(scope, "the scope")?.to_owned();
-        status_to_result(spawn_with_callback(callback, user_data, async move {
-            Ok(dependent_json(
-                &checker.dependent_token_async(&token, &scope).await?,
-            ))
-        }))
+        Ok(async move {
+            let t = checker.dependent_token_async(&token, &scope).await?;
+            Ok(dependent_json(&t))
+        })
     })
 }
 
