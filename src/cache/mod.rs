@@ -287,9 +287,6 @@ impl CacheStore {
     }
 
     pub fn describe(&self) -> serde_json::Value {
-        if let Some(local) = &self.local {
-            local.run_pending_tasks();
-        }
         let mut d = serde_json::json!({
             "backend": match self.config.backend {
                 BackendConfig::Memory(_) => "memory",

@@ -420,7 +420,7 @@ impl Shared {
     }
 
     pub fn describe(&self) -> serde_json::Value {
-        self.fallback.run_pending_tasks();
+        self.fallback.sweep();
         let breakers: Vec<&'static str> = match &self.backend {
             Backend::Redis(_, b) => vec![b.state()],
             Backend::Memcached(m) => m.breakers().map(Breaker::state).collect(),
