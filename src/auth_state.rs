@@ -281,7 +281,9 @@ fn push_u64(out: &mut String, mut v: u64) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    for &d in &buf[i..] {
+        out.push(char::from(d));
+    }
 }
 
 fn push_json_str(out: &mut String, s: &str) {
@@ -291,14 +293,57 @@ fn push_json_str(out: &mut String, s: &str) {
     }
 }
 
+thread_local! {
+    /// Where `to_c_doc` renders the per-check part, so that the document is allocated once, at
+    /// its exact size (a C string handed out must not be reallocated to fit).
+    static TAIL: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+}
+
 impl AuthState {
     /// The result document of `tc_check` (and, with `matched`, of `tc_authorize`): the
     /// pre-rendered fixed part, then groups, principals, cache and authorization.
     pub fn to_json(&self, matched: Option<&str>) -> String {
+        let mut out = String::with_capacity(self.info.rendered_prefix.len() + 256);
+        out.push_str(&self.info.rendered_prefix);
+        self.write_tail(matched, &mut out);
+        out
+    }
+
+    /// [`Self::to_json`] as the bytes of a C string (NUL-terminated), allocated once at its
+    /// exact size: the hot path of `tc_check`.
+    pub fn to_c_doc(&self, matched: Option<&str>) -> Vec<u8> {
+        let build = |tail: &str| {
+            let prefix = self.info.rendered_prefix.as_bytes();
+            let mut doc = Vec::with_capacity(prefix.len() + tail.len() + 1);
+            doc.extend_from_slice(prefix);
+            doc.extend_from_slice(tail.as_bytes());
+            doc.push(0);
+            doc
+        };
+        let rendered = TAIL.try_with(|cell| {
+            let mut tail = cell.try_borrow_mut().ok()?;
+            tail.clear();
+            self.write_tail(matched, &mut tail);
+            let doc = build(&tail);
+            if tail.capacity() > 1 << 16 {
+                *tail = String::with_capacity(512);
+            }
+            Some(doc)
+        });
+        match rendered {
+            Ok(Some(doc)) => doc,
+            // The thread is exiting (or, impossibly, re-entered): render without the buffer.
+            _ => {
+                let mut tail = String::new();
+                self.write_tail(matched, &mut tail);
+                build(&tail)
+            }
+        }
+    }
+
+    /// Everything after the pre-rendered prefix.
+    fn write_tail(&self, matched: Option<&str>, out: &mut String) {
         let info = &self.info;
-        // Room for the per-check fields and the NUL the C ABI appends, so nothing reallocates.
-        let mut out = String::with_capacity(info.rendered_prefix.len() + 256);
-        out.push_str(&info.rendered_prefix);
         let groups: &[String] = match &self.groups {
             Groups::Available(g) => {
                 out.push_str(",\"groups\":[");
@@ -306,7 +351,7 @@ impl AuthState {
                     if n > 0 {
                         out.push(',');
                     }
-                    push_json_str(&mut out, g);
+                    push_json_str(out, g);
                 }
                 out.push_str("],\"groups_status\":\"available\"");
                 g
@@ -319,7 +364,7 @@ impl AuthState {
                 out.push_str(
                     ",\"groups\":null,\"groups_status\":\"unavailable\",\"groups_error\":",
                 );
-                push_json_str(&mut out, why);
+                push_json_str(out, why);
                 &[]
             }
         };
@@ -329,20 +374,19 @@ impl AuthState {
             if n > 0 || !info.rendered_identity_principals.is_empty() {
                 out.push(',');
             }
-            push_json_str(&mut out, &format!("{GROUP_PREFIX}{g}"));
+            push_json_str(out, &format!("{GROUP_PREFIX}{g}"));
         }
         out.push_str("],\"cache\":{\"source\":\"");
         out.push_str(self.source.name());
         out.push_str("\",\"age_ms\":");
-        push_u64(&mut out, self.age.as_millis() as u64);
+        push_u64(out, self.age.as_millis() as u64);
         out.push('}');
         if let Some(m) = matched {
             out.push_str(",\"authorization\":{\"authorized\":true,\"matched\":");
-            push_json_str(&mut out, m);
+            push_json_str(out, m);
             out.push('}');
         }
         out.push('}');
-        out
     }
 }
 

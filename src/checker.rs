@@ -5,7 +5,7 @@
 //! back to `runtime::block_on`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
@@ -138,17 +138,21 @@ impl Checker {
     fn lookup_local(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
         let id = self.token_id(token)?;
         let store = cache::current();
-        let Some((entry, source)) = store.get_local(&CacheKey::new(Kind::Introspection, id)) else {
+        // One clock read serves the entry's expiry and the answer's age.
+        let now = Instant::now();
+        let Some((entry, source)) =
+            store.get_local_at(&CacheKey::new(Kind::Introspection, id), now)
+        else {
             return Ok(None);
         };
         let groups = match self.config.fetch_groups {
-            FetchGroups::Eager => match local_groups(&store, id) {
+            FetchGroups::Eager => match local_groups(&store, id, now) {
                 Some(g) => Groups::Available(g),
                 None => return Ok(None),
             },
             _ => Groups::NotFetched,
         };
-        Ok(Some(self.state_from(&entry, source, groups)))
+        Ok(Some(self.state_from(&entry, source, groups, now)))
     }
 
     fn state_from(
@@ -156,6 +160,7 @@ impl Checker {
         entry: &Entry,
         source: Source,
         groups: Groups,
+        now: Instant,
     ) -> Result<AuthState, Error> {
         let cache::Value::Introspection(info) = &entry.value else {
             return Err(wrong_kind());
@@ -170,7 +175,7 @@ impl Checker {
             info: info.clone(),
             groups,
             source,
-            age: entry.fetched_at.elapsed(),
+            age: now.saturating_duration_since(entry.fetched_at),
         })
     }
 
@@ -183,7 +188,7 @@ impl Checker {
     async fn check_inner(&self, token: &str) -> Result<AuthState, Error> {
         let id = self.token_id(token)?;
         let (entry, source) = self.introspection(token, id).await?;
-        let mut state = self.state_from(&entry, source, Groups::NotFetched)?;
+        let mut state = self.state_from(&entry, source, Groups::NotFetched, Instant::now())?;
         if self.config.fetch_groups == FetchGroups::Eager {
             state.groups = self.groups(token, id, &state.info).await;
         }
@@ -358,7 +363,7 @@ impl Checker {
             Step::Done(result) => Ok(Some(result)),
             Step::NeedGroups(mut state) => {
                 let id = self.token_id(token)?;
-                let Some(groups) = local_groups(&cache::current(), id) else {
+                let Some(groups) = local_groups(&cache::current(), id, Instant::now()) else {
                     return Ok(None);
                 };
                 state.groups = Groups::Available(groups);
@@ -503,8 +508,8 @@ enum Step {
 }
 
 /// The caller's groups from the in-process layer.
-fn local_groups(store: &CacheStore, id: TokenId) -> Option<Arc<Vec<String>>> {
-    match store.get_local(&CacheKey::new(Kind::Groups, id)) {
+fn local_groups(store: &CacheStore, id: TokenId, now: Instant) -> Option<Arc<Vec<String>>> {
+    match store.get_local_at(&CacheKey::new(Kind::Groups, id), now) {
         Some((entry, _)) => match &entry.value {
             cache::Value::Groups(g) => Some(g.clone()),
             _ => None,

@@ -57,12 +57,32 @@ pub type tc_callback =
 /// the whole document for one (a `CString::new` on every check), this checks it only in debug
 /// builds.
 fn to_c_string(s: String) -> *mut c_char {
-    let mut bytes = s.into_bytes();
-    debug_assert!(!bytes.contains(&0), "a document with a raw NUL byte");
-    bytes.reserve_exact(1);
-    bytes.push(0);
-    // SAFETY: exactly one NUL, at the end (see above).
-    unsafe { CString::from_vec_with_nul_unchecked(bytes) }.into_raw()
+    CDoc::from(s).into_raw()
+}
+
+/// A document ready for C: its bytes and the terminating NUL, best allocated at its exact size
+/// (`into_raw` otherwise shrinks it, a `realloc` on every call).
+struct CDoc(Vec<u8>);
+
+impl CDoc {
+    fn into_raw(self) -> *mut c_char {
+        debug_assert_eq!(
+            self.0.iter().position(|&b| b == 0),
+            Some(self.0.len() - 1),
+            "a document with a raw NUL byte, or none at the end"
+        );
+        // SAFETY: exactly one NUL, at the end (see above).
+        unsafe { CString::from_vec_with_nul_unchecked(self.0) }.into_raw()
+    }
+}
+
+impl From<String> for CDoc {
+    fn from(s: String) -> CDoc {
+        let mut bytes = s.into_bytes();
+        bytes.reserve_exact(1);
+        bytes.push(0);
+        CDoc(bytes)
+    }
 }
 
 fn panic_json() -> String {
@@ -74,17 +94,20 @@ fn panic_json() -> String {
 }
 
 /// Runs `f` behind the panic boundary and delivers its document through `out`.
-unsafe fn deliver(out: *mut *mut c_char, f: impl FnOnce() -> Result<String, Error>) -> tc_status {
+unsafe fn deliver<D: Into<CDoc>>(
+    out: *mut *mut c_char,
+    f: impl FnOnce() -> Result<D, Error>,
+) -> tc_status {
     if out.is_null() {
         return tc_status::TC_INVALID_ARGUMENT;
     }
     *out = ptr::null_mut();
     let (status, doc) = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(doc)) => (tc_status::TC_OK, doc),
-        Ok(Err(e)) => (e.status, e.to_json()),
-        Err(_) => (tc_status::TC_PANIC, panic_json()),
+        Ok(Ok(doc)) => (tc_status::TC_OK, doc.into()),
+        Ok(Err(e)) => (e.status, e.to_json().into()),
+        Err(_) => (tc_status::TC_PANIC, panic_json().into()),
     };
-    *out = to_c_string(doc);
+    *out = CDoc::into_raw(doc);
     status
 }
 
@@ -251,7 +274,7 @@ pub unsafe extern "C" fn tc_check(
     deliver(out_json, || {
         let checker = checker_ref(checker)?;
         let token = str_arg(token, "the token")?;
-        Ok(checker.check(token)?.to_json(None))
+        Ok(CDoc(checker.check(token)?.to_c_doc(None)))
     })
 }
 
@@ -268,7 +291,7 @@ pub unsafe extern "C" fn tc_try_check(
         let checker = checker_ref(checker)?;
         let token = str_arg(token, "the token")?;
         match checker.try_check(token)? {
-            Some(result) => Ok(result?.to_json(None)),
+            Some(result) => Ok(CDoc(result?.to_c_doc(None))),
             None => Err(Error::new(
                 tc_status::TC_WOULD_BLOCK,
                 "the answer is not cached; use tc_check_async",
@@ -320,7 +343,7 @@ pub unsafe extern "C" fn tc_authorize(
         let token = str_arg(token, "the token")?;
         let request = AuthorizeRequest::from_json(str_arg(request_json, "the request")?)?;
         let a = checker.authorize(token, &request)?;
-        Ok(a.state.to_json(Some(&a.matched)))
+        Ok(CDoc(a.state.to_c_doc(Some(&a.matched))))
     })
 }
 
@@ -341,7 +364,7 @@ pub unsafe extern "C" fn tc_try_authorize(
         match checker.try_authorize(token, &request)? {
             Some(result) => {
                 let a = result?;
-                Ok(a.state.to_json(Some(&a.matched)))
+                Ok(CDoc(a.state.to_c_doc(Some(&a.matched))))
             }
             None => Err(Error::new(
                 tc_status::TC_WOULD_BLOCK,

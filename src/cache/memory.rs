@@ -72,7 +72,12 @@ impl MemoryLayer {
 
     #[inline]
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        let now = Instant::now();
+        self.get_at(key, Instant::now())
+    }
+
+    /// [`Self::get`] with the current instant already read.
+    #[inline]
+    pub fn get_at(&self, key: &CacheKey, now: Instant) -> Option<Arc<Entry>> {
         Self::get_from(&self.positive, key, now)
             .or_else(|| Self::get_from(&self.negative, key, now))
     }

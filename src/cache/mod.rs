@@ -176,8 +176,14 @@ impl CacheStore {
     /// embedded cache or the near cache, and while a shared backend is down, the fallback layer.
     #[inline]
     pub fn get_local(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
+        self.get_local_at(key, Instant::now())
+    }
+
+    /// [`Self::get_local`] with the current instant already read.
+    #[inline]
+    pub fn get_local_at(&self, key: &CacheKey, now: Instant) -> Option<(Arc<Entry>, Source)> {
         if let Some(local) = &self.local {
-            if let Some(e) = local.get(key) {
+            if let Some(e) = local.get_at(key, now) {
                 return Some((e, self.local_source));
             }
         }
