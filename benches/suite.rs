@@ -315,14 +315,17 @@ fn main() {
                 exp: Some(i64::MAX / 4),
                 nbf: Some(0),
                 iat: Some(0),
-                identity_set: Some(vec![
-                    format!("a11ce000-0000-4000-8000-{i:012}"),
-                    format!("a11ce000-0000-4000-9000-{i:012}"),
-                ]),
+                identity_set: Some(
+                    vec![
+                        format!("a11ce000-0000-4000-8000-{i:012}"),
+                        format!("a11ce000-0000-4000-9000-{i:012}"),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             };
             let info = TokenInfo::new(intro);
-            let ids: Arc<[String]> = info.identities().into();
+            let ids: Arc<[String]> = info.identities_arc();
             let ttl = Duration::from_secs(30);
             store
                 .put(

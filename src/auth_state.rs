@@ -17,48 +17,47 @@ pub const PUBLIC: &str = "public";
 pub const ALL_AUTHENTICATED_USERS: &str = "all_authenticated_users";
 
 /// An introspection answer with what every check derives from it computed once.
+///
+/// Lean on purpose (a cache holds one per token): the identity principals and the effective
+/// identity live only in the pre-rendered document, and are derived on demand elsewhere.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenInfo {
     pub intro: Introspection,
-    /// `urn:globus:auth:identity:<id>` for each identity of the identity set.
-    pub identity_principals: Vec<String>,
-    /// `urn:globus:auth:identity:<sub>`.
-    pub effective_identity: Option<String>,
     /// The part of the result document that never changes for this answer, rendered once:
-    /// `{"active":true,…,"iat":…` (no closing brace).
-    rendered_prefix: String,
-    /// The identity principals as JSON list items: `"urn:…","urn:…"`.
-    rendered_identity_principals: String,
+    /// `{"active":true,…,"iat":…,"principals":["urn:…identity:…",…` (the group principals, the
+    /// rest of the document and the closing brace follow).
+    rendered_prefix: Box<str>,
+    /// Whether the rendered principals list is non-empty (the next item needs a comma).
+    has_identity_principals: bool,
 }
 
 impl TokenInfo {
     pub fn new(intro: Introspection) -> TokenInfo {
-        let identity_principals = intro
-            .identity_set
-            .iter()
-            .flatten()
-            .map(|id| format!("{IDENTITY_PREFIX}{id}"))
-            .collect();
-        let effective_identity = intro.sub.as_ref().map(|s| format!("{IDENTITY_PREFIX}{s}"));
         let mut info = TokenInfo {
             intro,
-            identity_principals,
-            effective_identity,
-            rendered_prefix: String::new(),
-            rendered_identity_principals: String::new(),
+            rendered_prefix: Box::from(""),
+            has_identity_principals: false,
         };
-        info.rendered_prefix = info.render_prefix();
-        let list = serde_json::to_string(&info.identity_principals).unwrap_or_else(|_| "[]".into());
-        info.rendered_identity_principals = list[1..list.len() - 1].to_string();
+        info.has_identity_principals = !info.identities().is_empty();
+        info.rendered_prefix = info.render_prefix().into_boxed_str();
         info
+    }
+
+    /// `urn:globus:auth:identity:<sub>`.
+    pub fn effective_identity(&self) -> Option<String> {
+        self.intro
+            .sub
+            .as_ref()
+            .map(|s| format!("{IDENTITY_PREFIX}{s}"))
     }
 
     fn render_prefix(&self) -> String {
         let i = &self.intro;
+        let effective_identity = self.effective_identity();
         let view = StateView {
             active: true,
             sub: i.sub.as_deref(),
-            effective_identity: self.effective_identity.as_deref(),
+            effective_identity: effective_identity.as_deref(),
             identities: self.identities(),
             username: i.username.as_deref(),
             name: i.name.as_deref(),
@@ -72,7 +71,22 @@ impl TokenInfo {
         };
         let mut doc = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
         doc.pop(); // the closing brace: the per-check fields follow
+        doc.push_str(",\"principals\":[");
+        for (n, id) in self.identities().iter().enumerate() {
+            if n > 0 {
+                doc.push(',');
+            }
+            push_json_str(&mut doc, IDENTITY_PREFIX, id);
+        }
         doc
+    }
+
+    /// The identity set, shared (the cache entries of this token hold the same list).
+    pub fn identities_arc(&self) -> Arc<[String]> {
+        match &self.intro.identity_set {
+            Some(ids) => ids.clone(),
+            None => Arc::from([]),
+        }
     }
 
     pub fn identities(&self) -> &[String] {
@@ -170,17 +184,25 @@ impl AuthorizeRequest {
         {
             return Some(ALL_AUTHENTICATED_USERS.into());
         }
-        info.identity_principals
+        info.identities()
             .iter()
-            .find(|p| allowed(p))
-            .cloned()
+            .find(|id| {
+                self.allowed_principals
+                    .iter()
+                    .any(|a| a.strip_prefix(IDENTITY_PREFIX) == Some(id.as_str()))
+            })
+            .map(|id| format!("{IDENTITY_PREFIX}{id}"))
     }
 
     pub fn match_groups(&self, groups: &[String]) -> Option<String> {
         groups
             .iter()
+            .find(|g| {
+                self.allowed_principals
+                    .iter()
+                    .any(|a| a.strip_prefix(GROUP_PREFIX) == Some(g.as_str()))
+            })
             .map(|g| format!("{GROUP_PREFIX}{g}"))
-            .find(|p| self.allowed_principals.iter().any(|a| a == p))
     }
 }
 
@@ -286,11 +308,37 @@ fn push_u64(out: &mut String, mut v: u64) {
     }
 }
 
-fn push_json_str(out: &mut String, s: &str) {
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("null"),
+/// Appends `prefix` + `s` as one JSON string, escaped as serde_json escapes (no allocation:
+/// this is on every check's path). `prefix` must need no escaping.
+fn push_json_str(out: &mut String, prefix: &str, s: &str) {
+    out.push('"');
+    out.push_str(prefix);
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escaped);
+        }
+        plain = i + 1;
     }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 thread_local! {
@@ -343,47 +391,47 @@ impl AuthState {
 
     /// Everything after the pre-rendered prefix.
     fn write_tail(&self, matched: Option<&str>, out: &mut String) {
-        let info = &self.info;
+        // The prefix ends inside the principals list, after the identity principals.
         let groups: &[String] = match &self.groups {
+            Groups::Available(g) => g,
+            _ => &[],
+        };
+        for (n, g) in groups.iter().enumerate() {
+            if n > 0 || self.info.has_identity_principals {
+                out.push(',');
+            }
+            push_json_str(out, GROUP_PREFIX, g);
+        }
+        out.push(']');
+        match &self.groups {
             Groups::Available(g) => {
                 out.push_str(",\"groups\":[");
                 for (n, g) in g.iter().enumerate() {
                     if n > 0 {
                         out.push(',');
                     }
-                    push_json_str(out, g);
+                    push_json_str(out, "", g);
                 }
                 out.push_str("],\"groups_status\":\"available\"");
-                g
             }
             Groups::NotFetched => {
                 out.push_str(",\"groups\":null,\"groups_status\":\"not_fetched\"");
-                &[]
             }
             Groups::Unavailable(why) => {
                 out.push_str(
                     ",\"groups\":null,\"groups_status\":\"unavailable\",\"groups_error\":",
                 );
-                push_json_str(out, why);
-                &[]
+                push_json_str(out, "", why);
             }
-        };
-        out.push_str(",\"principals\":[");
-        out.push_str(&info.rendered_identity_principals);
-        for (n, g) in groups.iter().enumerate() {
-            if n > 0 || !info.rendered_identity_principals.is_empty() {
-                out.push(',');
-            }
-            push_json_str(out, &format!("{GROUP_PREFIX}{g}"));
         }
-        out.push_str("],\"cache\":{\"source\":\"");
+        out.push_str(",\"cache\":{\"source\":\"");
         out.push_str(self.source.name());
         out.push_str("\",\"age_ms\":");
         push_u64(out, self.age.as_millis() as u64);
         out.push('}');
         if let Some(m) = matched {
             out.push_str(",\"authorization\":{\"authorized\":true,\"matched\":");
-            push_json_str(out, m);
+            push_json_str(out, "", m);
             out.push('}');
         }
         out.push('}');
@@ -410,7 +458,7 @@ mod tests {
             aud: vec!["c".into()],
             exp: Some(1_000),
             nbf: Some(0),
-            identity_set: Some(vec!["i1".into()]),
+            identity_set: Some(vec!["i1".into()].into()),
             sub: Some("i1".into()),
             ..Default::default()
         }
@@ -452,6 +500,28 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for s in [
+            "",
+            "plain",
+            "q\"uote\\back/slash",
+            "\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+            "é ü 漢字 🦀",
+            "mixed\u{1}é\"",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, "", s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+            let mut out = String::new();
+            push_json_str(&mut out, GROUP_PREFIX, s);
+            assert_eq!(
+                out,
+                serde_json::to_string(&format!("{GROUP_PREFIX}{s}")).unwrap()
+            );
+        }
+    }
+
+    #[test]
     fn result_document_is_complete_json() {
         let info = Arc::new(TokenInfo::new(intro(&["a"])));
         for groups in [
@@ -465,7 +535,12 @@ mod tests {
                 source: Source::Memory,
                 age: Duration::from_millis(1500),
             };
-            let doc: Value = serde_json::from_str(&state.to_json(Some("public"))).unwrap();
+            let text = state.to_json(Some("public"));
+            assert_eq!(
+                state.to_c_doc(Some("public")),
+                [text.as_bytes(), b"\0"].concat()
+            );
+            let doc: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(doc["active"], true);
             assert_eq!(doc["effective_identity"], "urn:globus:auth:identity:i1");
             assert_eq!(doc["cache"]["age_ms"], 1500);
@@ -485,6 +560,21 @@ mod tests {
                 Groups::NotFetched => assert_eq!(doc["groups"], Value::Null),
             }
         }
+        // Without identities, the group principals start the list.
+        let mut bare = intro(&["a"]);
+        bare.identity_set = Some(Arc::from([]));
+        let state = AuthState {
+            info: Arc::new(TokenInfo::new(bare)),
+            groups: Groups::Available(Arc::new(vec!["g1".into()])),
+            source: Source::Network,
+            age: Duration::ZERO,
+        };
+        let doc: Value = serde_json::from_str(&state.to_json(None)).unwrap();
+        assert_eq!(
+            doc["principals"],
+            serde_json::json!(["urn:globus:groups:id:g1"])
+        );
+        assert_eq!(doc["identities"], serde_json::json!([]));
     }
 
     #[test]

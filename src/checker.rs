@@ -210,7 +210,7 @@ impl Checker {
                         Some(exp) if info.intro.active => timeout.min(secs_until(exp)),
                         _ => timeout,
                     };
-                    let identities = info.identities().into();
+                    let identities = info.identities_arc();
                     Ok(Fetched {
                         value: cache::Value::Introspection(Arc::new(info)),
                         ttl,
@@ -296,7 +296,7 @@ impl Checker {
                 return Ok(g.clone());
             }
         }
-        let identities: Arc<[String]> = info.identities().into();
+        let identities: Arc<[String]> = info.identities_arc();
         let dependent = self.dependent_tokens(token, id, identities.clone()).await?;
         let groups_token = dependent
             .iter()
@@ -449,7 +449,7 @@ impl Checker {
         stats().checks.inc();
         let id = self.token_id(token)?;
         let state = self.check_inner(token).await?;
-        let identities: Arc<[String]> = state.info.identities().into();
+        let identities: Arc<[String]> = state.info.identities_arc();
         let tokens = self.dependent_tokens(token, id, identities).await?;
         tokens
             .iter()

@@ -6,6 +6,7 @@
 //! document that is not exactly what the protocol promises is an error, never an "active" token.
 //! Neither the token nor the client secret ever appears in an error message.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -37,7 +38,7 @@ pub struct Introspection {
     pub exp: Option<i64>,
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
-    pub identity_set: Option<Vec<String>>,
+    pub identity_set: Option<Arc<[String]>>,
 }
 
 /// A token issued to this service to act for the caller at another resource server.
@@ -456,7 +457,7 @@ pub fn parse_introspection(doc: &Value) -> Result<Introspection, Error> {
     };
     let identity_set = match obj.get("identity_set") {
         None | Some(Value::Null) => None,
-        Some(v @ Value::Array(_)) => Some(string_array(v, "identity_set")?),
+        Some(v @ Value::Array(_)) => Some(string_array(v, "identity_set")?.into()),
         Some(_) => return Err(malformed("'identity_set' is not a list")),
     };
     Ok(Introspection {
@@ -556,7 +557,7 @@ mod tests {
         .unwrap();
         assert_eq!(i.scopes, vec!["a", "b"]);
         assert_eq!(i.aud, vec!["x"]);
-        assert_eq!(i.identity_set, Some(vec!["i".to_string()]));
+        assert_eq!(i.identity_set.as_deref(), Some(&["i".to_string()][..]));
     }
 
     #[test]

@@ -166,10 +166,16 @@ pub fn open(key: &CacheKey, text: &str, bytes: &[u8]) -> Result<Option<Entry>, R
     let now = Instant::now();
     let age = Duration::from_millis(now_ms.saturating_sub(payload.f));
     Ok(Some(Entry {
-        value,
         fetched_at: now.checked_sub(age).unwrap_or(now),
         expires_at: now + Duration::from_millis(payload.e - now_ms),
-        identities: payload.ids.into(),
+        identities: match &value {
+            // The same list as the answer's own identity set: share it.
+            Value::Introspection(info) if *info.identities() == *payload.ids => {
+                info.identities_arc()
+            }
+            _ => payload.ids.into(),
+        },
+        value,
     }))
 }
 
@@ -183,7 +189,7 @@ mod tests {
             active: true,
             sub: Some("sub-id".into()),
             username: Some("someone@example.org".into()),
-            identity_set: Some(vec!["sub-id".into(), "other-id".into()]),
+            identity_set: Some(vec!["sub-id".into(), "other-id".into()].into()),
             ..Default::default()
         };
         Entry::new(
