@@ -37,8 +37,9 @@ export interface TokenCheckerConfig {
   cacheConfig?: CacheConfig;
 }
 
-export type CacheSource = 'network' | 'coalesced' | 'memory' | 'near' | 'redis' | 'memcached';
+export type CacheSource = 'network' | 'coalesced' | 'memory' | 'near' | 'redis' | 'memcached' | 'stale';
 
+/** What check() and authorize() resolve to: a new object (own arrays) on every call. */
 export interface AuthState {
   active: true;
   sub: string | null;
@@ -191,3 +192,29 @@ export declare function stats(): Stats;
 export declare function version(): string;
 /** Asynchronous library calls in flight on this thread (all checkers). */
 export declare function inFlight(): number;
+
+export interface ResultMemoOptions {
+  /** Most result documents held (default 4096); 0 turns the memo off. Integer in [0, 1048576]. */
+  maxEntries?: number;
+  /** Longest result document memoised, bytes (default 8192). */
+  maxBytes?: number;
+}
+
+export interface ResultMemoStats {
+  maxEntries: number;
+  maxBytes: number;
+  /** Documents held now. */
+  entries: number;
+  /** Bytes of documents held (their decoded objects not counted). */
+  bytes: number;
+  hits: number;
+  misses: number;
+  evictions: number;
+}
+
+/**
+ * check()'s result memo for this thread (shared by its checkers): its statistics; with options,
+ * first sets new bounds and empties it (counters included). Throws TokenCheckerError
+ * (TC_INVALID_ARGUMENT) on a bad option.
+ */
+export declare function resultMemo(options?: ResultMemoOptions): ResultMemoStats;

@@ -4,6 +4,11 @@
 // The addon returns `[status, json]` when it knows the answer at once (a cache hit through
 // tc_try_check, an invalid argument) and otherwise calls back later, exactly once, with
 // `(status, json)` from the library's own runtime through one threadsafe function.
+//
+// check() goes through `checkCached` first: a cached success comes back as the frozen object
+// `decodeCheckResult` made for that result document (memoised by the addon, keyed by the
+// document's bytes, never by the token), plus the cache source and age in `scratch`; check()
+// then copies it into a fresh AuthState without any JSON parsing.
 
 const path = require('path');
 
@@ -128,6 +133,56 @@ function toAuthState(d) {
     };
   }
   return state;
+}
+
+// ---- the memoised fast path of check() --------------------------------------------------------
+
+/** Cache sources, in the addon's order (src/addon.c SOURCES). */
+const SOURCES = Object.freeze(['network', 'coalesced', 'memory', 'near', 'redis', 'memcached', 'stale']);
+
+/** checkCached's out-parameters: [cache age in ms, source index, memoised?]. Never exported. */
+const scratch = new Float64Array(3);
+
+/**
+ * Called by the addon for a result document its memo does not hold. With `keep`, the object
+ * it returns becomes the memo's, shared by every later check that renders the same document:
+ * it is frozen, never handed out, and only copied from (see stateFrom). Without, it is this
+ * call's AuthState.
+ */
+function decodeCheckResult(json, keep) {
+  const s = toAuthState(JSON.parse(json));
+  if (!keep) return s;
+  s.cache = null;
+  return Object.freeze(s);
+}
+
+const copy = (a) => (Array.isArray(a) ? a.slice() : a);
+
+/**
+ * A fresh AuthState from a memoised template: its own object, its own arrays (slicing a small
+ * unfrozen array costs a few ns; the caller may modify the result as before) and its own cache.
+ */
+function stateFrom(t, ageMs, source) {
+  return {
+    active: t.active,
+    sub: t.sub,
+    effectiveIdentity: t.effectiveIdentity,
+    identities: copy(t.identities),
+    username: t.username,
+    name: t.name,
+    email: t.email,
+    clientId: t.clientId,
+    scopes: copy(t.scopes),
+    aud: copy(t.aud),
+    exp: t.exp,
+    nbf: t.nbf,
+    iat: t.iat,
+    groups: copy(t.groups),
+    groupsStatus: t.groupsStatus,
+    groupsError: t.groupsError,
+    principals: copy(t.principals),
+    cache: { source: SOURCES[source], ageMs },
+  };
 }
 
 function toDependentToken(d) {
@@ -280,13 +335,30 @@ class TokenChecker {
   }
 
   /**
-   * Checks a token. Resolves to an AuthState; rejects with a TokenCheckerError. Answers from
-   * the in-process cache synchronously (the promise is already settled), else asynchronously on
-   * the library's runtime.
+   * Checks a token. Resolves to an AuthState (a new object on every call); rejects with a
+   * TokenCheckerError. Answers from the in-process cache synchronously (the promise is already
+   * settled; a success is decoded through the result memo, see README.md), else asynchronously
+   * on the library's runtime.
    */
   check(token) {
+    if (this.#closed) return Promise.reject(closedError());
+    let answer;
+    try {
+      answer = native.checkCached(this.#handle, token, scratch, decodeCheckResult);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (answer === undefined) return this.#checkAsync(token);
+    if (!Array.isArray(answer)) {
+      return Promise.resolve(scratch[2] === 1 ? stateFrom(answer, scratch[0], scratch[1]) : answer);
+    }
+    return new Promise((resolve, reject) => settle(answer[0], answer[1], resolve, reject, toAuthState));
+  }
+
+  /** A check that is not cached: on the library's runtime. */
+  #checkAsync(token) {
     return new Promise((resolve, reject) => {
-      const answer = native.check(this.#live(), token, (status, json) =>
+      const answer = native.checkAsync(this.#live(), token, (status, json) =>
         settle(status, json, resolve, reject, toAuthState),
       );
       if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, toAuthState);
@@ -517,6 +589,27 @@ function inFlight() {
   return native.inFlight();
 }
 
+const MEMO_OPTIONS = new Set(['maxEntries', 'maxBytes']);
+
+/**
+ * The memo of check()'s cached path in this thread (shared by its checkers): its statistics
+ * `{maxEntries, maxBytes, entries, bytes, hits, misses, evictions}`. With options, first sets
+ * new bounds and empties it: `maxEntries` (default 4096; 0 turns the memo off) and `maxBytes`,
+ * the longest result document memoised (default 8192).
+ */
+function resultMemo(options) {
+  if (options === undefined) return native.memo();
+  if (!isPlainObject(options)) throw invalidArgument('the resultMemo options must be an object');
+  for (const key of Object.keys(options)) {
+    if (!MEMO_OPTIONS.has(key)) throw invalidArgument(`unknown resultMemo option '${key}' (maxEntries, maxBytes)`);
+  }
+  try {
+    return native.memo(options.maxEntries, options.maxBytes);
+  } catch (e) {
+    throw invalidArgument(e.message);
+  }
+}
+
 module.exports = {
   TokenChecker,
   TokenCheckerError,
@@ -524,6 +617,7 @@ module.exports = {
   stats,
   version,
   inFlight,
+  resultMemo,
   // internal, for tests
   _native: native,
   _configToJson: configToJson,

@@ -2,14 +2,22 @@
 // Benchmark of the Node binding against the real fake Globus server.
 //
 //   npm run bench                    # defaults
-//   node bench/bench.js --hits 200000 --misses 5000 --concurrency 200 --latency 50 --json
+//   node bench/bench.js --hits 1000000 --misses 5000 --concurrency 200 --latency 50 --json
 //
 // Phases:
 //   1. sync path   - cached checks answered by tc_try_check (no thread hop), one at a time
-//                    (latency per call) and pipelined in batches (throughput). Settled promises
-//                    never give the event loop a turn, so both loops yield (setImmediate) every
-//                    100 checks / every batch, like a server handling requests; the loop delay
-//                    reported is then the cost of such a slice.
+//                    (latency per call, at most 300k) and pipelined in batches of `batch`
+//                    `check()` promises awaited with Promise.all (throughput, `hits` checks).
+//                    Settled promises never give the event loop a turn, so both loops yield
+//                    (setImmediate) every 100 checks / every batch, like a server handling
+//                    requests; the loop delay reported is then the cost of such a slice.
+//                    These check one hot token, so check()'s result memo always hits; then the
+//                    same batches cycle over `distinct` cached tokens of distinct users (within
+//                    the memo's bound: hits) and over `distinct_over` of them (more than the
+//                    memo holds, cycled: a plain LRU would miss every time; once full the memo
+//                    admits one miss in 16, so it keeps serving most of them). Throughput is
+//                    also given per CPU-second of this process (`cpu_per_sec`): on a shared
+//                    machine that is the part other jobs cannot steal.
 //   2. async path  - cache misses (distinct new tokens) through tc_check_async and the
 //                    threadsafe function, `concurrency` in flight at once, fake server latency 0.
 //   3. in flight   - the same with a slow server (`latency` ms): how many checks overlap and
@@ -19,7 +27,7 @@
 // measured first as the machine's baseline.
 const { performance, monitorEventLoopDelay } = require('perf_hooks');
 const path = require('path');
-const { TokenChecker, stats, version } = require('..');
+const { TokenChecker, stats, version, resultMemo } = require('..');
 const h = require('../test/helpers');
 
 function arg(name, dflt) {
@@ -29,8 +37,10 @@ function arg(name, dflt) {
   return v === undefined || v.startsWith('--') ? true : Number.isNaN(Number(v)) ? v : Number(v);
 }
 
-const HITS = arg('hits', 200000);
+const HITS = arg('hits', 1000000);
 const BATCH = arg('batch', 1000);
+const DISTINCT = arg('distinct', 1000);
+const DISTINCT_OVER = arg('distinct_over', 5000);
 const MISSES = arg('misses', 5000);
 const CONCURRENCY = arg('concurrency', 200);
 const LATENCY = arg('latency', 50);
@@ -71,14 +81,14 @@ async function withLoopMonitor(fn) {
   }
 }
 
-async function addTokens(fake, n, label) {
+async function addTokens(fake, n, label, spec = () => ({})) {
   const tokens = [];
   for (let start = 0; start < n; start += 2000) {
     const specs = {};
     for (let i = start; i < Math.min(n, start + 2000); i++) {
       const t = h.uniqueToken(label);
       tokens.push(t);
-      specs[t] = {};
+      specs[t] = spec(i);
     }
     await fake.addTokens(specs);
   }
@@ -118,7 +128,7 @@ async function main() {
     await checker.check(hot);
     for (let i = 0; i < 5000; i++) await checker.check(hot); // warm up
     results.sync_sequential = await withLoopMonitor(async () => {
-      const n = Math.min(HITS, 100000);
+      const n = Math.min(HITS, 300000);
       const lat = new Float64Array(n);
       const t0 = performance.now();
       for (let i = 0; i < n; i++) {
@@ -131,18 +141,50 @@ async function main() {
       const secs = (performance.now() - t0) / 1000;
       return { checks: n, per_sec: Math.round(n / secs), ...summarize(lat) };
     });
-    results.sync_pipelined = await withLoopMonitor(async () => {
+    // `tokens` cycled in batches of BATCH check() promises, awaited with Promise.all
+    const pipelined = (tokens, total) => withLoopMonitor(async () => {
+      const memo0 = resultMemo();
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       let done = 0;
-      while (done < HITS) {
+      let k = 0;
+      while (done < total) {
         const batch = [];
-        for (let i = 0; i < BATCH && done + i < HITS; i++) batch.push(checker.check(hot));
-        done += (await Promise.all(batch)).length;
+        for (let i = 0; i < BATCH && done + i < total; i++) {
+          batch.push(checker.check(tokens[k]));
+          if (++k === tokens.length) k = 0;
+        }
+        const states = await Promise.all(batch);
+        if (states[0].cache.source !== 'memory') throw new Error(`expected a cache hit, got ${states[0].cache.source}`);
+        done += states.length;
         await yieldToLoop();
       }
       const secs = (performance.now() - t0) / 1000;
-      return { checks: done, batch: BATCH, per_sec: Math.round(done / secs) };
+      const cpu = process.cpuUsage(cpu0);
+      const memo = resultMemo();
+      return {
+        checks: done, batch: BATCH, tokens: tokens.length, per_sec: Math.round(done / secs),
+        cpu_per_sec: Math.round(done / ((cpu.user + cpu.system) / 1e6)),
+        memo_hits: memo.hits - memo0.hits, memo_misses: memo.misses - memo0.misses,
+      };
     });
+    results.sync_pipelined = await pipelined([hot], HITS);
+
+    // distinct users (distinct result documents), all cached
+    const spec = (i) => {
+      const sub = require('crypto').randomUUID();
+      return { sub, identity_set: [sub], username: `user${i}@example.org`, name: `User ${i}` };
+    };
+    const warm = async (tokens) => {
+      for (let i = 0; i < tokens.length; i += 200) await Promise.all(tokens.slice(i, i + 200).map((t) => checker.check(t)));
+    };
+    const distinct = await addTokens(fake, DISTINCT, 'distinct', spec);
+    await warm(distinct);
+    results.sync_distinct = await pipelined(distinct, Math.min(HITS, 300000));
+    const over = await addTokens(fake, DISTINCT_OVER, 'over', spec);
+    await warm(over);
+    results.sync_distinct_over = await pipelined(over, Math.min(HITS, 100000));
+    results.sync_distinct_over.memo_max_entries = resultMemo().maxEntries;
 
     // ---- 2. async path: misses ------------------------------------------------------------
     const cold = await addTokens(fake, MISSES, 'miss');
@@ -201,7 +243,10 @@ async function main() {
   line('sync path, sequential await', `(loop yields every 100 checks)`);
   line('', `${sq.per_sec.toLocaleString()} checks/s   p50 ${sq.p50_us} µs   p99 ${sq.p99_us} µs   loop delay p99 ${sq.loop.p99_ms} ms`);
   const sp = r.sync_pipelined;
-  line(`sync path, batches of ${sp.batch}`, `${sp.per_sec.toLocaleString()} checks/s   loop delay p99 ${sp.loop.p99_ms} ms (max ${sp.loop.max_ms} ms; loop yields every batch)`);
+  line(`sync path, batches of ${sp.batch}`, `${sp.per_sec.toLocaleString()} checks/s (${sp.cpu_per_sec.toLocaleString()} per CPU-s)   loop delay p99 ${sp.loop.p99_ms} ms (max ${sp.loop.max_ms} ms, ${sp.loop.samples} samples; loop yields every batch)`);
+  for (const [label, d] of [['', r.sync_distinct], [' (> memo)', r.sync_distinct_over]]) {
+    line(`  ${d.tokens} distinct tokens${label}`, `${d.per_sec.toLocaleString()} checks/s (${d.cpu_per_sec.toLocaleString()} per CPU-s)   loop delay p99 ${d.loop.p99_ms} ms (max ${d.loop.max_ms} ms)   result memo: ${d.memo_hits} hits, ${d.memo_misses} misses`);
+  }
   const am = r.async_misses;
   line(`async path (misses, ${am.concurrency} in flight)`, `${am.per_sec.toLocaleString()} checks/s   p50 ${am.p50_us} µs   p99 ${am.p99_us} µs   loop delay p99 ${am.loop.p99_ms} ms   (${am.introspections} introspections)`);
   const as = r.async_slow_server;
