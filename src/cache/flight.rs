@@ -6,8 +6,9 @@
 //! deadline passes, its future is dropped) only drops its handle; the others keep driving the
 //! fetch, so one waiter's timeout never fails the others. A fetch every caller abandoned stays
 //! in the table, unpolled, until a caller finds it older than its deadline and replaces it. The
-//! fetch stores its answer in the cache before it leaves the table, so a caller arriving after
-//! it left finds the answer in the cache.
+//! fetch stores its answer in the cache before it leaves the table, and a new fetch looks in the
+//! cache first (see `CacheStore::get_or_fetch`), so a caller that missed just before the answer
+//! was stored and arrives here after the fetch left makes no second request.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;

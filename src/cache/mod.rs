@@ -265,6 +265,11 @@ impl CacheStore {
         let store = self.clone();
         flight::join(key, wait, move || {
             async move {
+                // A fetch that finished between our miss and our arrival in the flight table
+                // has stored its answer (it stores before it leaves the table): use that.
+                if let Some(hit) = store.get_local(&key) {
+                    return Ok(hit);
+                }
                 if let Some(shared) = &store.shared {
                     let (entry, source) = shared.fetch(key, fetch).await?;
                     if entry.expires_at > Instant::now() {
