@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// AuthState is what a successful check learned about the caller.
+// AuthState is what a successful check learned about the caller. Each call returns its own,
+// with its own slices: modifying one affects no other.
 type AuthState struct {
 	Active            bool     // always true for a successful check
 	Sub               string   // the identity id the token was issued to
@@ -76,7 +77,8 @@ func unixTime(p *int64) time.Time {
 	return time.Unix(*p, 0)
 }
 
-// stateResult turns a call's outcome into its Go result.
+// stateResult turns a call's outcome into its Go result by decoding the document (the
+// Checker's methods go through its memo: Checker.result).
 func stateResult(status Status, doc []byte) (*AuthState, error) {
 	if status != StatusOK {
 		return nil, errorFromDoc(status, doc)
@@ -85,7 +87,13 @@ func stateResult(status Status, doc []byte) (*AuthState, error) {
 	if err := decodeState(doc, &w); err != nil {
 		return nil, &Error{Code: StatusPanic, Message: "the library's result document did not decode: " + err.Error()}
 	}
-	s := &AuthState{
+	s := newState(&w)
+	return &s, nil
+}
+
+// newState is the AuthState of a decoded result document; it shares w's slices.
+func newState(w *wireState) AuthState {
+	s := AuthState{
 		Active:            w.Active,
 		Sub:               w.Sub,
 		EffectiveIdentity: w.EffectiveIdentity,
@@ -110,7 +118,7 @@ func stateResult(status Status, doc []byte) (*AuthState, error) {
 	if w.Authorization != nil {
 		s.Matched = w.Authorization.Matched
 	}
-	return s, nil
+	return s
 }
 
 // HasPrincipal reports whether p is one of the caller's principals.

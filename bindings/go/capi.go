@@ -19,26 +19,26 @@ import (
 // A string holding a NUL byte cannot cross the C ABI intact (C would see only the part before
 // it, so "good-token\x00junk" would be checked as "good-token"): it is refused.
 func cString(s, what string) (*C.char, error) {
-	if strings.IndexByte(s, 0) >= 0 {
-		return nil, &Error{
-			Code:    StatusInvalidArgument,
-			Message: what + " contains a NUL byte; pass the value without it",
-		}
+	if err := noNUL(s, what); err != nil {
+		return nil, err
 	}
 	return C.CString(s), nil
 }
 
-func freeCString(p *C.char) {
-	C.free(unsafe.Pointer(p))
+// noNUL refuses a string that cannot cross the C ABI intact (see cString); the error is an
+// *Error.
+func noNUL(s, what string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return &Error{
+			Code:    StatusInvalidArgument,
+			Message: what + " contains a NUL byte; pass the value without it",
+		}
+	}
+	return nil
 }
 
-// docView is a library-owned document seen as bytes, without a copy: valid only until the
-// document is released with tc_string_free.
-func docView(p *C.char) []byte {
-	if p == nil {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(p)), C.strlen(p))
+func freeCString(p *C.char) {
+	C.free(unsafe.Pointer(p))
 }
 
 // takeDoc copies a library-owned document into Go memory and releases it.

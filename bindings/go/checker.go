@@ -17,6 +17,7 @@ import (
 // Close is released then, but don't rely on that.
 type Checker struct {
 	h       *handle
+	memo    *stateMemo // decoded results (memo.go)
 	cleanup runtime.Cleanup
 }
 
@@ -58,7 +59,7 @@ func New(cfg Config) (*Checker, error) {
 		return nil, errorFromDoc(status, edoc)
 	}
 	h := &handle{ptr: ptr}
-	c := &Checker{h: h}
+	c := &Checker{h: h, memo: newStateMemo(memoCapacity)}
 	c.cleanup = runtime.AddCleanup(c, (*handle).free, h)
 	return c, nil
 }
@@ -72,6 +73,7 @@ func (c *Checker) Close() error {
 	}
 	c.cleanup.Stop()
 	c.h.free()
+	c.memo.close()
 	runtime.KeepAlive(c)
 	return nil
 }
@@ -109,6 +111,9 @@ func (c *Checker) Purge(token string) error {
 		return err
 	}
 	defer freeCString(ctok)
+	// The memo holds no token, so it cannot tell which entry is this token's: it is emptied
+	// (it never answers by itself, but a revoked caller's data need not linger in it).
+	defer c.memo.reset()
 	return c.simple("cannot purge the token: it is empty, too long, or holds characters a bearer token cannot hold",
 		func(p *C.tc_checker) C.tc_status { return C.tc_purge(p, ctok) })
 }
@@ -121,6 +126,7 @@ func (c *Checker) PurgeIdentity(identityID string) error {
 		return err
 	}
 	defer freeCString(cid)
+	defer c.memo.reset()
 	return c.simple("cannot purge the identity: pass a non-empty identity id",
 		func(p *C.tc_checker) C.tc_status { return C.tc_purge_identity(p, cid) })
 }

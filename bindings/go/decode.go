@@ -8,11 +8,11 @@ import (
 )
 
 // A decoder specialised for the library's result document, several times faster than
-// encoding/json (which dominated the cost of a cached Check). It accepts a subset of JSON
-// and gives up on anything unusual (a number with a fraction, a lone surrogate escape, a key
-// that differs from a known one only by case, …); decodeState then falls back to
-// encoding/json, so the result is always what encoding/json would give (FuzzDecodeState
-// checks that).
+// encoding/json (which dominated the cost of a cached Check before the result memo of
+// memo.go). It accepts a subset of JSON and gives up on anything unusual (a number with a
+// fraction, a lone surrogate escape, a key that differs from a known one only by case, …);
+// decodeState then falls back to encoding/json, so the result is always what encoding/json
+// would give (FuzzDecodeState checks that).
 
 func decodeState(doc []byte, w *wireState) error {
 	if fastDecodeState(string(doc), w) {
@@ -442,9 +442,17 @@ func (s *scanner) strField(p *string) {
 }
 
 func fastDecodeState(doc string, w *wireState) bool {
+	_, _, ok := fastDecodeStateAge(doc, w)
+	return ok
+}
+
+// fastDecodeStateAge is fastDecodeState that also says where the digits of the value that
+// set cache.age_ms are in doc (doc[start:end]; 0, 0 when none did): the result memo (memo.go)
+// keys a document by everything else.
+func fastDecodeStateAge(doc string, w *wireState) (ageStart, ageEnd int, ok bool) {
 	s := scanner{b: doc, ok: true}
 	if !s.openObject() {
-		return false
+		return 0, 0, false
 	}
 	for first := true; ; first = false {
 		key, ok := s.nextKey(first)
@@ -502,7 +510,9 @@ func fastDecodeState(doc string, w *wireState) bool {
 					s.strField(&w.Cache.Source)
 				case "age_ms":
 					if !s.null() && s.ok {
+						start := s.i
 						w.Cache.AgeMS = s.integer()
+						ageStart, ageEnd = start, s.i
 					}
 				default:
 					s.unknown(key, "source", "age_ms")
@@ -541,5 +551,5 @@ func fastDecodeState(doc string, w *wireState) bool {
 		}
 	}
 	s.ws()
-	return s.ok && s.i == len(s.b)
+	return ageStart, ageEnd, s.ok && s.i == len(s.b)
 }
