@@ -40,11 +40,11 @@ type Config struct {
 // CacheConfig is the "cache_config" key. The cache is process-wide: a checker created with a
 // CacheConfig replaces the cache every checker of the process uses.
 //
-// Extra holds the backend's other keys ("max_entries", "url", "servers", "near_cache", …);
+// Extra holds the backend's other keys ("max_entries", "url", "sentinels", "near_cache_ttl", …);
 // Backend and Timeout, when set, take precedence over the same keys in Extra. A zero Timeout
 // means the library default (30 s); to ask for 0 put "timeout": 0 in Extra.
 type CacheConfig struct {
-	Backend string         // "memory" (default), "redis" or "memcached"
+	Backend string         // "memory" (default), "redis", "redis_cluster", "redis_sentinel" or "memcached"
 	Timeout time.Duration  // upper bound of every entry's lifetime; sent in seconds
 	Extra   map[string]any // merged in
 }

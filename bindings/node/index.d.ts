@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'http';
 
 /** Library configuration (camelCase; mapped to the library's snake_case keys). */
 export interface CacheConfig {
-  /** "memory" (default), "redis" or "memcached" (or their dogpile.cache.* names). */
+  /** "memory" (default), "redis", "redis_cluster", "redis_sentinel" or "memcached" (or their dogpile.cache.* names). */
   backend?: string;
   /** Upper bound of an entry's lifetime, seconds (default 30). */
   timeout?: number;
