@@ -9,23 +9,29 @@
 //!
 //! Run: `cargo test --test backends -- --nocapture`
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::cache::{
+    alice, assert_nothing_readable, bob, group_request, key_of, new_token, parse_cache_config,
+    redis_set_px, requests, PREFIX,
+};
+use common::merge;
+use common::servers::{free_port, redis_server_args, wait_until, ServerProcess, TempDir};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::cache::{CacheKey, KeyHasher, Kind, Source};
+use tokenchecker::cache::{Kind, Source};
 use tokenchecker::stats::stats;
-use tokenchecker::{AuthorizeRequest, Checker, Config};
+use tokenchecker::{Checker, Config};
 
-const SCOPE: &str = "urn:globus:auth:scope:test:all";
 const CHILD_ENV: &str = "TC_BACKENDS_CHILD";
-const PREFIX: &str = "tc:";
 
 // ---- servers ---------------------------------------------------------------------------------
 
@@ -44,19 +50,11 @@ impl Backend {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server or memcached child process on its own port.
+/// A redis-server or memcached child process on its own port (killed when dropped).
 struct Server {
     backend: Backend,
     port: u16,
-    child: Option<Child>,
+    process: Option<ServerProcess>,
 }
 
 impl Server {
@@ -64,7 +62,7 @@ impl Server {
         let mut s = Server {
             backend,
             port: free_port(),
-            child: None,
+            process: None,
         };
         s.spawn();
         s
@@ -72,54 +70,29 @@ impl Server {
 
     fn spawn(&mut self) {
         let port = self.port.to_string();
-        let (bin, mut args): (&str, Vec<&str>) = match self.backend {
-            Backend::Redis => (
-                "redis-server",
-                vec![
-                    "--port",
-                    &port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
+        let (bin, mut args) = match self.backend {
+            Backend::Redis => ("redis-server", redis_server_args(self.port)),
+            Backend::Memcached => (
+                "memcached",
+                ["-p", &port, "-l", "127.0.0.1", "-U", "0"]
+                    .map(String::from)
+                    .to_vec(),
             ),
-            Backend::Memcached => ("memcached", vec!["-p", &port, "-l", "127.0.0.1", "-U", "0"]),
         };
         // memcached refuses to run as root unless told which user to be.
         if self.backend == Backend::Memcached && unsafe { libc::geteuid() } == 0 {
-            args.extend(["-u", "root"]);
+            args.extend(["-u", "root"].map(String::from));
         }
-        let child = Command::new(bin)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `{bin}` ({e}). These tests need real servers and are never \
-                     skipped: install them, e.g. `apt-get install -y redis-server memcached`"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{bin} did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.process = Some(ServerProcess::start(
+            bin,
+            &args,
+            self.port,
+            Duration::from_secs(10),
+        ));
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process = None;
     }
 
     fn url(&self) -> Value {
@@ -153,13 +126,7 @@ impl Server {
 
     fn raw_set(&self, key: &str, value: &[u8]) {
         match self.backend {
-            Backend::Redis => redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(30_000)
-                .query::<()>(&mut self.redis())
-                .unwrap(),
+            Backend::Redis => redis_set_px(&mut self.redis(), key, value, 30_000),
             Backend::Memcached => mc_set(self.port, key, value, 30),
         }
     }
@@ -183,12 +150,6 @@ impl Server {
             .unwrap()
             .get_connection()
             .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -255,88 +216,17 @@ fn mc_keys(port: u16) -> Vec<String> {
     keys
 }
 
-// ---- checkers and tokens -------------------------------------------------------------------
-
-fn merge(base: &mut Value, extra: Value) {
-    if let Value::Object(extra) = extra {
-        for (k, v) in extra {
-            base[k] = v;
-        }
-    }
-}
-
-fn checker_config(fake: &FakeGlobus, cache: Option<Value>) -> Value {
-    let mut c = json!({
-        "client_id": fixtures::CLIENT_ID,
-        "client_secret": fixtures::CLIENT_SECRET,
-        "expected_scopes": [SCOPE],
-        "auth_url": fake.url(),
-        "groups_url": fake.url(),
-        "verify_credentials": false,
-    });
-    if let Some(cache) = cache {
-        c["cache_config"] = cache;
-    }
-    c
-}
+// ---- checkers ------------------------------------------------------------------------------
 
 /// A checker that installs `cache` as the process-wide cache (a fresh store: a process view of
 /// the backend with nothing in memory).
 fn checker(fake: &FakeGlobus, cache: Value) -> Checker {
-    Checker::new(Config::from_value(&checker_config(fake, Some(cache))).unwrap()).unwrap()
+    common::checker(fake, json!({ "cache_config": cache }))
 }
 
 /// A checker that uses whatever cache is current.
 fn plain_checker(fake: &FakeGlobus) -> Checker {
-    Checker::new(Config::from_value(&checker_config(fake, None)).unwrap()).unwrap()
-}
-
-static SERIAL: AtomicU64 = AtomicU64::new(0);
-
-fn new_token(fake: &FakeGlobus, name: &str, spec: Value) -> String {
-    let token = format!(
-        "tok-{name}-{}-{}",
-        std::process::id(),
-        SERIAL.fetch_add(1, Ordering::Relaxed)
-    );
-    fake.add_tokens(json!({ token.clone(): spec }));
-    token
-}
-
-fn alice() -> Value {
-    json!({
-        "sub": fixtures::ALICE_ID,
-        "identity_set": [fixtures::ALICE_ID, fixtures::ALICE_ID2],
-        "username": fixtures::ALICE_USERNAME,
-        "name": fixtures::ALICE_NAME,
-        "email": fixtures::ALICE_EMAIL,
-        "groups": [fixtures::GROUP_MEMBER, {"id": fixtures::GROUP_ADMIN, "role": "admin"}],
-        "dependent_tokens": [{
-            "scope": fixtures::TRANSFER_SCOPE,
-            "resource_server": fixtures::TRANSFER_RESOURCE_SERVER,
-        }],
-    })
-}
-
-fn bob() -> Value {
-    json!({
-        "sub": fixtures::BOB_ID,
-        "identity_set": [fixtures::BOB_ID],
-        "username": fixtures::BOB_USERNAME,
-    })
-}
-
-fn group_request(group: &str) -> AuthorizeRequest {
-    AuthorizeRequest {
-        allowed_principals: vec![format!("urn:globus:groups:id:{group}")],
-        ..Default::default()
-    }
-}
-
-/// The backend key of `token`'s entry of `kind`, as every process of the fleet computes it.
-fn key_of(fake: &FakeGlobus, kind: Kind, token: &str) -> String {
-    let hasher = KeyHasher::new(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET, &fake.url());
-    CacheKey::new(kind, hasher.token_id(token)).to_text(PREFIX)
+    common::checker(fake, json!({}))
 }
 
 fn unix_ms() -> u64 {
@@ -344,18 +234,6 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; stats {}",
-            stats().to_json(tokenchecker::cache::current().describe())
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---- the scenarios -------------------------------------------------------------------------
@@ -392,22 +270,14 @@ fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
     );
     let transfer = a.dependent_token(&tok, fixtures::TRANSFER_SCOPE).unwrap();
     let groups_token = a.dependent_token(&tok, fixtures::GROUPS_SCOPE).unwrap();
-    let counters = fake.counters();
-    assert_eq!(
-        (
-            counters.introspect,
-            counters.dependent_token,
-            counters.groups
-        ),
-        (1, 1, 1)
-    );
+    assert_eq!(requests(fake), (1, 1, 1));
     for kind in Kind::ALL {
         assert!(
-            server.raw_get(&key_of(fake, kind, &tok)).is_some(),
+            server.raw_get(&key_of(fake, PREFIX, kind, &tok)).is_some(),
             "{kind:?} entry in {:?}",
             server.backend
         );
-        let lock = format!("{}.lock", key_of(fake, kind, &tok));
+        let lock = format!("{}.lock", key_of(fake, PREFIX, kind, &tok));
         assert!(server.raw_get(&lock).is_none(), "lock released");
     }
 
@@ -419,13 +289,8 @@ fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
         .is_err());
     let again = c.dependent_token(&tok, fixtures::TRANSFER_SCOPE).unwrap();
     assert_eq!(again.access_token, transfer.access_token);
-    let counters = fake.counters();
     assert_eq!(
-        (
-            counters.introspect,
-            counters.dependent_token,
-            counters.groups
-        ),
+        requests(fake),
         (1, 1, 1),
         "everything came from {:?}",
         server.backend
@@ -435,11 +300,13 @@ fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
     let other = new_token(fake, "purge", alice());
     c.authorize(&other, &admin).unwrap();
     assert!(server
-        .raw_get(&key_of(fake, Kind::Groups, &other))
+        .raw_get(&key_of(fake, PREFIX, Kind::Groups, &other))
         .is_some());
     c.purge(&other).unwrap();
     for kind in Kind::ALL {
-        assert!(server.raw_get(&key_of(fake, kind, &other)).is_none());
+        assert!(server
+            .raw_get(&key_of(fake, PREFIX, kind, &other))
+            .is_none());
     }
     assert_eq!(c.check(&other).unwrap().source, Source::Network);
 
@@ -450,34 +317,12 @@ fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
 fn nothing_readable(server: &Server, secrets: &[String]) {
     let dump = server.dump();
     assert!(dump.len() >= 3, "{:?} holds the entries", server.backend);
-    let mut forbidden: Vec<String> = secrets.to_vec();
-    forbidden.extend(
-        [
-            fixtures::ALICE_ID,
-            fixtures::ALICE_ID2,
-            fixtures::BOB_ID,
-            fixtures::ALICE_USERNAME,
-            fixtures::BOB_USERNAME,
-            fixtures::ALICE_NAME,
-            fixtures::GROUP_MEMBER,
-            fixtures::GROUP_ADMIN,
-            fixtures::TRANSFER_SCOPE,
-            "urn:globus",
-            "alice",
-        ]
-        .map(String::from),
+    assert_nothing_readable(
+        dump,
+        PREFIX,
+        secrets,
+        &[fixtures::BOB_ID, fixtures::BOB_USERNAME],
     );
-    for (key, value) in &dump {
-        let value = String::from_utf8_lossy(value);
-        for secret in &forbidden {
-            assert!(!key.contains(secret.as_str()), "key {key} shows {secret}");
-            assert!(
-                !value.contains(secret.as_str()),
-                "value of {key} shows {secret}"
-            );
-        }
-        assert!(key.starts_with(PREFIX), "{key}");
-    }
 }
 
 /// Altered values and values copied to another key are rejected, and the check stays right.
@@ -488,8 +333,8 @@ fn tampering(fake: &FakeGlobus, server: &Server) {
     let b = new_token(fake, "tamper-b", bob());
     c.check(&a).unwrap();
     c.check(&b).unwrap();
-    let ka = key_of(fake, Kind::Introspection, &a);
-    let kb = key_of(fake, Kind::Introspection, &b);
+    let ka = key_of(fake, PREFIX, Kind::Introspection, &a);
+    let kb = key_of(fake, PREFIX, Kind::Introspection, &b);
 
     // Altered.
     let mut v = server.raw_get(&ka).unwrap();
@@ -522,7 +367,7 @@ fn tampering(fake: &FakeGlobus, server: &Server) {
     assert!(stats().backend_rejected_entries.get() > rejected);
 
     // Alice's introspection copied to her own groups key: rejected too.
-    let kg = key_of(fake, Kind::Groups, &a);
+    let kg = key_of(fake, PREFIX, Kind::Groups, &a);
     server.raw_set(&kg, &alice_entry);
     let rejected = stats().backend_rejected_entries.get();
     let c = checker(fake, cache);
@@ -544,7 +389,7 @@ fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
         .unwrap();
     let pttl = |token: &str, kind: Kind| -> i64 {
         redis::cmd("PTTL")
-            .arg(key_of(fake, kind, token))
+            .arg(key_of(fake, PREFIX, kind, token))
             .query(&mut redis.redis())
             .unwrap()
     };
@@ -569,7 +414,7 @@ fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     let c = checker(fake, memcached.cache(json!({"timeout": 2})));
     let tok = new_token(fake, "ttl-mc", alice());
     c.check(&tok).unwrap();
-    let key = key_of(fake, Kind::Introspection, &tok);
+    let key = key_of(fake, PREFIX, Kind::Introspection, &tok);
     assert!(memcached.raw_get(&key).is_some());
     assert_eq!(c.check(&tok).unwrap().source, Source::Memcached);
     std::thread::sleep(Duration::from_millis(3200));
@@ -610,7 +455,7 @@ fn near_cache(fake: &FakeGlobus, server: &Server) {
 
     d.purge(&tok).unwrap();
     assert!(server
-        .raw_get(&key_of(fake, Kind::Introspection, &tok))
+        .raw_get(&key_of(fake, PREFIX, Kind::Introspection, &tok))
         .is_none());
     assert_eq!(d.check(&tok).unwrap().source, Source::Network);
 }
@@ -619,16 +464,10 @@ fn near_cache(fake: &FakeGlobus, server: &Server) {
 fn dead_lock_holder(fake: &FakeGlobus, server: &Server) {
     let c = checker(fake, server.cache(json!({"lock_timeout": 3})));
     let tok = new_token(fake, "dead-holder", alice());
-    let lock = format!("{}.lock", key_of(fake, Kind::Introspection, &tok));
+    let lock = format!("{}.lock", key_of(fake, PREFIX, Kind::Introspection, &tok));
     let held_for = match server.backend {
         Backend::Redis => {
-            redis::cmd("SET")
-                .arg(&lock)
-                .arg("a-process-that-died")
-                .arg("PX")
-                .arg(1000)
-                .query::<()>(&mut server.redis())
-                .unwrap();
+            redis_set_px(&mut server.redis(), &lock, "a-process-that-died", 1000);
             Duration::from_millis(900)
         }
         // Memcached counts whole seconds: a 2 s lock goes within 1 to 2 s.
@@ -655,12 +494,11 @@ fn dead_lock_holder(fake: &FakeGlobus, server: &Server) {
 
 /// `rediss://` against a TLS-only redis-server, trusting a private CA (`ssl_ca_certs`).
 fn tls(fake: &FakeGlobus) {
-    let dir = std::env::temp_dir().join(format!("tc-backends-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("backends-tls");
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
-            .current_dir(&dir)
+            .current_dir(dir.dir())
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| {
@@ -712,7 +550,7 @@ fn tls(fake: &FakeGlobus) {
         .concat(),
     );
     std::fs::write(
-        dir.join("ext.cnf"),
+        dir.path("ext.cnf"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
@@ -734,46 +572,28 @@ fn tls(fake: &FakeGlobus) {
         "ext.cnf",
     ]);
     let port = free_port();
-    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
+    let mut args = redis_server_args(0); // no plain port: TLS only
+    args.extend(
+        [
             "--tls-port",
             &port.to_string(),
-            "--bind",
-            "127.0.0.1",
             "--tls-cert-file",
-            &path("server.crt"),
+            &dir.path("server.crt"),
             "--tls-key-file",
-            &path("server.key"),
+            &dir.path("server.key"),
             "--tls-ca-cert-file",
-            &path("ca.crt"),
+            &dir.path("ca.crt"),
             "--tls-auth-clients",
             "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    let _server = Server {
-        backend: Backend::Redis,
-        port,
-        child: Some(child),
-    };
-    wait_until("redis-server with TLS", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+        ]
+        .map(String::from),
+    );
+    let _server = ServerProcess::start("redis-server", &args, port, Duration::from_secs(10));
 
     let cache = json!({
         "backend": "redis",
         "url": format!("rediss://localhost:{port}/0"),
-        "ssl_ca_certs": path("ca.crt"),
+        "ssl_ca_certs": dir.path("ca.crt"),
     });
     let c = checker(fake, cache.clone());
     let tok = new_token(fake, "tls", alice());
@@ -789,7 +609,6 @@ fn tls(fake: &FakeGlobus) {
     );
     assert_eq!(c.check(&tok).unwrap().source, Source::Network);
     assert!(stats().backend_errors.get() > errors);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two memcached servers: keys are spread over both, and each process finds them.
@@ -819,7 +638,7 @@ fn fleet(fake: &FakeGlobus, server: &Server) {
     fake.set_fault(json!({"endpoint": "introspect", "latency_ms": 400}));
     let tok = new_token(fake, "fleet", alice());
     let cache = server.cache(json!({}));
-    let config = checker_config(fake, Some(cache.clone()));
+    let config = common::config(fake, json!({ "cache_config": cache.clone() }));
     let start_at = unix_ms() + 1500;
     let spec = json!({"config": config, "token": tok, "start_at": start_at, "threads": 3});
     let child = Command::new(std::env::current_exe().unwrap())
@@ -898,15 +717,6 @@ fn run_at(c: &Arc<Checker>, token: &str, start_at: u64, threads: usize) -> Vec<S
 /// The backends' configuration keys (parsing only: installs nothing).
 #[test]
 fn config_keys() {
-    let parse = |cache: Value| {
-        let fake_url = "http://127.0.0.1:9";
-        let mut c = json!({
-            "client_id": "c", "client_secret": "s", "expected_scopes": ["x"],
-            "auth_url": fake_url, "verify_credentials": false,
-        });
-        c["cache_config"] = cache;
-        Config::from_value(&c).map(|c| c.cache.unwrap())
-    };
     let ok = [
         json!({"backend": "dogpile.cache.redis", "url": "redis://h:1/2", "socket_timeout": 0.5,
                "distributed_lock": false, "lock_timeout": 3, "redis_expiration_time": 60,
@@ -922,7 +732,7 @@ fn config_keys() {
         json!({"backend": "memcached", "url": "a:1"}),
     ];
     for c in ok {
-        parse(c.clone()).unwrap_or_else(|e| panic!("{c}: {}", e.message));
+        parse_cache_config(c.clone()).unwrap_or_else(|e| panic!("{c}: {}", e.message));
     }
     let bad = [
         (
@@ -963,11 +773,11 @@ fn config_keys() {
         ),
     ];
     for (c, needle) in bad {
-        let e = parse(c.clone()).expect_err(&c.to_string());
+        let e = parse_cache_config(c.clone()).expect_err(&c.to_string());
         assert!(e.message.contains(needle), "{c}: {}", e.message);
     }
     // Unreadable TLS files are named when the store is built (the checker is created).
-    let c = parse(
+    let c = parse_cache_config(
         json!({"backend": "redis", "url": "rediss://h:1", "ssl_ca_certs": "/nonexistent/ca.pem"}),
     )
     .unwrap();
@@ -976,9 +786,10 @@ fn config_keys() {
         .expect("unreadable CA file");
     assert!(e.message.contains("ssl_ca_certs"), "{}", e.message);
     // A store for a backend that isn't there builds at once.
-    let c = parse(json!({"backend": "redis", "url": "redis://127.0.0.1:9/0"})).unwrap();
+    let c =
+        parse_cache_config(json!({"backend": "redis", "url": "redis://127.0.0.1:9/0"})).unwrap();
     tokenchecker::cache::CacheStore::new(&c).unwrap();
-    let c = parse(json!({"backend": "memcached", "url": "127.0.0.1:9"})).unwrap();
+    let c = parse_cache_config(json!({"backend": "memcached", "url": "127.0.0.1:9"})).unwrap();
     tokenchecker::cache::CacheStore::new(&c).unwrap();
 }
 

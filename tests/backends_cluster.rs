@@ -11,107 +11,45 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cache::{
+    alice, assert_nothing_readable, group_request, key_of, new_token, parse_cache_config,
+    redis_set_px, requests, PREFIX,
+};
+use common::servers::{
+    free_port, free_ports, redis_server_args, wait_until_every, ServerProcess, TempDir,
+};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::cache::{CacheKey, KeyHasher, Kind, Source};
+use tokenchecker::cache::{Kind, Source};
 use tokenchecker::config::{BackendConfig, RedisTopology};
 use tokenchecker::stats::stats;
-use tokenchecker::{tc_status, AuthorizeRequest, Checker, Config};
+use tokenchecker::{tc_status, Checker};
 
 const MASTER_PASSWORD: &str = "s3cret-master-pw";
 
 // ---- processes -------------------------------------------------------------------------------
 
-/// `n` distinct free loopback ports (all held while choosing, so they differ).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// A port nothing listens on.
-fn dead_port() -> u16 {
-    free_ports(1)[0]
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tc-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.0.join(file).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A `redis-server` child process on its own port, killed when dropped.
 struct Server {
     port: u16,
-    child: Option<Child>,
+    process: Option<ServerProcess>,
 }
 
 impl Server {
     fn start(port: u16, args: &[String]) -> Server {
-        let child = Command::new("redis-server")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `redis-server` ({e}). These tests need real servers and are \
-                     never skipped: install it, e.g. `apt-get install -y redis-server`"
-                )
-            });
-        let server = Server {
+        let process = ServerProcess::start("redis-server", args, port, Duration::from_secs(20));
+        Server {
             port,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
+            process: Some(process),
         }
-        server
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process = None;
     }
 
     /// A plain connection to this node (no cluster routing), with `password`, on `db`.
@@ -123,73 +61,77 @@ impl Server {
             .get_connection_with_timeout(Duration::from_secs(5))
             .unwrap()
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+    /// Every key and value in database `db` (KEYS and GET on this node itself: no redirection).
+    fn dump(&self, password: Option<&str>, db: u32) -> BTreeMap<String, Vec<u8>> {
+        let mut c = self.conn(password, db);
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        keys.into_iter()
+            .filter_map(|k| {
+                let v: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query(&mut c).ok()?;
+                v.map(|v| (k, v))
+            })
+            .collect()
     }
 }
 
-fn common_args(port: u16, dir: &TempDir) -> Vec<String> {
-    [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        &dir.path(""),
-    ]
-    .map(String::from)
-    .to_vec()
+/// Where a set of `redis-server` processes lives: a scratch directory of its own and free ports.
+struct Layout {
+    dir: TempDir,
+    ports: Vec<u16>,
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}; stats {}",
-            stats().to_json(tokenchecker::cache::current().describe())
-        );
-        std::thread::sleep(Duration::from_millis(50));
+impl Layout {
+    fn new(name: &str, ports: usize) -> Layout {
+        Layout {
+            dir: TempDir::new(name),
+            ports: free_ports(ports),
+        }
     }
+
+    /// A data node on port `i`: on loopback, not persisted, its files in the directory, with
+    /// `extra` arguments.
+    fn start_node(&self, i: usize, extra: &[&str]) -> Server {
+        let port = self.ports[i];
+        let mut args = redis_server_args(port);
+        args.extend(["--dir".to_string(), self.dir.path("")]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Server::start(port, &args)
+    }
+}
+
+/// Cluster and sentinel state takes a while to change: [`wait_until_every`] 50 ms.
+fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    wait_until_every(what, limit, Duration::from_millis(50), done);
 }
 
 // ---- a Redis Cluster -------------------------------------------------------------------------
 
 struct Cluster {
     nodes: Vec<Server>,
-    _dir: TempDir,
+    _layout: Layout,
 }
 
 impl Cluster {
     /// Three masters (no replicas), every slot assigned, `cluster_state:ok` on every node.
     fn start() -> Cluster {
-        let dir = TempDir::new("cluster");
-        let ports = free_ports(6);
+        // Ports 0 to 2 for the nodes, 3 to 5 for their cluster buses.
+        let layout = Layout::new("cluster", 6);
         let nodes: Vec<Server> = (0..3)
             .map(|i| {
-                let (port, bus) = (ports[i], ports[i + 3]);
-                let mut args = common_args(port, &dir);
-                args.extend(
-                    [
+                layout.start_node(
+                    i,
+                    &[
                         "--cluster-enabled",
                         "yes",
                         "--cluster-port",
-                        &bus.to_string(),
+                        &layout.ports[i + 3].to_string(),
                         "--cluster-config-file",
-                        &dir.path(&format!("nodes-{port}.conf")),
+                        &layout.dir.path(&format!("nodes-{}.conf", layout.ports[i])),
                         "--cluster-node-timeout",
                         "5000",
-                    ]
-                    .map(String::from),
-                );
-                Server::start(port, &args)
+                    ],
+                )
             })
             .collect();
         let mut create = Command::new("redis-cli");
@@ -208,7 +150,10 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = Cluster { nodes, _dir: dir };
+        let cluster = Cluster {
+            nodes,
+            _layout: layout,
+        };
         wait_until(
             "cluster_state:ok on every node",
             Duration::from_secs(60),
@@ -238,19 +183,7 @@ impl Cluster {
 
     /// Every key and value, per node (KEYS and GET on each node itself: no redirection).
     fn dump(&self) -> Vec<BTreeMap<String, Vec<u8>>> {
-        self.nodes
-            .iter()
-            .map(|n| {
-                let mut c = n.conn(None, 0);
-                let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
-                keys.into_iter()
-                    .filter_map(|k| {
-                        let v: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query(&mut c).ok()?;
-                        v.map(|v| (k, v))
-                    })
-                    .collect()
-            })
-            .collect()
+        self.nodes.iter().map(|n| n.dump(None, 0)).collect()
     }
 }
 
@@ -260,40 +193,38 @@ struct SentinelSetup {
     /// The first master, then its replica.
     data: Vec<Server>,
     sentinel: Server,
-    _dir: TempDir,
+    _layout: Layout,
 }
 
 impl SentinelSetup {
     /// A master and a replica (both with a password) and one sentinel monitoring the master
     /// (quorum 1), which knows the replica.
     fn start() -> SentinelSetup {
-        let dir = TempDir::new("sentinel");
-        let ports = free_ports(3);
         let auth = [
             "--requirepass",
             MASTER_PASSWORD,
             "--masterauth",
             MASTER_PASSWORD,
-        ]
-        .map(String::from);
-        let mut args = common_args(ports[0], &dir);
-        args.extend(auth.clone());
-        args.extend(["--dbfilename", "m.rdb"].map(String::from));
-        let master = Server::start(ports[0], &args);
-        let mut args = common_args(ports[1], &dir);
-        args.extend(auth);
-        args.extend(
-            [
-                "--dbfilename",
-                "r.rdb",
-                "--replicaof",
-                "127.0.0.1",
-                &ports[0].to_string(),
+        ];
+        // Ports 0 and 1 for the master and the replica, 2 for the sentinel.
+        let layout = Layout::new("sentinel", 3);
+        let ports = &layout.ports;
+        let master = layout.start_node(0, &[&auth[..], &["--dbfilename", "m.rdb"]].concat());
+        let replica = layout.start_node(
+            1,
+            &[
+                &auth[..],
+                &[
+                    "--dbfilename",
+                    "r.rdb",
+                    "--replicaof",
+                    "127.0.0.1",
+                    &ports[0].to_string(),
+                ],
             ]
-            .map(String::from),
+            .concat(),
         );
-        let replica = Server::start(ports[1], &args);
-        let conf = dir.path("sentinel.conf");
+        let conf = layout.dir.path("sentinel.conf");
         std::fs::write(
             &conf,
             format!(
@@ -303,7 +234,7 @@ impl SentinelSetup {
                  sentinel down-after-milliseconds mymaster 2000\n\
                  sentinel failover-timeout mymaster 10000\n",
                 ports[2],
-                dir.path(""),
+                layout.dir.path(""),
                 ports[0]
             ),
         )
@@ -312,7 +243,7 @@ impl SentinelSetup {
         let setup = SentinelSetup {
             data: vec![master, replica],
             sentinel,
-            _dir: dir,
+            _layout: layout,
         };
         setup.wait_for_master(0);
         setup.wait_for_replica(1);
@@ -354,15 +285,26 @@ impl SentinelSetup {
         }
     }
 
+    /// Whether the sentinel names node `i` as the master and the node agrees.
+    fn is_master(&self, i: usize) -> bool {
+        self.master_port() == Some(self.port(i)) && self.role(i).as_deref() == Some("master")
+    }
+
+    /// Asks the sentinel for a failover (refused, and ignored, while one is in progress or not
+    /// yet possible).
+    fn request_failover(&self) {
+        let _: redis::RedisResult<()> = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg("mymaster")
+            .query(&mut self.sentinel());
+    }
+
     /// Until the sentinel names node `i` as the master and the node agrees.
     fn wait_for_master(&self, i: usize) {
         wait_until(
             &format!("the sentinel to name node {i} the master"),
             Duration::from_secs(60),
-            || {
-                self.master_port() == Some(self.port(i))
-                    && self.role(i).as_deref() == Some("master")
-            },
+            || self.is_master(i),
         );
     }
 
@@ -397,14 +339,7 @@ impl SentinelSetup {
 
     /// Every key and value in database `db` of node `i`.
     fn dump(&self, i: usize, db: u32) -> BTreeMap<String, Vec<u8>> {
-        let mut c = self.data[i].conn(Some(MASTER_PASSWORD), db);
-        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
-        keys.into_iter()
-            .filter_map(|k| {
-                let v: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query(&mut c).ok()?;
-                v.map(|v| (k, v))
-            })
-            .collect()
+        self.data[i].dump(Some(MASTER_PASSWORD), db)
     }
 }
 
@@ -416,83 +351,24 @@ fn checker(fake: &FakeGlobus, cache: &Value) -> Checker {
     common::checker(fake, json!({ "cache_config": cache }))
 }
 
-static SERIAL: AtomicU64 = AtomicU64::new(0);
-
-fn new_token(fake: &FakeGlobus, name: &str) -> String {
-    let token = format!(
-        "tok-{name}-{}-{}",
-        std::process::id(),
-        SERIAL.fetch_add(1, Ordering::Relaxed)
-    );
-    fake.add_tokens(json!({ token.clone(): {
-        "sub": fixtures::ALICE_ID,
-        "identity_set": [fixtures::ALICE_ID, fixtures::ALICE_ID2],
-        "username": fixtures::ALICE_USERNAME,
-        "name": fixtures::ALICE_NAME,
-        "email": fixtures::ALICE_EMAIL,
-        "groups": [fixtures::GROUP_MEMBER, {"id": fixtures::GROUP_ADMIN, "role": "admin"}],
-        "dependent_tokens": [{
-            "scope": fixtures::TRANSFER_SCOPE,
-            "resource_server": fixtures::TRANSFER_RESOURCE_SERVER,
-        }],
-    }}));
-    token
-}
-
-fn admin_request() -> AuthorizeRequest {
-    AuthorizeRequest {
-        allowed_principals: vec![format!("urn:globus:groups:id:{}", fixtures::GROUP_ADMIN)],
-        ..Default::default()
-    }
-}
-
-/// The backend key of `token`'s entry of `kind`, as every process of the fleet computes it.
-fn key_of(fake: &FakeGlobus, prefix: &str, kind: Kind, token: &str) -> String {
-    let hasher = KeyHasher::new(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET, &fake.url());
-    CacheKey::new(kind, hasher.token_id(token)).to_text(prefix)
-}
-
 /// Checks `token` and asks for its groups and a dependent token: one entry of every kind.
 fn use_fully(c: &Checker, token: &str) -> Vec<String> {
     let state = c.check(token).unwrap();
     assert_eq!(state.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
-    c.authorize(token, &admin_request()).unwrap();
+    c.authorize(token, &group_request(fixtures::GROUP_ADMIN))
+        .unwrap();
     let transfer = c.dependent_token(token, fixtures::TRANSFER_SCOPE).unwrap();
     let groups = c.dependent_token(token, fixtures::GROUPS_SCOPE).unwrap();
     vec![transfer.access_token, groups.access_token]
 }
 
-/// No key or value says who anybody is, or holds a token; every key has the prefix.
+/// No key or value says who anybody is, or holds a token; every key has the prefix; no lock
+/// is left.
 fn nothing_readable(entries: &BTreeMap<String, Vec<u8>>, prefix: &str, secrets: &[String]) {
-    let mut forbidden: Vec<String> = secrets.to_vec();
-    forbidden.extend(
-        [
-            fixtures::ALICE_ID,
-            fixtures::ALICE_ID2,
-            fixtures::ALICE_USERNAME,
-            fixtures::ALICE_NAME,
-            fixtures::ALICE_EMAIL,
-            fixtures::GROUP_MEMBER,
-            fixtures::GROUP_ADMIN,
-            fixtures::TRANSFER_SCOPE,
-            "urn:globus",
-            "alice",
-            "tok-",
-        ]
-        .map(String::from),
-    );
-    for (key, value) in entries {
-        assert!(key.starts_with(prefix), "{key} has the prefix {prefix}");
+    for key in entries.keys() {
         assert!(!key.ends_with(".lock"), "lock {key} released");
-        let value = String::from_utf8_lossy(value);
-        for secret in &forbidden {
-            assert!(!key.contains(secret.as_str()), "key {key} shows {secret}");
-            assert!(
-                !value.contains(secret.as_str()),
-                "value of {key} shows {secret}"
-            );
-        }
     }
+    assert_nothing_readable(entries, prefix, secrets, &[fixtures::ALICE_EMAIL, "tok-"]);
 }
 
 // ---- the cluster scenarios -------------------------------------------------------------------
@@ -503,19 +379,19 @@ fn cluster_round_trip(fake: &FakeGlobus, cluster: &Cluster) {
     let cache = json!({
         "backend": "dogpile.cache.redis",
         "cluster": true,
-        "url": [format!("redis://127.0.0.1:{}", dead_port()), cluster.seed(1)],
+        "url": [format!("redis://127.0.0.1:{}", free_port()), cluster.seed(1)],
         "socket_timeout": 2,
         "timeout": 120,
     });
     let a = checker(fake, &cache);
     fake.reset();
-    let mut tokens = vec![new_token(fake, "cluster-full")];
+    let mut tokens = vec![new_token(fake, "cluster-full", alice())];
     let mut secrets = use_fully(&a, &tokens[0]);
     // More tokens (at least two) until every node holds some entry (keys hash to slots all
     // over the cluster: a node is missed by 60 tokens with a chance of 3·(2/3)^60 ≈ 10^-10).
     while tokens.len() < 3 || cluster.dump().iter().any(BTreeMap::is_empty) {
         assert!(tokens.len() < 60, "entries never reached every node");
-        let t = new_token(fake, "cluster");
+        let t = new_token(fake, "cluster", alice());
         assert_eq!(a.check(&t).unwrap().source, Source::Network);
         tokens.push(t);
     }
@@ -530,9 +406,9 @@ fn cluster_round_trip(fake: &FakeGlobus, cluster: &Cluster) {
         all.extend(node.clone());
     }
     secrets.extend(tokens.iter().cloned());
-    nothing_readable(&all, "tc:", &secrets);
+    nothing_readable(&all, PREFIX, &secrets);
     for t in &tokens {
-        let key = key_of(fake, "tc:", Kind::Introspection, t);
+        let key = key_of(fake, PREFIX, Kind::Introspection, t);
         assert_eq!(
             dump.iter().filter(|n| n.contains_key(&key)).count(),
             1,
@@ -541,7 +417,7 @@ fn cluster_round_trip(fake: &FakeGlobus, cluster: &Cluster) {
     }
     for kind in Kind::ALL {
         assert!(
-            all.contains_key(&key_of(fake, "tc:", kind, &tokens[0])),
+            all.contains_key(&key_of(fake, PREFIX, kind, &tokens[0])),
             "{kind:?}"
         );
     }
@@ -556,24 +432,21 @@ fn cluster_round_trip(fake: &FakeGlobus, cluster: &Cluster) {
         assert_eq!(s.source, Source::Redis, "{t}");
         assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
     }
-    let auth = b.authorize(&tokens[0], &admin_request()).unwrap();
+    let auth = b
+        .authorize(&tokens[0], &group_request(fixtures::GROUP_ADMIN))
+        .unwrap();
     assert_eq!(auth.state.source, Source::Redis);
     b.dependent_token(&tokens[0], fixtures::TRANSFER_SCOPE)
         .unwrap();
-    let counters = fake.counters();
     assert_eq!(
-        (
-            counters.introspect,
-            counters.groups,
-            counters.dependent_token
-        ),
+        requests(fake),
         (introspections, 1, 1),
         "the second view made no request"
     );
 
     // Purge reaches the node that holds the entry.
     b.purge(&tokens[1]).unwrap();
-    let key = key_of(fake, "tc:", Kind::Introspection, &tokens[1]);
+    let key = key_of(fake, PREFIX, Kind::Introspection, &tokens[1]);
     assert!(cluster.dump().iter().all(|n| !n.contains_key(&key)));
     assert_eq!(b.check(&tokens[1]).unwrap().source, Source::Network);
 }
@@ -586,19 +459,13 @@ fn cluster_locks(fake: &FakeGlobus, cluster: &Cluster) {
 
     // A waiter sees the value another process stores while it holds the lock.
     let a = checker(fake, &cache);
-    let tok = new_token(fake, "cluster-wait");
+    let tok = new_token(fake, "cluster-wait", alice());
     a.check(&tok).unwrap();
-    let key = key_of(fake, "tc:", Kind::Introspection, &tok);
+    let key = key_of(fake, PREFIX, Kind::Introspection, &tok);
     let lock = format!("{key}.lock");
     let value: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut raw).unwrap();
     redis::cmd("DEL").arg(&key).query::<()>(&mut raw).unwrap();
-    redis::cmd("SET")
-        .arg(&lock)
-        .arg("another-process")
-        .arg("PX")
-        .arg(30_000)
-        .query::<()>(&mut raw)
-        .unwrap();
+    redis_set_px(&mut raw, &lock, "another-process", 30_000);
     let before = fake.counters().introspect;
     let waits = stats().backend_lock_waits.get();
     let b = Arc::new(checker(fake, &cache));
@@ -610,13 +477,7 @@ fn cluster_locks(fake: &FakeGlobus, cluster: &Cluster) {
         stats().backend_lock_waits.get() > waits
     });
     std::thread::sleep(Duration::from_millis(100));
-    redis::cmd("SET")
-        .arg(&key)
-        .arg(value)
-        .arg("PX")
-        .arg(60_000)
-        .query::<()>(&mut raw)
-        .unwrap();
+    redis_set_px(&mut raw, &key, value, 60_000);
     assert_eq!(waiter.join().unwrap().unwrap(), Source::Redis);
     assert_eq!(
         fake.counters().introspect,
@@ -627,19 +488,13 @@ fn cluster_locks(fake: &FakeGlobus, cluster: &Cluster) {
 
     // A lock left by a process that died: the waiter takes over once it expires, and releases
     // its own lock (the compare-and-delete script runs on the lock's node).
-    let tok = new_token(fake, "cluster-dead-holder");
-    let lock = format!("{}.lock", key_of(fake, "tc:", Kind::Introspection, &tok));
+    let tok = new_token(fake, "cluster-dead-holder", alice());
+    let lock = format!("{}.lock", key_of(fake, PREFIX, Kind::Introspection, &tok));
     let c = checker(fake, &cache);
     let before = fake.counters().introspect;
     // Timed from before the lock is set: the check cannot end before the lock expires.
     let t0 = Instant::now();
-    redis::cmd("SET")
-        .arg(&lock)
-        .arg("a-process-that-died")
-        .arg("PX")
-        .arg(1000)
-        .query::<()>(&mut raw)
-        .unwrap();
+    redis_set_px(&mut raw, &lock, "a-process-that-died", 1000);
     assert_eq!(c.check(&tok).unwrap().source, Source::Network);
     let took = t0.elapsed();
     assert!(
@@ -658,11 +513,11 @@ fn cluster_locks(fake: &FakeGlobus, cluster: &Cluster) {
 /// A cluster that isn't there: the checker works (from the authorization server), quickly.
 fn cluster_absent(fake: &FakeGlobus) {
     let cache = json!({"backend": "redis", "cluster": true,
-                       "url": format!("redis://127.0.0.1:{}", dead_port()),
+                       "url": format!("redis://127.0.0.1:{}", free_port()),
                        "socket_timeout": 0.5});
     let c = checker(fake, &cache);
     let errors = stats().backend_errors.get();
-    let tok = new_token(fake, "cluster-absent");
+    let tok = new_token(fake, "cluster-absent", alice());
     let t0 = Instant::now();
     assert_eq!(c.check(&tok).unwrap().source, Source::Network);
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
@@ -682,7 +537,7 @@ fn sentinel(fake: &FakeGlobus, setup: &mut SentinelSetup) {
     // `sentinel_kwargs` says so, as with dogpile); database 2; our own prefix.
     let cache = json!({
         "backend": "dogpile.cache.redis_sentinel",
-        "sentinels": [["127.0.0.1", dead_port()], format!("127.0.0.1:{}", setup.sentinel.port)],
+        "sentinels": [["127.0.0.1", free_port()], format!("127.0.0.1:{}", setup.sentinel.port)],
         "service_name": "mymaster",
         "password": MASTER_PASSWORD,
         "sentinel_kwargs": {"password": null},
@@ -695,7 +550,7 @@ fn sentinel(fake: &FakeGlobus, setup: &mut SentinelSetup) {
     });
     let a = checker(fake, &cache);
     fake.reset();
-    let tok = new_token(fake, "sentinel");
+    let tok = new_token(fake, "sentinel", alice());
     let mut secrets = use_fully(&a, &tok);
     secrets.push(tok.clone());
     let on_master = setup.dump(0, SENTINEL_DB);
@@ -714,19 +569,13 @@ fn sentinel(fake: &FakeGlobus, setup: &mut SentinelSetup) {
     let b = checker(fake, &cache);
     assert_eq!(b.check(&tok).unwrap().source, Source::Redis);
     assert_eq!(
-        b.authorize(&tok, &admin_request()).unwrap().state.source,
+        b.authorize(&tok, &group_request(fixtures::GROUP_ADMIN))
+            .unwrap()
+            .state
+            .source,
         Source::Redis
     );
-    let counters = fake.counters();
-    assert_eq!(
-        (
-            counters.introspect,
-            counters.groups,
-            counters.dependent_token
-        ),
-        (1, 1, 1),
-        "the second view made no request"
-    );
+    assert_eq!(requests(fake), (1, 1, 1), "the second view made no request");
 
     // The replica has everything before the failover.
     let key = key_of(fake, SENTINEL_PREFIX, Kind::Introspection, &tok);
@@ -736,10 +585,7 @@ fn sentinel(fake: &FakeGlobus, setup: &mut SentinelSetup) {
 
     // Failover 1: forced while the master is up; it is demoted to a replica (writes to it now
     // fail with READONLY) and the checker must follow to the new master.
-    let _: redis::RedisResult<()> = redis::cmd("SENTINEL")
-        .arg("FAILOVER")
-        .arg("mymaster")
-        .query(&mut setup.sentinel());
+    setup.request_failover();
     setup.wait_for_master(1);
     setup.wait_for_replica(0);
     follows_master(fake, &a, setup, 1);
@@ -755,12 +601,9 @@ fn sentinel(fake: &FakeGlobus, setup: &mut SentinelSetup) {
         "the sentinel to promote node 0",
         Duration::from_secs(90),
         || {
-            // Speeds the failover up; refused while one is in progress or not yet possible.
-            let _: redis::RedisResult<()> = redis::cmd("SENTINEL")
-                .arg("FAILOVER")
-                .arg("mymaster")
-                .query(&mut setup.sentinel());
-            setup.master_port() == Some(setup.port(0)) && setup.role(0).as_deref() == Some("master")
+            // Speeds the failover up.
+            setup.request_failover();
+            setup.is_master(0)
         },
     );
     follows_master(fake, &a, setup, 0);
@@ -776,7 +619,7 @@ fn follows_master(fake: &FakeGlobus, c: &Checker, setup: &SentinelSetup, i: usiz
         Duration::from_secs(60),
         || {
             n += 1;
-            let tok = new_token(fake, "failover");
+            let tok = new_token(fake, "failover", alice());
             let s = c.check(&tok).expect("no check fails during a failover");
             assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
             let key = key_of(fake, SENTINEL_PREFIX, Kind::Introspection, &tok);
@@ -788,7 +631,7 @@ fn follows_master(fake: &FakeGlobus, c: &Checker, setup: &SentinelSetup, i: usiz
         t0.elapsed()
     );
     // And it stays there: the next entries too, read back by another process view.
-    let tok = new_token(fake, "after-failover");
+    let tok = new_token(fake, "after-failover", alice());
     c.check(&tok).unwrap();
     let key = key_of(fake, SENTINEL_PREFIX, Kind::Introspection, &tok);
     assert!(setup.dump(i, SENTINEL_DB).contains_key(&key));
@@ -796,19 +639,10 @@ fn follows_master(fake: &FakeGlobus, c: &Checker, setup: &SentinelSetup, i: usiz
 
 // ---- configuration ---------------------------------------------------------------------------
 
-fn parse(cache: Value) -> Result<tokenchecker::config::CacheConfig, tokenchecker::Error> {
-    let mut c = json!({
-        "client_id": "c", "client_secret": "s", "expected_scopes": ["x"],
-        "auth_url": "http://127.0.0.1:9", "verify_credentials": false,
-    });
-    c["cache_config"] = cache;
-    Config::from_value(&c).map(|c| c.cache.unwrap())
-}
-
 /// The cluster and sentinel keys (parsing and building stores only: installs nothing).
 #[test]
 fn config_keys() {
-    let redis_of = |cache: Value| match parse(cache.clone()) {
+    let redis_of = |cache: Value| match parse_cache_config(cache.clone()) {
         Ok(c) => match c.backend {
             BackendConfig::Redis(r) => r,
             other => panic!("{cache}: {other:?}"),
@@ -1060,7 +894,7 @@ fn config_keys() {
         ),
     ];
     for (c, needle) in bad {
-        let e = parse(c.clone()).expect_err(&c.to_string());
+        let e = parse_cache_config(c.clone()).expect_err(&c.to_string());
         assert_eq!(e.status, tc_status::TC_INVALID_CONFIG);
         assert!(e.message.contains(needle), "{c}: {}", e.message);
         assert!(!e.message.contains("pw"), "{}", e.message);
@@ -1068,7 +902,8 @@ fn config_keys() {
 
     // Building stores: never connects, so absent servers are fine; a seed with a database
     // other than 0 and seeds with different passwords are named.
-    let store = |cache: Value| tokenchecker::cache::CacheStore::new(&parse(cache).unwrap());
+    let store =
+        |cache: Value| tokenchecker::cache::CacheStore::new(&parse_cache_config(cache).unwrap());
     store(json!({"backend": "redis", "cluster": true,
                  "url": ["redis://127.0.0.1:9", "redis://127.0.0.1:10"]}))
     .unwrap();

@@ -2,71 +2,34 @@
 //! processes on free loopback ports (killed on drop) and checker configs for the fake server.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 
+/// The integration tests' server processes, shared rather than copied.
+#[path = "../../tests/common/servers.rs"]
+mod servers;
+use servers::{free_port, redis_server_args, ServerProcess};
+
 /// A cache server process, killed when dropped.
 pub struct Server {
-    child: Child,
+    _process: ServerProcess,
     /// The `cache_config` that points a checker at it.
     pub cache: Value,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(bin: &str, args: &[&str], port: u16, cache: Value) -> Server {
-    let child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start `{bin}` ({e}): `apt-get install -y redis-server memcached`")
-        });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{bin} did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Server { child, cache }
-}
-
 pub fn redis() -> Server {
     let port = free_port();
-    let p = port.to_string();
-    start(
-        "redis-server",
-        &[
-            "--port",
-            &p,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        port,
-        json!({"backend": "redis", "url": format!("redis://127.0.0.1:{port}/0")}),
-    )
+    Server {
+        _process: ServerProcess::start(
+            "redis-server",
+            &redis_server_args(port),
+            port,
+            Duration::from_secs(10),
+        ),
+        cache: json!({"backend": "redis", "url": format!("redis://127.0.0.1:{port}/0")}),
+    }
 }
 
 pub fn memcached() -> Server {
@@ -76,12 +39,10 @@ pub fn memcached() -> Server {
     if unsafe { libc::geteuid() } == 0 {
         args.extend(["-u", "root"]);
     }
-    start(
-        "memcached",
-        &args,
-        port,
-        json!({"backend": "memcached", "url": format!("127.0.0.1:{port}")}),
-    )
+    Server {
+        _process: ServerProcess::start("memcached", &args, port, Duration::from_secs(10)),
+        cache: json!({"backend": "memcached", "url": format!("127.0.0.1:{port}")}),
+    }
 }
 
 /// `base` with the keys of `extra` set.

@@ -5,6 +5,9 @@ use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 use tokenchecker::{tc_status, Checker, Config};
 
+pub mod cache;
+pub mod servers;
+
 pub const SCOPE: &str = "urn:globus:auth:scope:test:all";
 
 /// A checker config for `fake`, with `extra` merged in.
@@ -17,12 +20,17 @@ pub fn config(fake: &FakeGlobus, extra: Value) -> Value {
         "groups_url": fake.url(),
         "verify_credentials": false,
     });
+    merge(&mut c, extra);
+    c
+}
+
+/// `extra`'s members set on `base` (replacing those of the same name).
+pub fn merge(base: &mut Value, extra: Value) {
     if let Value::Object(extra) = extra {
         for (k, v) in extra {
-            c[k] = v;
+            base[k] = v;
         }
     }
-    c
 }
 
 pub fn checker(fake: &FakeGlobus, extra: Value) -> Checker {
