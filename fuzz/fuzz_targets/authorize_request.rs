@@ -29,7 +29,7 @@ fn caller(identities: Option<Vec<String>>) -> TokenInfo {
         sub: identities.as_ref().and_then(|i| i.first().cloned()),
         aud: vec!["test-client".into()],
         exp: Some(i64::MAX),
-        identity_set: identities,
+        identity_set: identities.map(Into::into),
         ..Default::default()
     })
 }

@@ -82,7 +82,7 @@ fn introspection(doc: &Value) {
     let info = Arc::new(TokenInfo::new(i.clone()));
     assert_eq!(
         info.identities().len(),
-        i.identity_set.as_ref().map_or(0, Vec::len)
+        i.identity_set.as_ref().map_or(0, |s| s.len())
     );
     let state = AuthState {
         info,
