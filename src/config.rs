@@ -919,7 +919,11 @@ impl<'a> Keys<'a> {
         let parsed = reqwest::Url::parse(&text)
             .map_err(|e| self.wrong_type(key, &format!("an http:// or https:// URL ({e})")))?;
         let host_ok = parsed.host_str().is_some_and(|h| !h.is_empty());
-        if !matches!(parsed.scheme(), "http" | "https")
+        // The text itself is what requests are built from: it must say `http://` or `https://`
+        // (the URL parser forgives `http:host`, `http:./host`, `HTTP://`, …).
+        let prefix_ok = text.starts_with("http://") || text.starts_with("https://");
+        if !prefix_ok
+            || !matches!(parsed.scheme(), "http" | "https")
             || !host_ok
             || parsed.query().is_some()
             || parsed.fragment().is_some()

@@ -30,6 +30,11 @@ fn urls_that_are_not_urls_are_refused() {
             "https://exa mple.org",
             "https://:443",
             "http://[::1",
+            // F5 (fuzz/regressions/config/url-scheme-without-slashes): the URL parser reads
+            // these as http://./… or http://host, but the text is not a usable base URL.
+            "http:./127.0.0.1:8080",
+            "http:127.0.0.1:8080",
+            "HTTP://127.0.0.1:8080",
         ] {
             let mut c = base();
             c[key] = bad.into();
