@@ -16,12 +16,13 @@ use std::ptr;
 use std::sync::Mutex;
 use std::time::Instant;
 
+mod common;
+
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 use tokenchecker::ffi::{tc_check, tc_free, tc_new, tc_string_free};
 use tokenchecker::tc_status;
 
-const SCOPE: &str = "urn:globus:auth:scope:test:all";
 const MIB: i64 = 1024 * 1024;
 
 /// RSS is process-wide: the two tests must not run at the same time.
@@ -47,18 +48,20 @@ fn rss() -> i64 {
 }
 
 fn config(fake: &FakeGlobus, extra: Value) -> CString {
-    let mut c = json!({
-        "client_id": fixtures::CLIENT_ID,
-        "client_secret": fixtures::CLIENT_SECRET,
-        "expected_scopes": [SCOPE],
-        "auth_url": fake.url(),
-        "groups_url": fake.url(),
-        "verify_credentials": false,
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        c[k] = v.clone();
-    }
-    CString::new(c.to_string()).unwrap()
+    CString::new(common::config(fake, extra).to_string()).unwrap()
+}
+
+/// Prints what `n` calls of `what` took and did to RSS; the growth in bytes.
+fn report(what: &str, n: u64, took: std::time::Duration, before: i64) -> i64 {
+    let after = rss();
+    eprintln!(
+        "{n} {what} in {took:?} ({:.0} ns each): RSS {:.1} → {:.1} MiB ({:+.2} MiB)",
+        took.as_nanos() as f64 / n as f64,
+        before as f64 / MIB as f64,
+        after as f64 / MIB as f64,
+        (after - before) as f64 / MIB as f64
+    );
+    after - before
 }
 
 struct Checker(*mut tokenchecker::ffi::tc_checker);
@@ -140,16 +143,7 @@ fn a_million_cached_checks_do_not_grow_rss() {
         let (st, doc) = checker.check(&token, i % 100_000 == 0);
         assert_alice(st, doc);
     }
-    let took = t.elapsed();
-    let after = rss();
-    let growth = after - before;
-    eprintln!(
-        "{n} cached tc_check calls in {took:?} ({:.0} ns each): RSS {:.1} → {:.1} MiB ({:+.2} MiB)",
-        took.as_nanos() as f64 / n as f64,
-        before as f64 / MIB as f64,
-        after as f64 / MIB as f64,
-        growth as f64 / MIB as f64
-    );
+    let growth = report("cached tc_check calls", n, t.elapsed(), before);
     assert_eq!(
         fake.counters().introspect,
         1,
@@ -190,16 +184,7 @@ fn ten_thousand_checker_lifecycles_do_not_grow_rss() {
             assert_eq!(st, tc_status::TC_OK, "{doc:?}");
         }
     }
-    let took = t.elapsed();
-    let after = rss();
-    let growth = after - before;
-    eprintln!(
-        "{n} tc_new/tc_free cycles in {took:?} ({:.0} µs each): RSS {:.1} → {:.1} MiB ({:+.2} MiB)",
-        took.as_micros() as f64 / n as f64,
-        before as f64 / MIB as f64,
-        after as f64 / MIB as f64,
-        growth as f64 / MIB as f64
-    );
+    let growth = report("tc_new/tc_free cycles", n, t.elapsed(), before);
     assert!(
         growth < 16 * MIB,
         "RSS grew by {:.1} MiB over {n} tc_new/tc_free cycles",
