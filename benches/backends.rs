@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
     let entry = Entry::new(
         cached.value.clone(),
         Duration::from_secs(3600),
-        cached.identities.clone(),
+        cached.identities,
     );
     let text = key.to_text("tc:");
     let sealed = sealing::seal(&key, &text, &entry, Duration::from_secs(30));

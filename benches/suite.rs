@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
-use tokenchecker::auth_state::TokenInfo;
+use tokenchecker::auth_state::{GroupList, TokenInfo};
 use tokenchecker::cache::{self, CacheKey, Entry, KeyHasher, Kind, Value};
 use tokenchecker::ffi::*;
 use tokenchecker::introspection::Introspection;
@@ -325,25 +325,20 @@ fn main() {
                 ..Default::default()
             };
             let info = TokenInfo::new(intro);
-            let ids: Arc<[String]> = info.identities_arc();
+            let ids = info.identity_filter();
             let ttl = Duration::from_secs(30);
             store
                 .put(
                     CacheKey::new(Kind::Introspection, id),
-                    Arc::new(Entry::new(
-                        Value::Introspection(Arc::new(info)),
-                        ttl,
-                        ids.clone(),
-                    )),
+                    Entry::new(Value::Introspection(Arc::new(info)), ttl, ids),
                 )
                 .await;
-            let groups = (0..3)
-                .map(|g| format!("{g}1111111-1111-4111-8111-{i:012}"))
-                .collect();
+            let groups =
+                GroupList::new((0..3).map(|g| format!("{g}1111111-1111-4111-8111-{i:012}")));
             store
                 .put(
                     CacheKey::new(Kind::Groups, id),
-                    Arc::new(Entry::new(Value::Groups(Arc::new(groups)), ttl, ids)),
+                    Entry::new(Value::Groups(Arc::new(groups)), ttl, ids),
                 )
                 .await;
         }

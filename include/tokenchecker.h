@@ -268,6 +268,9 @@ tc_status tc_purge(const tc_checker *checker, const char *token);
 /**
  * Removes everything cached for tokens of one identity (an identity id, or its
  * `urn:globus:auth:identity:` principal) from this process's cache. Blocking; thread-safe.
+ * Entries record their token's identities in an 8-byte filter: a purge never misses one of the
+ * identity's entries, and may rarely (≈0.1% of tokens) drop another token's too, which is then
+ * fetched again on its next check.
  */
 tc_status tc_purge_identity(const tc_checker *checker, const char *identity_id);
 

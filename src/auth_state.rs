@@ -3,96 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::cache::Source;
 use crate::config::{Config, ScopeMatch};
-use crate::introspection::Introspection;
+use crate::json::{escaped_eq, push_json_str, push_u64};
 use crate::status::{tc_status, Error};
 
-pub const IDENTITY_PREFIX: &str = "urn:globus:auth:identity:";
-pub const GROUP_PREFIX: &str = "urn:globus:groups:id:";
+pub use crate::token_info::{GroupList, TokenInfo, GROUP_PREFIX, IDENTITY_PREFIX};
 pub const PUBLIC: &str = "public";
 pub const ALL_AUTHENTICATED_USERS: &str = "all_authenticated_users";
-
-/// An introspection answer with what every check derives from it computed once.
-///
-/// Lean on purpose (a cache holds one per token): the identity principals and the effective
-/// identity live only in the pre-rendered document, and are derived on demand elsewhere.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenInfo {
-    pub intro: Introspection,
-    /// The part of the result document that never changes for this answer, rendered once:
-    /// `{"active":true,…,"iat":…,"principals":["urn:…identity:…",…` (the group principals, the
-    /// rest of the document and the closing brace follow).
-    rendered_prefix: Box<str>,
-    /// Whether the rendered principals list is non-empty (the next item needs a comma).
-    has_identity_principals: bool,
-}
-
-impl TokenInfo {
-    pub fn new(intro: Introspection) -> TokenInfo {
-        let mut info = TokenInfo {
-            intro,
-            rendered_prefix: Box::from(""),
-            has_identity_principals: false,
-        };
-        info.has_identity_principals = !info.identities().is_empty();
-        info.rendered_prefix = info.render_prefix().into_boxed_str();
-        info
-    }
-
-    /// `urn:globus:auth:identity:<sub>`.
-    pub fn effective_identity(&self) -> Option<String> {
-        self.intro
-            .sub
-            .as_ref()
-            .map(|s| format!("{IDENTITY_PREFIX}{s}"))
-    }
-
-    fn render_prefix(&self) -> String {
-        let i = &self.intro;
-        let effective_identity = self.effective_identity();
-        let view = StateView {
-            active: true,
-            sub: i.sub.as_deref(),
-            effective_identity: effective_identity.as_deref(),
-            identities: self.identities(),
-            username: i.username.as_deref(),
-            name: i.name.as_deref(),
-            email: i.email.as_deref(),
-            client_id: i.client_id.as_deref(),
-            scopes: &i.scopes,
-            aud: &i.aud,
-            exp: i.exp,
-            nbf: i.nbf,
-            iat: i.iat,
-        };
-        let mut doc = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
-        doc.pop(); // the closing brace: the per-check fields follow
-        doc.push_str(",\"principals\":[");
-        for (n, id) in self.identities().iter().enumerate() {
-            if n > 0 {
-                doc.push(',');
-            }
-            push_json_str(&mut doc, IDENTITY_PREFIX, id);
-        }
-        doc
-    }
-
-    /// The identity set, shared (the cache entries of this token hold the same list).
-    pub fn identities_arc(&self) -> Arc<[String]> {
-        match &self.intro.identity_set {
-            Some(ids) => ids.clone(),
-            None => Arc::from([]),
-        }
-    }
-
-    pub fn identities(&self) -> &[String] {
-        self.intro.identity_set.as_deref().unwrap_or(&[])
-    }
-}
 
 /// The caller's group memberships, as far as this check knows them.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +21,7 @@ pub enum Groups {
     NotFetched,
     /// The Groups API (or the dependent-token grant) failed; the reason.
     Unavailable(String),
-    Available(Arc<Vec<String>>),
+    Available(Arc<GroupList>),
 }
 
 /// The outcome of a successful check.
@@ -180,41 +100,44 @@ impl AuthorizeRequest {
         }
         if self.allow_all_authenticated_users
             && allowed(ALL_AUTHENTICATED_USERS)
-            && !info.identities().is_empty()
+            && info.identity_count() > 0
         {
             return Some(ALL_AUTHENTICATED_USERS.into());
         }
-        info.identities()
-            .iter()
-            .find(|id| {
-                self.allowed_principals
-                    .iter()
-                    .any(|a| a.strip_prefix(IDENTITY_PREFIX) == Some(id.as_str()))
+        // The first identity (in the identity set's order) that an allowed principal names.
+        info.identity_items()
+            .find_map(|id| {
+                self.allowed_principals.iter().find(|a| {
+                    a.strip_prefix(IDENTITY_PREFIX)
+                        .is_some_and(|raw| escaped_eq(id, raw))
+                })
             })
-            .map(|id| format!("{IDENTITY_PREFIX}{id}"))
+            .cloned()
     }
 
-    pub fn match_groups(&self, groups: &[String]) -> Option<String> {
+    /// The first of the caller's groups (in the Groups API's order) an allowed principal names.
+    pub fn match_groups(&self, groups: &GroupList) -> Option<String> {
         groups
-            .iter()
-            .find(|g| {
-                self.allowed_principals
-                    .iter()
-                    .any(|a| a.strip_prefix(GROUP_PREFIX) == Some(g.as_str()))
+            .items()
+            .find_map(|g| {
+                self.allowed_principals.iter().find(|a| {
+                    a.strip_prefix(GROUP_PREFIX)
+                        .is_some_and(|id| escaped_eq(g, id))
+                })
             })
-            .map(|g| format!("{GROUP_PREFIX}{g}"))
+            .cloned()
     }
 }
 
 /// Applies the original's rules, in its order, to an introspection answer.
-pub fn validate(config: &Config, intro: &Introspection, now: i64) -> Result<(), Error> {
-    if !intro.active {
+pub fn validate(config: &Config, info: &TokenInfo, now: i64) -> Result<(), Error> {
+    if !info.active() {
         return Err(Error::new(
             tc_status::TC_INACTIVE_TOKEN,
             "the token is not active (unknown, revoked or expired at the authorization server)",
         ));
     }
-    if let Some(nbf) = intro.nbf {
+    if let Some(nbf) = info.nbf() {
         if nbf >= now + config.leeway_s {
             return Err(Error::new(
                 tc_status::TC_TOKEN_EXPIRED,
@@ -222,7 +145,7 @@ pub fn validate(config: &Config, intro: &Introspection, now: i64) -> Result<(), 
             ));
         }
     }
-    match intro.exp {
+    match info.exp() {
         Some(exp) if exp > now - config.leeway_s => {}
         Some(exp) => {
             return Err(Error::new(
@@ -237,7 +160,7 @@ pub fn validate(config: &Config, intro: &Introspection, now: i64) -> Result<(), 
             ))
         }
     }
-    let has = |s: &String| intro.scopes.iter().any(|t| t == s);
+    let has = |s: &String| info.has_scope(s);
     let scopes_ok = match config.scope_match {
         ScopeMatch::Any => config.expected_scopes.iter().any(has),
         ScopeMatch::All => config.expected_scopes.iter().all(has),
@@ -255,7 +178,7 @@ pub fn validate(config: &Config, intro: &Introspection, now: i64) -> Result<(), 
             ),
         ));
     }
-    if !intro.aud.contains(&config.expected_audience) {
+    if !info.has_audience(&config.expected_audience) {
         return Err(Error::new(
             tc_status::TC_WRONG_AUDIENCE,
             format!(
@@ -264,81 +187,13 @@ pub fn validate(config: &Config, intro: &Introspection, now: i64) -> Result<(), 
             ),
         ));
     }
-    if intro.identity_set.is_none() {
+    if !info.has_identity_set() {
         return Err(Error::new(
             tc_status::TC_INACTIVE_TOKEN,
             "the introspection answer carries no identity_set",
         ));
     }
     Ok(())
-}
-
-/// The fixed part of the result document.
-#[derive(Serialize)]
-struct StateView<'a> {
-    active: bool,
-    sub: Option<&'a str>,
-    effective_identity: Option<&'a str>,
-    identities: &'a [String],
-    username: Option<&'a str>,
-    name: Option<&'a str>,
-    email: Option<&'a str>,
-    client_id: Option<&'a str>,
-    scopes: &'a [String],
-    aud: &'a [String],
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
-}
-
-/// Decimal digits without going through `fmt` (this is on every check's path).
-fn push_u64(out: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &d in &buf[i..] {
-        out.push(char::from(d));
-    }
-}
-
-/// Appends `prefix` + `s` as one JSON string, escaped as serde_json escapes (no allocation:
-/// this is on every check's path). `prefix` must need no escaping.
-fn push_json_str(out: &mut String, prefix: &str, s: &str) {
-    out.push('"');
-    out.push_str(prefix);
-    let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escaped = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[plain..i]);
-        if escaped.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escaped);
-        }
-        plain = i + 1;
-    }
-    out.push_str(&s[plain..]);
-    out.push('"');
 }
 
 thread_local! {
@@ -349,21 +204,19 @@ thread_local! {
 
 impl AuthState {
     /// The result document of `tc_check` (and, with `matched`, of `tc_authorize`): the
-    /// pre-rendered fixed part, then groups, principals, cache and authorization.
+    /// answer's fixed part, principals, groups, cache and authorization.
     pub fn to_json(&self, matched: Option<&str>) -> String {
-        let mut out = String::with_capacity(self.info.rendered_prefix.len() + 256);
-        out.push_str(&self.info.rendered_prefix);
-        self.write_tail(matched, &mut out);
-        out
+        let mut doc = self.to_c_doc(matched);
+        doc.pop();
+        String::from_utf8(doc).expect("the document is rendered from strings")
     }
 
     /// [`Self::to_json`] as the bytes of a C string (NUL-terminated), allocated once at its
     /// exact size: the hot path of `tc_check`.
     pub fn to_c_doc(&self, matched: Option<&str>) -> Vec<u8> {
         let build = |tail: &str| {
-            let prefix = self.info.rendered_prefix.as_bytes();
-            let mut doc = Vec::with_capacity(prefix.len() + tail.len() + 1);
-            doc.extend_from_slice(prefix);
+            let mut doc = Vec::with_capacity(self.info.head_len() + tail.len() + 1);
+            self.info.write_head(&mut doc);
             doc.extend_from_slice(tail.as_bytes());
             doc.push(0);
             doc
@@ -389,29 +242,24 @@ impl AuthState {
         }
     }
 
-    /// Everything after the pre-rendered prefix.
+    /// Everything after the identity principals.
     fn write_tail(&self, matched: Option<&str>, out: &mut String) {
-        // The prefix ends inside the principals list, after the identity principals.
-        let groups: &[String] = match &self.groups {
-            Groups::Available(g) => g,
-            _ => &[],
-        };
-        for (n, g) in groups.iter().enumerate() {
-            if n > 0 || self.info.has_identity_principals {
-                out.push(',');
+        if let Groups::Available(g) = &self.groups {
+            for (n, id) in g.items().enumerate() {
+                if n > 0 || self.info.identity_count() > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                out.push_str(GROUP_PREFIX);
+                out.push_str(id);
+                out.push('"');
             }
-            push_json_str(out, GROUP_PREFIX, g);
         }
         out.push(']');
         match &self.groups {
             Groups::Available(g) => {
                 out.push_str(",\"groups\":[");
-                for (n, g) in g.iter().enumerate() {
-                    if n > 0 {
-                        out.push(',');
-                    }
-                    push_json_str(out, "", g);
-                }
+                out.push_str(g.rendered());
                 out.push_str("],\"groups_status\":\"available\"");
             }
             Groups::NotFetched => {
@@ -441,6 +289,7 @@ impl AuthState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::introspection::Introspection;
 
     fn config(scope_match: ScopeMatch) -> Config {
         let mut c = Config::from_json(
@@ -451,7 +300,11 @@ mod tests {
         c
     }
 
-    fn intro(scopes: &[&str]) -> Introspection {
+    fn intro(scopes: &[&str]) -> TokenInfo {
+        TokenInfo::new(raw(scopes))
+    }
+
+    fn raw(scopes: &[&str]) -> Introspection {
         Introspection {
             active: true,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
@@ -485,49 +338,29 @@ mod tests {
             validate(&any, &intro(&["x"]), 2000).unwrap_err().status,
             tc_status::TC_TOKEN_EXPIRED
         );
-        let mut i = intro(&["a"]);
+        let mut i = raw(&["a"]);
         i.aud = vec!["other".into()];
         assert_eq!(
-            validate(&any, &i, 500).unwrap_err().status,
+            validate(&any, &TokenInfo::new(i.clone()), 500)
+                .unwrap_err()
+                .status,
             tc_status::TC_WRONG_AUDIENCE
         );
         i.aud = vec!["c".into()];
         i.identity_set = None;
         assert_eq!(
-            validate(&any, &i, 500).unwrap_err().status,
+            validate(&any, &TokenInfo::new(i), 500).unwrap_err().status,
             tc_status::TC_INACTIVE_TOKEN
         );
     }
 
     #[test]
-    fn strings_are_escaped_as_serde_json_escapes_them() {
-        for s in [
-            "",
-            "plain",
-            "q\"uote\\back/slash",
-            "\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
-            "é ü 漢字 🦀",
-            "mixed\u{1}é\"",
-        ] {
-            let mut out = String::new();
-            push_json_str(&mut out, "", s);
-            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
-            let mut out = String::new();
-            push_json_str(&mut out, GROUP_PREFIX, s);
-            assert_eq!(
-                out,
-                serde_json::to_string(&format!("{GROUP_PREFIX}{s}")).unwrap()
-            );
-        }
-    }
-
-    #[test]
     fn result_document_is_complete_json() {
-        let info = Arc::new(TokenInfo::new(intro(&["a"])));
+        let info = Arc::new(intro(&["a"]));
         for groups in [
             Groups::NotFetched,
             Groups::Unavailable("down \"quoted\"".into()),
-            Groups::Available(Arc::new(vec!["g1".into(), "g2".into()])),
+            Groups::Available(Arc::new(GroupList::new(["g1", "g2"]))),
         ] {
             let state = AuthState {
                 info: info.clone(),
@@ -561,11 +394,11 @@ mod tests {
             }
         }
         // Without identities, the group principals start the list.
-        let mut bare = intro(&["a"]);
+        let mut bare = raw(&["a"]);
         bare.identity_set = Some(Arc::from([]));
         let state = AuthState {
             info: Arc::new(TokenInfo::new(bare)),
-            groups: Groups::Available(Arc::new(vec!["g1".into()])),
+            groups: Groups::Available(Arc::new(GroupList::new(["g1"]))),
             source: Source::Network,
             age: Duration::ZERO,
         };
@@ -579,7 +412,7 @@ mod tests {
 
     #[test]
     fn authorization_order() {
-        let info = TokenInfo::new(intro(&["a"]));
+        let info = intro(&["a"]);
         let req = AuthorizeRequest::from_json(
             r#"{"allowed_principals":["public","urn:globus:auth:identity:i1"],"allow_public":true}"#,
         )
@@ -592,8 +425,21 @@ mod tests {
         assert_eq!(req.match_without_groups(&info), None);
         assert!(req.names_groups());
         assert_eq!(
-            req.match_groups(&["g".into()]).as_deref(),
+            req.match_groups(&GroupList::new(["x", "g"])).as_deref(),
             Some("urn:globus:groups:id:g")
+        );
+        // The identity set's order decides, not the request's.
+        let two = TokenInfo::new(Introspection {
+            identity_set: Some(vec!["i2".into(), "i\"1".into()].into()),
+            ..raw(&["a"])
+        });
+        let req = AuthorizeRequest::from_json(
+            r#"{"allowed_principals":["urn:globus:auth:identity:i\"1","urn:globus:auth:identity:i2"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            req.match_without_groups(&two).as_deref(),
+            Some("urn:globus:auth:identity:i2")
         );
         assert!(AuthorizeRequest::from_json(r#"{"allowed":[]}"#).is_err());
     }

@@ -5,12 +5,15 @@
 //! back to `runtime::block_on`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 
-use crate::auth_state::{validate, AuthState, AuthorizeRequest, Groups, TokenInfo};
-use crate::cache::{self, CacheKey, CacheStore, Entry, Fetched, KeyHasher, Kind, Source, TokenId};
+use crate::auth_state::{validate, AuthState, AuthorizeRequest, GroupList, Groups, TokenInfo};
+use crate::cache::{
+    self, CacheKey, CacheStore, Entry, Fetched, IdentityFilter, KeyHasher, Kind, Moment, Source,
+    TokenId,
+};
 use crate::config::{Config, FetchGroups};
 use crate::introspection::{
     now_unix, AuthClient, DependentToken, GROUPS_RESOURCE_SERVER, GROUPS_SCOPE,
@@ -139,7 +142,7 @@ impl Checker {
         let id = self.token_id(token)?;
         let store = cache::current();
         // One clock read serves the entry's expiry and the answer's age.
-        let now = Instant::now();
+        let now = Moment::now();
         let Some((entry, source)) =
             store.get_local_at(&CacheKey::new(Kind::Introspection, id), now)
         else {
@@ -160,17 +163,17 @@ impl Checker {
         entry: &Entry,
         source: Source,
         groups: Groups,
-        now: Instant,
+        now: Moment,
     ) -> Result<AuthState, Error> {
         let cache::Value::Introspection(info) = &entry.value else {
             return Err(wrong_kind());
         };
         match source {
             Source::Network | Source::Coalesced => {}
-            _ if info.intro.active => stats().hits.inc(),
+            _ if info.active() => stats().hits.inc(),
             _ => stats().negative_hits.inc(),
         }
-        validate(&self.config, &info.intro, now_unix())?;
+        validate(&self.config, info, now_unix())?;
         Ok(AuthState {
             info: info.clone(),
             groups,
@@ -188,14 +191,14 @@ impl Checker {
     async fn check_inner(&self, token: &str) -> Result<AuthState, Error> {
         let id = self.token_id(token)?;
         let (entry, source) = self.introspection(token, id).await?;
-        let mut state = self.state_from(&entry, source, Groups::NotFetched, Instant::now())?;
+        let mut state = self.state_from(&entry, source, Groups::NotFetched, Moment::now())?;
         if self.config.fetch_groups == FetchGroups::Eager {
             state.groups = self.groups(token, id, &state.info).await;
         }
         Ok(state)
     }
 
-    async fn introspection(&self, token: &str, id: TokenId) -> Result<(Arc<Entry>, Source), Error> {
+    async fn introspection(&self, token: &str, id: TokenId) -> Result<(Entry, Source), Error> {
         let client = self.client.clone();
         let token = token.to_owned();
         let store = cache::current_arc();
@@ -206,11 +209,11 @@ impl Checker {
                 async move {
                     let info = TokenInfo::new(client.introspect(&token).await?);
                     // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
-                    let ttl = match info.intro.exp {
-                        Some(exp) if info.intro.active => timeout.min(secs_until(exp)),
+                    let ttl = match info.exp() {
+                        Some(exp) if info.active() => timeout.min(secs_until(exp)),
                         _ => timeout,
                     };
-                    let identities = info.identities_arc();
+                    let identities = info.identity_filter();
                     Ok(Fetched {
                         value: cache::Value::Introspection(Arc::new(info)),
                         ttl,
@@ -249,7 +252,7 @@ impl Checker {
         &self,
         token: &str,
         id: TokenId,
-        identities: Arc<[String]>,
+        identities: IdentityFilter,
     ) -> Result<Arc<Vec<DependentToken>>, Error> {
         let client = self.client.clone();
         let token = token.to_owned();
@@ -288,7 +291,7 @@ impl Checker {
         token: &str,
         id: TokenId,
         info: &TokenInfo,
-    ) -> Result<Arc<Vec<String>>, Error> {
+    ) -> Result<Arc<GroupList>, Error> {
         let store = cache::current_arc();
         let key = CacheKey::new(Kind::Groups, id);
         if let Some((entry, _)) = store.get(&key).await {
@@ -296,8 +299,8 @@ impl Checker {
                 return Ok(g.clone());
             }
         }
-        let identities: Arc<[String]> = info.identities_arc();
-        let dependent = self.dependent_tokens(token, id, identities.clone()).await?;
+        let identities = info.identity_filter();
+        let dependent = self.dependent_tokens(token, id, identities).await?;
         let groups_token = dependent
             .iter()
             .find(|t| {
@@ -312,13 +315,13 @@ impl Checker {
                 )
             })?;
         let client = self.client.clone();
-        let ttl = store.timeout().min(secs_until(info.intro.exp.unwrap_or(0)));
+        let ttl = store.timeout().min(secs_until(info.exp().unwrap_or(0)));
         let (entry, _) = store
             .get_or_fetch(key, self.wait, move || {
                 async move {
                     let groups = client.my_groups(&groups_token).await?;
                     Ok(Fetched {
-                        value: cache::Value::Groups(Arc::new(groups)),
+                        value: cache::Value::Groups(Arc::new(GroupList::new(groups))),
                         ttl,
                         identities,
                     })
@@ -363,7 +366,7 @@ impl Checker {
             Step::Done(result) => Ok(Some(result)),
             Step::NeedGroups(mut state) => {
                 let id = self.token_id(token)?;
-                let Some(groups) = local_groups(&cache::current(), id, Instant::now()) else {
+                let Some(groups) = local_groups(&cache::current(), id, Moment::now()) else {
                     return Ok(None);
                 };
                 state.groups = Groups::Available(groups);
@@ -449,7 +452,7 @@ impl Checker {
         stats().checks.inc();
         let id = self.token_id(token)?;
         let state = self.check_inner(token).await?;
-        let identities: Arc<[String]> = state.info.identities_arc();
+        let identities = state.info.identity_filter();
         let tokens = self.dependent_tokens(token, id, identities).await?;
         tokens
             .iter()
@@ -508,7 +511,7 @@ enum Step {
 }
 
 /// The caller's groups from the in-process layer.
-fn local_groups(store: &CacheStore, id: TokenId, now: Instant) -> Option<Arc<Vec<String>>> {
+fn local_groups(store: &CacheStore, id: TokenId, now: Moment) -> Option<Arc<GroupList>> {
     match store.get_local_at(&CacheKey::new(Kind::Groups, id), now) {
         Some((entry, _)) => match &entry.value {
             cache::Value::Groups(g) => Some(g.clone()),

@@ -465,6 +465,9 @@ pub unsafe extern "C" fn tc_purge(checker: *const tc_checker, token: *const c_ch
 
 /// Removes everything cached for tokens of one identity (an identity id, or its
 /// `urn:globus:auth:identity:` principal) from this process's cache. Blocking; thread-safe.
+/// Entries record their token's identities in an 8-byte filter: a purge never misses one of the
+/// identity's entries, and may rarely (≈0.1% of tokens) drop another token's too, which is then
+/// fetched again on its next check.
 #[no_mangle]
 pub unsafe extern "C" fn tc_purge_identity(
     checker: *const tc_checker,

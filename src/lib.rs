@@ -10,17 +10,20 @@ pub mod checker;
 pub mod config;
 pub mod ffi;
 pub mod introspection;
+pub mod json;
 pub mod log;
 pub mod runtime;
 pub mod stale;
 pub mod stats;
 pub mod status;
+pub mod token_info;
 
-pub use auth_state::{AuthState, AuthorizeRequest, Groups, TokenInfo};
+pub use auth_state::{AuthState, AuthorizeRequest, Groups};
 pub use checker::{Authorization, Checker};
 pub use config::Config;
 pub use introspection::DependentToken;
 pub use status::{tc_status, Error, Status};
+pub use token_info::{GroupList, TokenInfo};
 
 /// The C ABI's generation (see `tc_abi_version`); build.rs writes it into the header too.
 pub const ABI_VERSION: u32 = 1;

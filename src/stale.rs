@@ -4,13 +4,12 @@
 //! Off by default (fail closed). An answer is never served past its token's `exp`, and every
 //! stale answer says so in its result (`cache.source` is `"stale"`) and in the stats.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use once_cell::sync::Lazy;
 
 use crate::cache::memory::MemoryLayer;
-use crate::cache::{CacheKey, Entry, Value};
+use crate::cache::{CacheKey, Entry, Moment, Value};
 use crate::introspection::now_unix;
 
 /// Bounded: the stale area never holds more than this many answers.
@@ -20,11 +19,11 @@ static STALE: Lazy<MemoryLayer> =
     Lazy::new(|| MemoryLayer::new(MAX_ENTRIES, Duration::from_secs(86_400)));
 
 /// Keeps a fresh positive answer for `cache_ttl + stale_for`, never past the token's `exp`.
-pub fn remember(key: CacheKey, entry: &Arc<Entry>, cache_ttl: Duration, stale_for: Duration) {
+pub fn remember(key: CacheKey, entry: &Entry, cache_ttl: Duration, stale_for: Duration) {
     let Value::Introspection(info) = &entry.value else {
         return;
     };
-    let (true, Some(exp)) = (info.intro.active, info.intro.exp) else {
+    let (true, Some(exp)) = (info.active(), info.exp()) else {
         return;
     };
     let until_exp = Duration::from_secs(exp.saturating_sub(now_unix()).max(0) as u64);
@@ -34,20 +33,20 @@ pub fn remember(key: CacheKey, entry: &Arc<Entry>, cache_ttl: Duration, stale_fo
     }
     STALE.put(
         key,
-        Arc::new(Entry {
+        Entry {
             value: entry.value.clone(),
             fetched_at: entry.fetched_at,
-            expires_at: Instant::now() + keep,
-            identities: entry.identities.clone(),
-        }),
+            expires_at: Moment::now() + keep,
+            identities: entry.identities,
+        },
     );
 }
 
 /// A remembered answer for `key` whose token has not expired.
-pub fn recall(key: &CacheKey) -> Option<Arc<Entry>> {
+pub fn recall(key: &CacheKey) -> Option<Entry> {
     let entry = STALE.get(key)?;
     match &entry.value {
-        Value::Introspection(info) if info.intro.exp.is_some_and(|e| e > now_unix()) => Some(entry),
+        Value::Introspection(info) if info.exp().is_some_and(|e| e > now_unix()) => Some(entry),
         _ => None,
     }
 }

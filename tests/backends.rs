@@ -345,7 +345,7 @@ fn tampering(fake: &FakeGlobus, server: &Server) {
     let before = fake.counters().introspect;
     let s = checker(fake, cache.clone()).check(&a).unwrap();
     assert_eq!(s.source, Source::Network);
-    assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
+    assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
     assert!(stats().backend_rejected_entries.get() > rejected);
     assert_eq!(fake.counters().introspect, before + 1);
 
@@ -354,7 +354,7 @@ fn tampering(fake: &FakeGlobus, server: &Server) {
     let rejected = stats().backend_rejected_entries.get();
     let s = checker(fake, cache.clone()).check(&a).unwrap();
     assert_eq!(s.source, Source::Network);
-    assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
+    assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
     assert!(stats().backend_rejected_entries.get() > rejected);
 
     // Alice's (valid) entry copied over Bob's key: Bob must not become Alice.
@@ -363,7 +363,7 @@ fn tampering(fake: &FakeGlobus, server: &Server) {
     let rejected = stats().backend_rejected_entries.get();
     let s = checker(fake, cache.clone()).check(&b).unwrap();
     assert_eq!(s.source, Source::Network);
-    assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::BOB_ID));
+    assert_eq!(s.info.sub().as_deref(), Some(fixtures::BOB_ID));
     assert!(stats().backend_rejected_entries.get() > rejected);
 
     // Alice's introspection copied to her own groups key: rejected too.
@@ -847,7 +847,7 @@ fn outage(fake: &FakeGlobus, backend: Backend) {
                 let mut i = w;
                 while !stop.load(Ordering::Relaxed) {
                     match c.check(&tokens[i % tokens.len()]) {
-                        Ok(s) if s.info.intro.sub.as_deref() == Some(fixtures::ALICE_ID) => {}
+                        Ok(s) if s.info.sub().as_deref() == Some(fixtures::ALICE_ID) => {}
                         other => {
                             eprintln!("check failed: {other:?}");
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -942,7 +942,7 @@ fn broken_backends(fake: &FakeGlobus) {
             .collect();
         for t in &tokens {
             let s = c.check(t).unwrap_or_else(|e| panic!("{cache}: {e:?}"));
-            assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::BOB_ID));
+            assert_eq!(s.info.sub().as_deref(), Some(fixtures::BOB_ID));
         }
         // The breaker is open now: no call waits for the backend.
         let before = fake.counters().introspect;
@@ -988,7 +988,7 @@ fn switching(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
                 let mut i = w;
                 while !stop.load(Ordering::Relaxed) {
                     let ok = matches!(user.check(&tokens[i % tokens.len()]),
-                        Ok(s) if s.info.intro.sub.as_deref() == Some(fixtures::ALICE_ID));
+                        Ok(s) if s.info.sub().as_deref() == Some(fixtures::ALICE_ID));
                     if !ok {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }

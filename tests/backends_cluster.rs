@@ -354,7 +354,7 @@ fn checker(fake: &FakeGlobus, cache: &Value) -> Checker {
 /// Checks `token` and asks for its groups and a dependent token: one entry of every kind.
 fn use_fully(c: &Checker, token: &str) -> Vec<String> {
     let state = c.check(token).unwrap();
-    assert_eq!(state.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
+    assert_eq!(state.info.sub().as_deref(), Some(fixtures::ALICE_ID));
     c.authorize(token, &group_request(fixtures::GROUP_ADMIN))
         .unwrap();
     let transfer = c.dependent_token(token, fixtures::TRANSFER_SCOPE).unwrap();
@@ -430,7 +430,7 @@ fn cluster_round_trip(fake: &FakeGlobus, cluster: &Cluster) {
     for t in &tokens {
         let s = b.check(t).unwrap();
         assert_eq!(s.source, Source::Redis, "{t}");
-        assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
+        assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
     }
     let auth = b
         .authorize(&tokens[0], &group_request(fixtures::GROUP_ADMIN))
@@ -621,7 +621,7 @@ fn follows_master(fake: &FakeGlobus, c: &Checker, setup: &SentinelSetup, i: usiz
             n += 1;
             let tok = new_token(fake, "failover", alice());
             let s = c.check(&tok).expect("no check fails during a failover");
-            assert_eq!(s.info.intro.sub.as_deref(), Some(fixtures::ALICE_ID));
+            assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
             let key = key_of(fake, SENTINEL_PREFIX, Kind::Introspection, &tok);
             setup.dump(i, SENTINEL_DB).contains_key(&key)
         },

@@ -19,7 +19,7 @@ fn valid_token_then_served_from_cache() {
     let fake = FakeGlobus::start();
     let c = checker(&fake, json!({}));
     let state = c.check(fixtures::TOK_VALID).unwrap();
-    let i = &state.info.intro;
+    let i = state.info.to_introspection();
     assert_eq!(i.sub.as_deref(), Some(fixtures::ALICE_ID));
     assert_eq!(
         state.info.identities(),
@@ -219,7 +219,7 @@ fn groups_eager_lazy_never() {
     let Groups::Available(groups) = &s.groups else {
         panic!("groups: {:?}", s.groups)
     };
-    let mut groups = groups.as_ref().clone();
+    let mut groups = groups.to_vec();
     groups.sort();
     assert_eq!(groups, vec![fixtures::GROUP_MEMBER, fixtures::GROUP_ADMIN]);
     let doc: serde_json::Value = serde_json::from_str(&s.to_json(None)).unwrap();

@@ -68,15 +68,18 @@ fn step(title: &str) {
 
 fn show(result: &Result<tokenchecker::AuthState, tokenchecker::Error>, took: std::time::Duration) {
     match result {
-        Ok(s) => println!(
-            "    TC_OK in {:?}: user {} ({} identities), scopes {:?}, from {} (age {} ms)",
-            took,
-            s.info.intro.username.as_deref().unwrap_or("?"),
-            s.info.identities().len(),
-            s.info.intro.scopes,
-            s.source.name(),
-            s.age.as_millis()
-        ),
+        Ok(s) => {
+            let answer = s.info.to_introspection();
+            println!(
+                "    TC_OK in {:?}: user {} ({} identities), scopes {:?}, from {} (age {} ms)",
+                took,
+                answer.username.as_deref().unwrap_or("?"),
+                s.info.identity_count(),
+                answer.scopes,
+                s.source.name(),
+                s.age.as_millis()
+            )
+        }
         Err(e) => println!("    {} in {:?}: {}", e.status.name(), took, e.message),
     }
 }
@@ -111,7 +114,7 @@ fn demo(metrics: bool) -> ExitCode {
     show(&r, t.elapsed());
     d.expect(
         "active, Alice's identities, fetched from the network",
-        matches!(&r, Ok(s) if s.source.name() == "network" && s.info.identities().len() == 2),
+        matches!(&r, Ok(s) if s.source.name() == "network" && s.info.identity_count() == 2),
     );
 
     step("the same token again");

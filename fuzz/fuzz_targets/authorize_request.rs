@@ -11,7 +11,8 @@ mod structured;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tokenchecker::auth_state::{
-    AuthorizeRequest, TokenInfo, ALL_AUTHENTICATED_USERS, GROUP_PREFIX, IDENTITY_PREFIX, PUBLIC,
+    AuthorizeRequest, GroupList, TokenInfo, ALL_AUTHENTICATED_USERS, GROUP_PREFIX, IDENTITY_PREFIX,
+    PUBLIC,
 };
 use tokenchecker::introspection::Introspection;
 
@@ -110,7 +111,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let groups: Vec<String> = GROUPS.iter().map(|g| g.to_string()).collect();
-    match req.match_groups(&groups) {
+    match req.match_groups(&GroupList::new(&groups)) {
         Some(m) => {
             assert!(allowed(&m));
             let g = m.strip_prefix(GROUP_PREFIX).expect("a group principal");
@@ -122,5 +123,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    assert_eq!(req.match_groups(&[]), None);
+    assert_eq!(
+        req.match_groups(&GroupList::new(Vec::<String>::new())),
+        None
+    );
 });

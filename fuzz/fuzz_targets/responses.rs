@@ -84,8 +84,10 @@ fn introspection(doc: &Value) {
         info.identities().len(),
         i.identity_set.as_ref().map_or(0, |s| s.len())
     );
+    // The compact form (one rendered text) gives back exactly what it was built from.
+    assert_eq!(info.to_introspection(), i);
     let state = AuthState {
-        info,
+        info: info.clone(),
         groups: Groups::NotFetched,
         source: Source::Network,
         age: Duration::ZERO,
@@ -99,7 +101,7 @@ fn introspection(doc: &Value) {
 
     let c = config();
     for now in [NOW, tokenchecker::introspection::now_unix()] {
-        if validate(&c, &i, now).is_ok() {
+        if validate(&c, &info, now).is_ok() {
             assert!(exp > now - c.leeway_s, "passed after exp");
             assert!(
                 i.nbf.is_none_or(|nbf| nbf < now + c.leeway_s),

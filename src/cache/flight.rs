@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -23,7 +23,7 @@ use super::{CacheKey, Entry, Source};
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
 
-type Flight = Shared<BoxFuture<'static, Result<(Arc<Entry>, Source), Error>>>;
+type Flight = Shared<BoxFuture<'static, Result<(Entry, Source), Error>>>;
 
 /// A fetch in progress: its shared future, a number telling it apart from a later fetch of the
 /// same key, and when it started.
@@ -45,13 +45,9 @@ fn table() -> std::sync::MutexGuard<'static, HashMap<CacheKey, Running>> {
 /// Waits (at most `deadline`) for the fetch of `key`, starting it with `fetch` if none runs.
 /// Returns the entry and where it came from: the fetch's own answer for the caller that started
 /// it, [`Source::Coalesced`] for the callers that waited for it.
-pub async fn join<F>(
-    key: CacheKey,
-    deadline: Duration,
-    fetch: F,
-) -> Result<(Arc<Entry>, Source), Error>
+pub async fn join<F>(key: CacheKey, deadline: Duration, fetch: F) -> Result<(Entry, Source), Error>
 where
-    F: FnOnce() -> BoxFuture<'static, Result<(Arc<Entry>, Source), Error>>,
+    F: FnOnce() -> BoxFuture<'static, Result<(Entry, Source), Error>>,
 {
     let (flight, leader) = {
         let mut guard = table();

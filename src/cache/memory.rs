@@ -10,16 +10,15 @@
 //! entries are dropped when read, swept every so often by writes, and evicted by capacity.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quick_cache::sync::Cache;
 use quick_cache::UnitWeighter;
 
 use super::keys::{CacheKey, IdHash};
-use super::Entry;
+use super::{Entry, Moment};
 
-type Map = Cache<CacheKey, Arc<Entry>, UnitWeighter, IdHash>;
+type Map = Cache<CacheKey, Entry, UnitWeighter, IdHash>;
 
 /// Hash tables start at most this large and grow with use (a checker configured for a million
 /// entries should not reserve them up front).
@@ -34,7 +33,7 @@ pub struct MemoryLayer {
     sweep_every: u64,
 }
 
-fn expired(entry: &Entry, now: Instant) -> bool {
+fn expired(entry: &Entry, now: Moment) -> bool {
     entry.expires_at <= now
 }
 
@@ -61,7 +60,7 @@ impl MemoryLayer {
     }
 
     #[inline]
-    fn get_from(map: &Map, key: &CacheKey, now: Instant) -> Option<Arc<Entry>> {
+    fn get_from(map: &Map, key: &CacheKey, now: Moment) -> Option<Entry> {
         let entry = map.get(key)?;
         if !expired(&entry, now) {
             return Some(entry);
@@ -71,24 +70,21 @@ impl MemoryLayer {
     }
 
     #[inline]
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.get_at(key, Instant::now())
+    pub fn get(&self, key: &CacheKey) -> Option<Entry> {
+        self.get_at(key, Moment::now())
     }
 
     /// [`Self::get`] with the current instant already read.
     #[inline]
-    pub fn get_at(&self, key: &CacheKey, now: Instant) -> Option<Arc<Entry>> {
+    pub fn get_at(&self, key: &CacheKey, now: Moment) -> Option<Entry> {
         Self::get_from(&self.positive, key, now)
             .or_else(|| Self::get_from(&self.negative, key, now))
     }
 
-    pub fn put(&self, key: CacheKey, entry: Arc<Entry>) {
-        let now = Instant::now();
-        let entry = if entry.expires_at > now + self.max_ttl {
-            Arc::new(entry.with_expiry(now + self.max_ttl))
-        } else {
-            entry
-        };
+    pub fn put(&self, key: CacheKey, entry: Entry) {
+        let now = Moment::now();
+        let mut entry = entry;
+        entry.expires_at = entry.expires_at.min(now + self.max_ttl);
         if entry.is_negative() {
             // An answer can change kind (a token revoked since): never keep both.
             self.positive.remove(&key);
@@ -111,7 +107,7 @@ impl MemoryLayer {
     /// Drops every entry that belongs to a token of this identity.
     pub fn remove_identity(&self, identity: &str) {
         self.positive
-            .retain(|_, e| !e.identities.iter().any(|i| i == identity));
+            .retain(|_, e| !e.identities.may_contain(identity));
     }
 
     /// Entries held, expired ones included until the next sweep (see [`Self::sweep`]).
@@ -121,7 +117,7 @@ impl MemoryLayer {
 
     /// Drops every expired entry now.
     pub fn sweep(&self) {
-        let now = Instant::now();
+        let now = Moment::now();
         self.positive.retain(|_, e| !expired(e, now));
         self.negative.retain(|_, e| !expired(e, now));
     }
@@ -131,8 +127,9 @@ impl MemoryLayer {
 mod tests {
     use super::*;
     use crate::auth_state::TokenInfo;
-    use crate::cache::{Kind, Value};
+    use crate::cache::{IdentityFilter, Kind, Value};
     use crate::introspection::Introspection;
+    use std::sync::Arc;
 
     fn key(i: u32) -> CacheKey {
         let mut id = [0u8; 32];
@@ -142,13 +139,13 @@ mod tests {
         CacheKey::new(Kind::Introspection, id)
     }
 
-    fn entry(active: bool, ttl: Duration, identities: &[&str]) -> Arc<Entry> {
+    fn entry(active: bool, ttl: Duration, identities: &[&str]) -> Entry {
         let info = TokenInfo::new(Introspection {
             active,
             ..Default::default()
         });
-        let ids: Arc<[String]> = identities.iter().map(|s| s.to_string()).collect();
-        Arc::new(Entry::new(Value::Introspection(Arc::new(info)), ttl, ids))
+        let ids = IdentityFilter::of(identities);
+        Entry::new(Value::Introspection(Arc::new(info)), ttl, ids)
     }
 
     #[test]
@@ -174,7 +171,7 @@ mod tests {
         layer.put(key(1), entry(true, Duration::from_secs(60), &[]));
         layer.put(key(1), entry(false, Duration::from_secs(60), &[]));
         assert!(!match &layer.get(&key(1)).unwrap().value {
-            Value::Introspection(i) => i.intro.active,
+            Value::Introspection(i) => i.active(),
             _ => unreachable!(),
         });
         assert_eq!(layer.entry_count(), 1);

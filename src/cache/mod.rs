@@ -13,51 +13,55 @@
 
 pub mod breaker;
 pub mod flight;
+pub mod identity_filter;
 pub mod keys;
 pub mod memcached;
 pub mod memory;
+pub mod moment;
 pub mod redis;
 pub mod sealing;
 pub mod shared;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::{BoxFuture, FutureExt};
 use once_cell::sync::Lazy;
 
-use crate::auth_state::TokenInfo;
+use crate::auth_state::{GroupList, TokenInfo};
 use crate::config::{BackendConfig, CacheConfig, NearCacheConfig};
 use crate::introspection::DependentToken;
 use crate::stats::stats;
 use crate::status::Error;
+pub use identity_filter::IdentityFilter;
 pub use keys::{CacheKey, KeyHasher, Kind, TokenId};
 use memory::MemoryLayer;
+pub use moment::Moment;
 use shared::Shared;
 
 /// What a cache entry holds.
 #[derive(Debug, Clone)]
 pub enum Value {
     Introspection(Arc<TokenInfo>),
-    Groups(Arc<Vec<String>>),
+    Groups(Arc<GroupList>),
     DependentTokens(Arc<Vec<DependentToken>>),
 }
 
 /// One cached answer and when it was fetched.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     pub value: Value,
     /// When the answer was fetched from the authorization server (for the result's `age`).
-    pub fetched_at: Instant,
-    pub expires_at: Instant,
+    pub fetched_at: Moment,
+    pub expires_at: Moment,
     /// The identities of the token the entry belongs to, for purging by identity.
-    pub identities: Arc<[String]>,
+    pub identities: IdentityFilter,
 }
 
 impl Entry {
-    pub fn new(value: Value, ttl: Duration, identities: Arc<[String]>) -> Self {
-        let now = Instant::now();
+    pub fn new(value: Value, ttl: Duration, identities: IdentityFilter) -> Self {
+        let now = Moment::now();
         Entry {
             value,
             fetched_at: now,
@@ -66,18 +70,9 @@ impl Entry {
         }
     }
 
-    fn with_expiry(&self, expires_at: Instant) -> Entry {
-        Entry {
-            value: self.value.clone(),
-            fetched_at: self.fetched_at,
-            expires_at,
-            identities: self.identities.clone(),
-        }
-    }
-
     /// An inactive token's entry.
     pub fn is_negative(&self) -> bool {
-        matches!(&self.value, Value::Introspection(info) if !info.intro.active)
+        matches!(&self.value, Value::Introspection(info) if !info.active())
     }
 }
 
@@ -85,7 +80,7 @@ impl Entry {
 pub struct Fetched {
     pub value: Value,
     pub ttl: Duration,
-    pub identities: Arc<[String]>,
+    pub identities: IdentityFilter,
 }
 
 /// Where an answer came from.
@@ -175,13 +170,13 @@ impl CacheStore {
     /// A lookup in the in-process layers only (never blocks, never touches the network): the
     /// embedded cache or the near cache, and while a shared backend is down, the fallback layer.
     #[inline]
-    pub fn get_local(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
-        self.get_local_at(key, Instant::now())
+    pub fn get_local(&self, key: &CacheKey) -> Option<(Entry, Source)> {
+        self.get_local_at(key, Moment::now())
     }
 
     /// [`Self::get_local`] with the current instant already read.
     #[inline]
-    pub fn get_local_at(&self, key: &CacheKey, now: Instant) -> Option<(Arc<Entry>, Source)> {
+    pub fn get_local_at(&self, key: &CacheKey, now: Moment) -> Option<(Entry, Source)> {
         if let Some(local) = &self.local {
             if let Some(e) = local.get_at(key, now) {
                 return Some((e, self.local_source));
@@ -194,7 +189,7 @@ impl CacheStore {
     }
 
     /// A lookup in every layer.
-    pub async fn get(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
+    pub async fn get(&self, key: &CacheKey) -> Option<(Entry, Source)> {
         if let Some(hit) = self.get_local(key) {
             return Some(hit);
         }
@@ -207,13 +202,13 @@ impl CacheStore {
         Some((entry, source))
     }
 
-    fn put_near(&self, key: CacheKey, entry: &Arc<Entry>) {
+    fn put_near(&self, key: CacheKey, entry: &Entry) {
         if let (Some(near), Some(_)) = (&self.local, &self.shared) {
             near.put(key, entry.clone());
         }
     }
 
-    pub async fn put(&self, key: CacheKey, entry: Arc<Entry>) {
+    pub async fn put(&self, key: CacheKey, entry: Entry) {
         if let Some(local) = &self.local {
             local.put(key, entry.clone());
         }
@@ -252,7 +247,7 @@ impl CacheStore {
         key: CacheKey,
         wait: Duration,
         fetch: F,
-    ) -> Result<(Arc<Entry>, Source), Error>
+    ) -> Result<(Entry, Source), Error>
     where
         F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>> + Send + 'static,
     {
@@ -272,13 +267,13 @@ impl CacheStore {
                 }
                 if let Some(shared) = &store.shared {
                     let (entry, source) = shared.fetch(key, fetch).await?;
-                    if entry.expires_at > Instant::now() {
+                    if entry.expires_at > Moment::now() {
                         store.put_near(key, &entry);
                     }
                     return Ok((entry, source));
                 }
                 let fetched = fetch().await?;
-                let entry = Arc::new(Entry::new(fetched.value, fetched.ttl, fetched.identities));
+                let entry = Entry::new(fetched.value, fetched.ttl, fetched.identities);
                 if !fetched.ttl.is_zero() {
                     if let Some(local) = &store.local {
                         local.put(key, entry.clone());

@@ -17,21 +17,25 @@
 //!
 //! Wire format: `0x01 ‖ nonce (24 bytes) ‖ ciphertext ‖ tag (16 bytes)`; the plaintext is a JSON
 //! payload holding the kind, the fetch and expiry instants (unix milliseconds, so the age and
-//! the lifetime survive the trip to another process), the identities and the value.
+//! the lifetime survive the trip to another process), the entry's identity filter (see
+//! [`super::identity_filter`]) and the value. Version 1 (tokenchecker ≤ 0.2) carried the
+//! identity list instead; such values are treated as malformed (a miss, fetched again and
+//! overwritten).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload as AeadPayload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{CacheKey, Kind};
-use super::{Entry, Value};
-use crate::auth_state::TokenInfo;
+use super::IdentityFilter;
+use super::{Entry, Moment, Value};
+use crate::auth_state::{GroupList, TokenInfo};
 use crate::introspection::{DependentToken, Introspection};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const SEAL_CONTEXT: &str = "tokenchecker 2026-11 shared cache entry seal v1";
@@ -54,14 +58,16 @@ struct PayloadRef<'a> {
     f: u64,
     /// Expires at, unix milliseconds.
     e: u64,
-    ids: &'a [String],
+    /// The identity filter.
+    b: u64,
     v: BodyRef<'a>,
 }
 
 #[derive(Serialize)]
 enum BodyRef<'a> {
-    I(&'a Introspection),
-    G(&'a [String]),
+    /// Decoded from the cached answer's rendered text (see [`TokenInfo::to_introspection`]).
+    I(Box<Introspection>),
+    G(Vec<String>),
     D(&'a [DependentToken]),
 }
 
@@ -70,7 +76,7 @@ struct Payload {
     k: char,
     f: u64,
     e: u64,
-    ids: Vec<String>,
+    b: u64,
     v: Body,
 }
 
@@ -101,17 +107,17 @@ fn cipher(key: &CacheKey) -> XChaCha20Poly1305 {
 /// left of the entry's lifetime).
 pub fn seal(key: &CacheKey, text: &str, entry: &Entry, ttl: Duration) -> Vec<u8> {
     let now_ms = unix_ms();
-    let ttl = ttl.min(entry.expires_at.saturating_duration_since(Instant::now()));
+    let ttl = ttl.min(entry.expires_at.saturating_duration_since(Moment::now()));
     let body = match &entry.value {
-        Value::Introspection(info) => BodyRef::I(&info.intro),
-        Value::Groups(g) => BodyRef::G(g),
+        Value::Introspection(info) => BodyRef::I(Box::new(info.to_introspection())),
+        Value::Groups(g) => BodyRef::G(g.to_vec()),
         Value::DependentTokens(t) => BodyRef::D(t),
     };
     let payload = PayloadRef {
         k: key.kind as u8 as char,
         f: now_ms.saturating_sub(entry.fetched_at.elapsed().as_millis() as u64),
         e: now_ms + ttl.as_millis() as u64,
-        ids: &entry.identities,
+        b: entry.identities.0,
         v: body,
     };
     let plain = serde_json::to_vec(&payload).expect("a cache entry always serializes");
@@ -155,7 +161,7 @@ pub fn open(key: &CacheKey, text: &str, bytes: &[u8]) -> Result<Option<Entry>, R
         (Kind::Introspection, Body::I(intro)) => {
             Value::Introspection(Arc::new(TokenInfo::new(*intro)))
         }
-        (Kind::Groups, Body::G(g)) => Value::Groups(Arc::new(g)),
+        (Kind::Groups, Body::G(g)) => Value::Groups(Arc::new(GroupList::new(g))),
         (Kind::DependentTokens, Body::D(t)) => Value::DependentTokens(Arc::new(t)),
         _ => return Err(Rejected::WrongContent),
     };
@@ -163,18 +169,12 @@ pub fn open(key: &CacheKey, text: &str, bytes: &[u8]) -> Result<Option<Entry>, R
     if payload.e <= now_ms {
         return Ok(None);
     }
-    let now = Instant::now();
+    let now = Moment::now();
     let age = Duration::from_millis(now_ms.saturating_sub(payload.f));
     Ok(Some(Entry {
         fetched_at: now.checked_sub(age).unwrap_or(now),
         expires_at: now + Duration::from_millis(payload.e - now_ms),
-        identities: match &value {
-            // The same list as the answer's own identity set: share it.
-            Value::Introspection(info) if *info.identities() == *payload.ids => {
-                info.identities_arc()
-            }
-            _ => payload.ids.into(),
-        },
+        identities: IdentityFilter(payload.b),
         value,
     }))
 }
@@ -195,7 +195,7 @@ mod tests {
         Entry::new(
             Value::Introspection(Arc::new(TokenInfo::new(intro))),
             Duration::from_secs(30),
-            vec!["sub-id".to_string(), "other-id".to_string()].into(),
+            IdentityFilter::of(["sub-id", "other-id"]),
         )
     }
 
@@ -205,7 +205,7 @@ mod tests {
         let key = CacheKey::new(Kind::Introspection, hasher.token_id("the-token"));
         let text = key.to_text("p:");
         // Measured before the entry is built: under Miri sealing alone takes seconds.
-        let t0 = Instant::now();
+        let t0 = Moment::now();
         let sealed = seal(&key, &text, &entry(), Duration::from_secs(60));
         let shown = String::from_utf8_lossy(&sealed);
         for secret in ["the-token", "sub-id", "other-id", "someone"] {
@@ -213,11 +213,11 @@ mod tests {
         }
         let opened = open(&key, &text, &sealed).unwrap().unwrap();
         assert!(
-            matches!(&opened.value, Value::Introspection(i) if i.intro.sub.as_deref() == Some("sub-id"))
+            matches!(&opened.value, Value::Introspection(i) if i.sub().as_deref() == Some("sub-id"))
         );
         assert_eq!(
-            &*opened.identities,
-            &["sub-id".to_string(), "other-id".to_string()]
+            opened.identities,
+            IdentityFilter::of(["sub-id", "other-id"])
         );
         assert!(opened.expires_at > t0 + Duration::from_secs(29));
 

@@ -22,7 +22,7 @@
 
 use std::fmt::Write;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chacha20poly1305::aead::rand_core::RngCore;
@@ -34,7 +34,7 @@ use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
 use super::redis::RedisBackend;
 use super::sealing;
-use super::{CacheKey, Entry, Fetched, Source};
+use super::{CacheKey, Entry, Fetched, Moment, Source};
 use crate::config::{MemcachedConfig, RedisConfig};
 use crate::log::{log_debug, log_info, log_warn};
 use crate::stats::stats;
@@ -130,7 +130,7 @@ impl Shared {
     /// The fallback layer's entry, consulted only while the breaker of the key's server skips
     /// it (once the cool-down has passed, the caller goes to the backend, as the probe).
     #[inline]
-    pub fn get_fallback(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
+    pub fn get_fallback(&self, key: &CacheKey) -> Option<(Entry, Source)> {
         if !self.tripped() {
             return None;
         }
@@ -248,11 +248,11 @@ impl Shared {
     }
 
     /// Opens a stored value; a rejected one is counted and is a miss.
-    fn open(&self, key: &CacheKey, text: &str, bytes: &[u8]) -> Option<Arc<Entry>> {
+    fn open(&self, key: &CacheKey, text: &str, bytes: &[u8]) -> Option<Entry> {
         match sealing::open(key, text, bytes) {
             Ok(Some(entry)) => {
                 stats().backend_hits.inc();
-                Some(Arc::new(entry))
+                Some(entry)
             }
             Ok(None) => {
                 stats().backend_misses.inc();
@@ -271,12 +271,12 @@ impl Shared {
     }
 
     /// A lookup in the backend (or, when it is unavailable, in the fallback layer).
-    pub async fn get(&self, key: &CacheKey) -> Option<(Arc<Entry>, Source)> {
+    pub async fn get(&self, key: &CacheKey) -> Option<(Entry, Source)> {
         let text = key.to_text(&self.prefix);
         self.get_text(key, &text).await
     }
 
-    async fn get_text(&self, key: &CacheKey, text: &str) -> Option<(Arc<Entry>, Source)> {
+    async fn get_text(&self, key: &CacheKey, text: &str) -> Option<(Entry, Source)> {
         match self.guarded(text, self.raw_get(text)).await {
             Ok(Some(bytes)) => self.open(key, text, &bytes).map(|e| (e, self.source)),
             Ok(None) => {
@@ -289,15 +289,15 @@ impl Shared {
 
     /// Stores `entry` in the backend for what is left of its lifetime (capped by the backend's
     /// expiration setting), or in the fallback layer when the backend is unavailable.
-    pub async fn put(&self, key: CacheKey, entry: &Arc<Entry>) {
+    pub async fn put(&self, key: CacheKey, entry: &Entry) {
         let text = key.to_text(&self.prefix);
         self.put_text(key, &text, entry).await
     }
 
-    async fn put_text(&self, key: CacheKey, text: &str, entry: &Arc<Entry>) {
+    async fn put_text(&self, key: CacheKey, text: &str, entry: &Entry) {
         let mut ttl = entry
             .expires_at
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(Moment::now())
             .min(self.timeout);
         if let Some(cap) = self.expiration_cap {
             ttl = ttl.min(cap);
@@ -329,7 +329,7 @@ impl Shared {
 
     /// Fetches the entry for `key` once for the fleet (see the module documentation), stores it
     /// in the backend (unless its TTL is zero) and returns it, with where it came from.
-    pub async fn fetch<F>(&self, key: CacheKey, fetch: F) -> Result<(Arc<Entry>, Source), Error>
+    pub async fn fetch<F>(&self, key: CacheKey, fetch: F) -> Result<(Entry, Source), Error>
     where
         F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>>,
     {
@@ -344,9 +344,9 @@ impl Shared {
         }
         let result = fetch()
             .await
-            .map(|fetched| Arc::new(Entry::new(fetched.value, fetched.ttl, fetched.identities)));
+            .map(|fetched| Entry::new(fetched.value, fetched.ttl, fetched.identities));
         if let Ok(entry) = &result {
-            if entry.expires_at > Instant::now() {
+            if entry.expires_at > Moment::now() {
                 self.put_text(key, &text, entry).await;
             }
         }
@@ -437,7 +437,7 @@ impl Shared {
 
 enum Acquired {
     /// Another process fetched it meanwhile.
-    Value(Arc<Entry>),
+    Value(Entry),
     /// We hold the lock (its key and our owner value) and must fetch.
     Lock(String, String),
     /// No lock (the backend is unavailable, or waiting took too long): fetch anyway.

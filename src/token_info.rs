@@ -1,0 +1,500 @@
+//! What a token is, held compactly: one rendered JSON text is the only copy of its strings.
+//!
+//! The cache holds one [`TokenInfo`] per token (and one [`GroupList`] per token whose groups were
+//! fetched), so their size is the cache's size. The fixed part of the result document is
+//! rendered once, when the answer arrives; the rules of a check (scopes, audience, identities)
+//! read the same text through a few offsets, comparing escaped forms (see [`crate::json`]); the
+//! effective identity and the principals, which repeat the subject and the identities, are
+//! written out on each check rather than stored. The structured answer ([`Introspection`]) is
+//! decoded from the text only where it is needed whole (sealing for a shared backend, the CLI).
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::cache::identity_filter::IdentityFilter;
+use crate::introspection::Introspection;
+use crate::json::{escaped_eq, push_json_str, push_opt_i64, push_opt_str, unescape, JsonStrings};
+
+pub const IDENTITY_PREFIX: &str = "urn:globus:auth:identity:";
+pub const GROUP_PREFIX: &str = "urn:globus:groups:id:";
+
+const EFFECTIVE_IDENTITY: &str = ",\"effective_identity\":";
+const PRINCIPALS: &str = ",\"principals\":[";
+
+const ACTIVE: u8 = 1;
+const HAS_IDENTITY_SET: u8 = 2;
+const HAS_EXP: u8 = 4;
+const HAS_NBF: u8 = 8;
+
+/// A byte range of the rendered text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(text: &str, start: usize) -> Span {
+        // The answer's size is bounded by the response size limit, far below 4 GiB.
+        Span {
+            start: start as u32,
+            end: text.len() as u32,
+        }
+    }
+
+    #[inline]
+    fn get(self, text: &str) -> &str {
+        &text[self.start as usize..self.end as usize]
+    }
+
+    fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+}
+
+/// An introspection answer, as the fixed part of its result document plus what a check needs
+/// to find in it.
+///
+/// `text` is `{"active":…,"sub":…,"identities":[…],"username":…,"name":…,"email":…,
+/// "client_id":…,"scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…` (no closing brace).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    text: Box<str>,
+    /// Meaningful with `HAS_EXP`, `HAS_NBF` (an `Option` would take twice the room).
+    exp: i64,
+    nbf: i64,
+    /// The subject's value (`"…"` or `null`).
+    sub: Span,
+    /// Inside the brackets of each list.
+    identities: Span,
+    scopes: Span,
+    aud: Span,
+    identity_count: u32,
+    flags: u8,
+}
+
+impl TokenInfo {
+    pub fn new(intro: Introspection) -> TokenInfo {
+        let ids: &[String] = intro.identity_set.as_deref().unwrap_or(&[]);
+        let mut t = String::with_capacity(256);
+        t.push_str(if intro.active {
+            "{\"active\":true,\"sub\":"
+        } else {
+            "{\"active\":false,\"sub\":"
+        });
+        let start = t.len();
+        push_opt_str(&mut t, intro.sub.as_deref());
+        let sub = Span::of(&t, start);
+        t.push_str(",\"identities\":[");
+        let identities = push_items(&mut t, ids);
+        for (key, value) in [
+            (",\"username\":", &intro.username),
+            (",\"name\":", &intro.name),
+            (",\"email\":", &intro.email),
+            (",\"client_id\":", &intro.client_id),
+        ] {
+            t.push_str(key);
+            push_opt_str(&mut t, value.as_deref());
+        }
+        t.push_str(",\"scopes\":[");
+        let scopes = push_items(&mut t, &intro.scopes);
+        t.push_str(",\"aud\":[");
+        let aud = push_items(&mut t, &intro.aud);
+        for (key, value) in [
+            (",\"exp\":", intro.exp),
+            (",\"nbf\":", intro.nbf),
+            (",\"iat\":", intro.iat),
+        ] {
+            t.push_str(key);
+            push_opt_i64(&mut t, value);
+        }
+        let mut flags = 0;
+        if intro.active {
+            flags |= ACTIVE;
+        }
+        if intro.identity_set.is_some() {
+            flags |= HAS_IDENTITY_SET;
+        }
+        if intro.exp.is_some() {
+            flags |= HAS_EXP;
+        }
+        if intro.nbf.is_some() {
+            flags |= HAS_NBF;
+        }
+        TokenInfo {
+            text: t.into_boxed_str(),
+            exp: intro.exp.unwrap_or(0),
+            nbf: intro.nbf.unwrap_or(0),
+            sub,
+            identities,
+            scopes,
+            aud,
+            identity_count: ids.len() as u32,
+            flags,
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        self.flags & ACTIVE != 0
+    }
+
+    pub fn exp(&self) -> Option<i64> {
+        (self.flags & HAS_EXP != 0).then_some(self.exp)
+    }
+
+    pub fn nbf(&self) -> Option<i64> {
+        (self.flags & HAS_NBF != 0).then_some(self.nbf)
+    }
+
+    /// Whether the answer carried an `identity_set` (an answer without one fails the check).
+    pub fn has_identity_set(&self) -> bool {
+        self.flags & HAS_IDENTITY_SET != 0
+    }
+
+    pub fn sub(&self) -> Option<String> {
+        let v = self.sub.get(&self.text);
+        (v != "null").then(|| unescape(&v[1..v.len() - 1]).into_owned())
+    }
+
+    /// `urn:globus:auth:identity:<sub>`.
+    pub fn effective_identity(&self) -> Option<String> {
+        self.sub().map(|s| format!("{IDENTITY_PREFIX}{s}"))
+    }
+
+    pub fn identity_count(&self) -> usize {
+        self.identity_count as usize
+    }
+
+    /// The identity set (empty without one).
+    pub fn identities(&self) -> Vec<String> {
+        self.identity_items()
+            .map(|i| unescape(i).into_owned())
+            .collect()
+    }
+
+    pub(crate) fn identity_items(&self) -> JsonStrings<'_> {
+        JsonStrings::new(self.identities.get(&self.text))
+    }
+
+    pub fn has_identity(&self, identity: &str) -> bool {
+        self.identity_items().any(|i| escaped_eq(i, identity))
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        JsonStrings::new(self.scopes.get(&self.text)).any(|s| escaped_eq(s, scope))
+    }
+
+    pub fn has_audience(&self, audience: &str) -> bool {
+        JsonStrings::new(self.aud.get(&self.text)).any(|a| escaped_eq(a, audience))
+    }
+
+    /// Which identities this token's cache entries belong to.
+    pub fn identity_filter(&self) -> IdentityFilter {
+        IdentityFilter::of(self.identity_items().map(unescape))
+    }
+
+    /// The answer as the authorization server gave it (the fields this crate reads), decoded.
+    pub fn to_introspection(&self) -> Introspection {
+        #[derive(Deserialize)]
+        struct Fields {
+            active: bool,
+            sub: Option<String>,
+            identities: Vec<String>,
+            username: Option<String>,
+            name: Option<String>,
+            email: Option<String>,
+            client_id: Option<String>,
+            scopes: Vec<String>,
+            aud: Vec<String>,
+            exp: Option<i64>,
+            nbf: Option<i64>,
+            iat: Option<i64>,
+        }
+        let whole = format!("{}}}", self.text);
+        // The text was rendered from an `Introspection`: it always parses back.
+        let f: Fields = serde_json::from_str(&whole).expect("a rendered answer parses back");
+        Introspection {
+            active: f.active,
+            scopes: f.scopes,
+            sub: f.sub,
+            username: f.username,
+            name: f.name,
+            email: f.email,
+            aud: f.aud,
+            client_id: f.client_id,
+            exp: f.exp,
+            nbf: f.nbf,
+            iat: f.iat,
+            identity_set: self.has_identity_set().then(|| f.identities.into()),
+        }
+    }
+
+    /// The length of what [`Self::write_head`] writes.
+    #[inline]
+    pub fn head_len(&self) -> usize {
+        let effective = if self.has_sub() {
+            self.sub.len() + IDENTITY_PREFIX.len()
+        } else {
+            "null".len()
+        };
+        self.text.len()
+            + EFFECTIVE_IDENTITY.len()
+            + effective
+            + PRINCIPALS.len()
+            + self.identities.len()
+            + self.identity_count() * (IDENTITY_PREFIX.len())
+    }
+
+    #[inline]
+    fn has_sub(&self) -> bool {
+        self.text.as_bytes()[self.sub.start as usize] == b'"'
+    }
+
+    /// The result document up to and including the identity principals: the rendered text with
+    /// the effective identity after the subject, then `,"principals":[` and one principal per
+    /// identity (the group principals and the rest follow).
+    #[inline]
+    pub fn write_head(&self, out: &mut Vec<u8>) {
+        let text = self.text.as_bytes();
+        let sub_end = self.sub.end as usize;
+        out.extend_from_slice(&text[..sub_end]);
+        out.extend_from_slice(EFFECTIVE_IDENTITY.as_bytes());
+        if self.has_sub() {
+            out.push(b'"');
+            out.extend_from_slice(IDENTITY_PREFIX.as_bytes());
+            // The subject's escaped text and its closing quote.
+            out.extend_from_slice(&text[self.sub.start as usize + 1..sub_end]);
+        } else {
+            out.extend_from_slice(b"null");
+        }
+        out.extend_from_slice(&text[sub_end..]);
+        out.extend_from_slice(PRINCIPALS.as_bytes());
+        for (n, id) in self.identity_items().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(IDENTITY_PREFIX.as_bytes());
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
+/// Renders `items` as the inside of a list, then the closing bracket; returns the inside's span.
+fn push_items(t: &mut String, items: &[String]) -> Span {
+    let start = t.len();
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            t.push(',');
+        }
+        push_json_str(t, "", item);
+    }
+    let span = Span::of(t, start);
+    t.push(']');
+    span
+}
+
+impl fmt::Debug for TokenInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenInfo")
+            .field("text", &self.text)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A caller's group ids, held as their rendered JSON list (one allocation).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GroupList {
+    /// `"id1","id2",…` (escaped, no brackets).
+    text: Box<str>,
+    len: u32,
+}
+
+impl GroupList {
+    pub fn new<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> GroupList {
+        let mut text = String::new();
+        let mut len = 0u32;
+        for id in ids {
+            if len > 0 {
+                text.push(',');
+            }
+            push_json_str(&mut text, "", id.as_ref());
+            len += 1;
+        }
+        GroupList {
+            text: text.into_boxed_str(),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The group ids, decoded.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.items().map(|g| unescape(g).into_owned()).collect()
+    }
+
+    pub fn contains(&self, group: &str) -> bool {
+        self.items().any(|g| escaped_eq(g, group))
+    }
+
+    /// Each id's escaped text.
+    pub(crate) fn items(&self) -> JsonStrings<'_> {
+        JsonStrings::new(&self.text)
+    }
+
+    /// The ids as the inside of a JSON list.
+    pub(crate) fn rendered(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for GroupList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.items()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serialize;
+    use std::sync::Arc;
+
+    /// The fixed part of the result document as serde renders it: the reference.
+    #[derive(Serialize)]
+    struct Reference<'a> {
+        active: bool,
+        sub: Option<&'a str>,
+        effective_identity: Option<String>,
+        identities: &'a [String],
+        username: Option<&'a str>,
+        name: Option<&'a str>,
+        email: Option<&'a str>,
+        client_id: Option<&'a str>,
+        scopes: &'a [String],
+        aud: &'a [String],
+        exp: Option<i64>,
+        nbf: Option<i64>,
+        iat: Option<i64>,
+        principals: Vec<String>,
+    }
+
+    fn answers() -> Vec<Introspection> {
+        let s = |v: &str| Some(v.to_string());
+        let odd = "q\"uote\\ \u{1} é,\"";
+        vec![
+            Introspection::default(),
+            Introspection {
+                active: true,
+                scopes: vec!["a".into(), "openid".into()],
+                sub: s("i1"),
+                username: s("someone@example.org"),
+                aud: vec!["c".into()],
+                client_id: s("c"),
+                exp: Some(1_000),
+                nbf: Some(-5),
+                iat: Some(0),
+                identity_set: Some(vec!["i1".into(), "i2".into()].into()),
+                ..Default::default()
+            },
+            Introspection {
+                active: true,
+                scopes: vec![odd.into()],
+                sub: s(odd),
+                name: s(odd),
+                email: s("e"),
+                aud: vec![odd.into(), "x".into()],
+                identity_set: Some(vec![odd.into(), "\\".into()].into()),
+                exp: Some(i64::MAX),
+                ..Default::default()
+            },
+            Introspection {
+                active: true,
+                identity_set: Some(Arc::from([])),
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn renders_what_serde_renders_and_reads_back_what_it_was_given() {
+        for intro in answers() {
+            let info = TokenInfo::new(intro.clone());
+            let ids = intro.identity_set.as_deref().unwrap_or(&[]);
+            let reference = Reference {
+                active: intro.active,
+                sub: intro.sub.as_deref(),
+                effective_identity: intro.sub.as_ref().map(|s| format!("{IDENTITY_PREFIX}{s}")),
+                identities: ids,
+                username: intro.username.as_deref(),
+                name: intro.name.as_deref(),
+                email: intro.email.as_deref(),
+                client_id: intro.client_id.as_deref(),
+                scopes: &intro.scopes,
+                aud: &intro.aud,
+                exp: intro.exp,
+                nbf: intro.nbf,
+                iat: intro.iat,
+                principals: ids
+                    .iter()
+                    .map(|i| format!("{IDENTITY_PREFIX}{i}"))
+                    .collect(),
+            };
+            let mut want = serde_json::to_string(&reference).unwrap();
+            want.truncate(want.len() - 2); // the list stays open for the group principals
+            let mut head = Vec::new();
+            info.write_head(&mut head);
+            assert_eq!(String::from_utf8(head).unwrap(), want);
+            assert_eq!(info.head_len(), want.len());
+
+            assert_eq!(info.to_introspection(), intro);
+            assert_eq!(info.sub(), intro.sub);
+            assert_eq!(info.identities(), ids);
+            assert_eq!(info.identity_count(), ids.len());
+            assert_eq!(info.active(), intro.active);
+            assert_eq!((info.exp(), info.nbf()), (intro.exp, intro.nbf));
+            assert_eq!(info.has_identity_set(), intro.identity_set.is_some());
+            for id in ids {
+                assert!(info.has_identity(id));
+                assert!(info.identity_filter().may_contain(id));
+            }
+            for s in &intro.scopes {
+                assert!(info.has_scope(s));
+                assert!(!info.has_scope(&format!("{s}\"")));
+            }
+            for a in &intro.aud {
+                assert!(info.has_audience(a));
+            }
+            assert!(!info.has_audience("nobody") && !info.has_identity("nobody"));
+        }
+    }
+
+    #[test]
+    fn what_the_cache_holds_per_token_stays_small() {
+        // `TokenInfo` is one allocation (plus its text's): 88 bytes with its reference counts, a
+        // 96-byte heap chunk. An `Entry` sits in its cache slot (two per token).
+        assert!(std::mem::size_of::<TokenInfo>() <= 72);
+        assert!(std::mem::size_of::<crate::cache::Entry>() <= 40);
+    }
+
+    #[test]
+    fn group_lists_keep_their_ids() {
+        let ids = ["g1", "q\"uote\\", ""];
+        let groups = GroupList::new(ids);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups.to_vec(), ids);
+        assert!(ids.iter().all(|g| groups.contains(g)));
+        assert!(!groups.contains("g2"));
+        assert!(GroupList::new(Vec::<String>::new()).is_empty());
+        assert_eq!(format!("{groups:?}"), r#"["g1", "q\\\"uote\\\\", ""]"#);
+    }
+}
