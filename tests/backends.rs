@@ -24,7 +24,7 @@ use common::cache::{
     redis_set_px, requests, PREFIX,
 };
 use common::merge;
-use common::servers::{free_port, redis_server_args, wait_until, ServerProcess, TempDir};
+use common::servers::{free_port, redis_server_args, wait_until, Link, ServerProcess, TempDir};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 use tokenchecker::cache::{Kind, Source};
@@ -892,6 +892,44 @@ fn outage(fake: &FakeGlobus, backend: Backend) {
     assert_eq!(c.check(&tokens[0]).unwrap().source, backend.source());
 }
 
+/// A purge while the backend cannot be reached (a partition: it keeps its data): when the link
+/// heals, the purged entry is never served, and the backend gets the fresh answer.
+fn purge_during_outage(fake: &FakeGlobus, server: &Server) {
+    let link = Link::to(server.port);
+    let url = match server.backend {
+        Backend::Redis => format!("redis://127.0.0.1:{}/0", link.port),
+        Backend::Memcached => format!("127.0.0.1:{}", link.port),
+    };
+    let cache = server.cache(json!({
+        "url": url, "socket_timeout": 0.2, "breaker_cooldown": 0.2,
+    }));
+    let c = checker(fake, cache);
+    let t = new_token(fake, "purge-outage", alice());
+    assert_eq!(c.check(&t).unwrap().source, Source::Network);
+    assert_eq!(c.check(&t).unwrap().source, server.backend.source());
+    let introspections = fake.counters().introspect;
+
+    link.cut();
+    c.purge(&t).unwrap();
+    link.heal();
+    let key = key_of(fake, PREFIX, Kind::Introspection, &t);
+    assert!(
+        server.raw_get(&key).is_some(),
+        "the purged entry is still in the backend (the delete did not reach it)"
+    );
+    // Let the breaker's cool-down pass, so the next check goes to the backend again.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = c.check(&t).unwrap();
+    assert_eq!(s.source, Source::Network, "the purged entry was served");
+    assert_eq!(fake.counters().introspect, introspections + 1);
+    let fresh = s.info.to_introspection();
+    // Replayed: what the backend holds now is the fresh answer.
+    let again = c.check(&t).unwrap();
+    assert_eq!(again.source, server.backend.source());
+    assert_eq!(again.info.to_introspection(), fresh);
+    assert_eq!(fake.counters().introspect, introspections + 1);
+}
+
 /// A backend that accepts and never answers, or answers garbage, or isn't there: checks still
 /// work, and after the first failures cost no extra latency.
 fn broken_backends(fake: &FakeGlobus) {
@@ -1065,6 +1103,10 @@ fn backends() {
     for server in [&redis, &memcached] {
         step(&format!("fleet of two processes, {:?}", server.backend));
         fleet(&fake, server);
+    }
+    for server in [&redis, &memcached] {
+        step(&format!("purge during an outage, {:?}", server.backend));
+        purge_during_outage(&fake, server);
     }
     step("broken backends");
     broken_backends(&fake);

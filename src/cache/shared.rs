@@ -19,9 +19,17 @@
 //!
 //! **Fallback layer.** While the backend is unavailable, answers are kept in a bounded
 //! in-process layer (consulted only then), so the process keeps caching through an outage.
+//!
+//! **Purges during an outage.** A removal (`tc_purge`) that cannot reach the backend is
+//! remembered for the cache's `timeout` (no entry stored before it outlives that). Until it has
+//! been replayed — tried again before each later use of the backend — the key is a miss in this
+//! process, so a backend that comes back with the purged entry never serves it here; other
+//! processes stop seeing it once the replay lands.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,6 +52,8 @@ use crate::status::Error;
 const FALLBACK_MAX_ENTRIES: u64 = 10_000;
 /// The first pause of a process waiting for another one's fetch.
 const FIRST_POLL: Duration = Duration::from_millis(1);
+/// Removals remembered while the backend is down (beyond that, the oldest are forgotten).
+const PENDING_REMOVALS_MAX: usize = 10_000;
 
 enum Backend {
     Redis(Box<RedisBackend>, Breaker),
@@ -73,6 +83,10 @@ pub struct Shared {
     fallback: MemoryLayer,
     /// The last backend error, for `describe` (it names commands and servers, never values).
     last_error: Mutex<Option<String>>,
+    /// Removals that did not reach the backend, by key text, with when they stop mattering.
+    pending_removals: Mutex<HashMap<String, Moment>>,
+    /// Whether `pending_removals` may be non-empty (read before every backend use).
+    has_pending_removals: AtomicBool,
 }
 
 /// Why an operation did not reach the backend or got no usable answer.
@@ -95,6 +109,8 @@ impl Shared {
             timeout,
             fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
             last_error: Mutex::new(None),
+            pending_removals: Mutex::new(HashMap::new()),
+            has_pending_removals: AtomicBool::new(false),
         })
     }
 
@@ -111,6 +127,8 @@ impl Shared {
             timeout,
             fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
             last_error: Mutex::new(None),
+            pending_removals: Mutex::new(HashMap::new()),
+            has_pending_removals: AtomicBool::new(false),
         })
     }
 
@@ -277,6 +295,9 @@ impl Shared {
     }
 
     async fn get_text(&self, key: &CacheKey, text: &str) -> Option<(Entry, Source)> {
+        if self.removal_pending(text).await {
+            return None;
+        }
         match self.guarded(text, self.raw_get(text)).await {
             Ok(Some(bytes)) => self.open(key, text, &bytes).map(|e| (e, self.source)),
             Ok(None) => {
@@ -306,21 +327,85 @@ impl Shared {
             return;
         }
         let sealed = sealing::seal(&key, text, entry, ttl);
-        if self
-            .guarded(text, self.raw_set(text, &sealed, ttl))
-            .await
-            .is_err()
-        {
-            self.fallback.put(key, entry.clone());
+        match self.guarded(text, self.raw_set(text, &sealed, ttl)).await {
+            // A newer answer replaced whatever a pending removal was for.
+            Ok(()) => self.forget_removal(text),
+            Err(Unavailable) => self.fallback.put(key, entry.clone()),
         }
     }
 
     /// Removes the entry from the backend (tried even while the breaker is open) and the
-    /// fallback layer.
+    /// fallback layer. If the backend cannot be reached, the removal is replayed later (see the
+    /// module documentation).
     pub async fn remove(&self, key: &CacheKey) {
         self.fallback.remove(key);
         let text = key.to_text(&self.prefix);
-        let _ = self.forced(&text, self.raw_delete(&text)).await;
+        match self.forced(&text, self.raw_delete(&text)).await {
+            Ok(()) => self.forget_removal(&text),
+            Err(Unavailable) => self.remember_removal(text),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Moment>> {
+        self.pending_removals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember_removal(&self, text: String) {
+        let now = Moment::now();
+        let mut pending = self.pending();
+        pending.retain(|_, until| *until > now);
+        if pending.len() >= PENDING_REMOVALS_MAX {
+            if let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, u)| **u)
+                .map(|(k, _)| k.clone())
+            {
+                pending.remove(&oldest);
+            }
+        }
+        pending.insert(text, now + self.timeout);
+        self.has_pending_removals.store(true, Ordering::Release);
+        log_warn!(
+            "{}: a purge did not reach the cache backend; it is replayed when the backend answers              again ({} pending)",
+            self.source.name(),
+            pending.len()
+        );
+    }
+
+    fn forget_removal(&self, text: &str) {
+        if self.has_pending_removals.load(Ordering::Acquire) {
+            let mut pending = self.pending();
+            pending.remove(text);
+            if pending.is_empty() {
+                self.has_pending_removals.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// Replays the pending removals (if any) and tells whether the one of `text` is still
+    /// pending: then the backend's entry for it must not be used.
+    async fn removal_pending(&self, text: &str) -> bool {
+        if !self.has_pending_removals.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = Moment::now();
+        let due: Vec<String> = {
+            let mut pending = self.pending();
+            pending.retain(|_, until| *until > now);
+            pending.keys().cloned().collect()
+        };
+        for key in &due {
+            if self.guarded(key, self.raw_delete(key)).await.is_ok() {
+                self.forget_removal(key);
+            }
+        }
+        let pending = self.pending();
+        if pending.is_empty() {
+            self.has_pending_removals.store(false, Ordering::Release);
+        }
+        pending.contains_key(text)
     }
 
     pub fn remove_identity(&self, identity: &str) {
@@ -335,7 +420,10 @@ impl Shared {
     {
         let text = key.to_text(&self.prefix);
         let mut held = None;
-        if self.distributed_lock {
+        // A purged key whose removal has not reached the backend yet: fetch without the lock
+        // (whose holder reads the backend's value).
+        let purged = self.removal_pending(&text).await;
+        if self.distributed_lock && !purged {
             match self.acquire_or_wait(&key, &text).await {
                 Acquired::Value(entry) => return Ok((entry, self.source)),
                 Acquired::Lock(lock, owner) => held = Some((lock, owner)),
@@ -346,6 +434,7 @@ impl Shared {
             .await
             .map(|fetched| Entry::new(fetched.value, fetched.ttl, fetched.identities));
         if let Ok(entry) = &result {
+            // Stored even for a purged key: the fresh answer replaces the purged one.
             if entry.expires_at > Moment::now() {
                 self.put_text(key, &text, entry).await;
             }
