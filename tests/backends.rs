@@ -831,35 +831,7 @@ fn outage(fake: &FakeGlobus, backend: Backend) {
     }
     assert_eq!(c.check(&tokens[0]).unwrap().source, backend.source());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicU64::new(0));
-    let checks = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..2)
-        .map(|w| {
-            let (c, tokens, stop, failures, checks) = (
-                c.clone(),
-                tokens.clone(),
-                stop.clone(),
-                failures.clone(),
-                checks.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut i = w;
-                while !stop.load(Ordering::Relaxed) {
-                    match c.check(&tokens[i % tokens.len()]) {
-                        Ok(s) if s.info.sub().as_deref() == Some(fixtures::ALICE_ID) => {}
-                        other => {
-                            eprintln!("check failed: {other:?}");
-                            failures.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    checks.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        })
-        .collect();
+    let checking = Checking::start(&c, &tokens, 2, Duration::from_millis(2));
 
     std::thread::sleep(Duration::from_millis(300));
     let errors = stats().backend_errors.get();
@@ -883,13 +855,70 @@ fn outage(fake: &FakeGlobus, backend: Backend) {
         Duration::from_secs(10),
         || stats().backend_hits.get() > hits + 5,
     );
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "no check lost");
-    assert!(checks.load(Ordering::Relaxed) > 100);
+    let (checks, failures) = checking.stop();
+    assert_eq!(failures, 0, "no check lost");
+    assert!(checks > 100);
     assert_eq!(c.check(&tokens[0]).unwrap().source, backend.source());
+}
+
+/// Threads that keep checking Alice's `tokens` until stopped, counting checks and failures.
+struct Checking {
+    stop: Arc<AtomicBool>,
+    checks: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Checking {
+    fn start(c: &Arc<Checker>, tokens: &[String], threads: usize, pause: Duration) -> Checking {
+        let stop = Arc::new(AtomicBool::new(false));
+        let checks = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(AtomicU64::new(0));
+        let workers = (0..threads)
+            .map(|w| {
+                let (c, tokens, stop, checks, failures) = (
+                    c.clone(),
+                    tokens.to_vec(),
+                    stop.clone(),
+                    checks.clone(),
+                    failures.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut i = w;
+                    while !stop.load(Ordering::Relaxed) {
+                        match c.check(&tokens[i % tokens.len()]) {
+                            Ok(s) if s.info.sub().as_deref() == Some(fixtures::ALICE_ID) => {}
+                            other => {
+                                eprintln!("check failed: {other:?}");
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        checks.fetch_add(1, Ordering::Relaxed);
+                        i += 1;
+                        std::thread::sleep(pause);
+                    }
+                })
+            })
+            .collect();
+        Checking {
+            stop,
+            checks,
+            failures,
+            workers,
+        }
+    }
+
+    /// Stops the threads: (checks, failures).
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        (
+            self.checks.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// A purge while the backend cannot be reached (a partition: it keeps its data): when the link
@@ -1010,32 +1039,7 @@ fn switching(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     let tokens: Vec<String> = (0..4)
         .map(|i| new_token(fake, &format!("switch{i}"), alice()))
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicU64::new(0));
-    let checks = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..3)
-        .map(|w| {
-            let (user, tokens, stop, failures, checks) = (
-                user.clone(),
-                tokens.clone(),
-                stop.clone(),
-                failures.clone(),
-                checks.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut i = w;
-                while !stop.load(Ordering::Relaxed) {
-                    let ok = matches!(user.check(&tokens[i % tokens.len()]),
-                        Ok(s) if s.info.sub().as_deref() == Some(fixtures::ALICE_ID));
-                    if !ok {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    checks.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-            })
-        })
-        .collect();
+    let checking = Checking::start(&user, &tokens, 3, Duration::ZERO);
     let configs = [
         redis.cache(json!({})),
         memcached.cache(json!({})),
@@ -1052,12 +1056,9 @@ fn switching(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
             seen.insert(user.check(token).unwrap().source.name());
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    assert_eq!(failures.load(Ordering::Relaxed), 0);
-    assert!(checks.load(Ordering::Relaxed) > 50);
+    let (checks, failures) = checking.stop();
+    assert_eq!(failures, 0);
+    assert!(checks > 50);
     for source in ["redis", "memcached", "memory"] {
         assert!(seen.contains(source), "{source} in {seen:?}");
     }
