@@ -92,44 +92,40 @@ pub struct Shared {
 /// Why an operation did not reach the backend or got no usable answer.
 struct Unavailable;
 
-impl Shared {
-    pub fn redis(config: &RedisConfig, timeout: Duration) -> Result<Shared, Error> {
-        Ok(Shared {
-            backend: Backend::Redis(
-                Box::new(RedisBackend::new(config)?),
-                Breaker::new(config.breaker_failures, config.breaker_cooldown),
-            ),
-            source: Source::Redis,
-            prefix: config.prefix.clone(),
-            op_timeout: config.socket_timeout,
-            distributed_lock: config.distributed_lock,
-            lock_timeout: config.lock_timeout,
-            lock_sleep: config.lock_sleep,
-            expiration_cap: config.expiration_time,
-            timeout,
-            fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
+/// A `Shared` from a Redis or a Memcached configuration: they name their common settings alike.
+macro_rules! shared_from {
+    ($config:expr, $backend:expr, $source:expr, $timeout:expr) => {{
+        let c = $config;
+        Shared {
+            backend: $backend,
+            source: $source,
+            prefix: c.prefix.clone(),
+            op_timeout: c.socket_timeout,
+            distributed_lock: c.distributed_lock,
+            lock_timeout: c.lock_timeout,
+            lock_sleep: c.lock_sleep,
+            expiration_cap: c.expiration_time,
+            timeout: $timeout,
+            fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, $timeout),
             last_error: Mutex::new(None),
             pending_removals: Mutex::new(HashMap::new()),
             has_pending_removals: AtomicBool::new(false),
-        })
+        }
+    }};
+}
+
+impl Shared {
+    pub fn redis(config: &RedisConfig, timeout: Duration) -> Result<Shared, Error> {
+        let backend = Backend::Redis(
+            Box::new(RedisBackend::new(config)?),
+            Breaker::new(config.breaker_failures, config.breaker_cooldown),
+        );
+        Ok(shared_from!(config, backend, Source::Redis, timeout))
     }
 
     pub fn memcached(config: &MemcachedConfig, timeout: Duration) -> Result<Shared, Error> {
-        Ok(Shared {
-            backend: Backend::Memcached(MemcachedBackend::new(config)),
-            source: Source::Memcached,
-            prefix: config.prefix.clone(),
-            op_timeout: config.socket_timeout,
-            distributed_lock: config.distributed_lock,
-            lock_timeout: config.lock_timeout,
-            lock_sleep: config.lock_sleep,
-            expiration_cap: config.expiration_time,
-            timeout,
-            fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
-            last_error: Mutex::new(None),
-            pending_removals: Mutex::new(HashMap::new()),
-            has_pending_removals: AtomicBool::new(false),
-        })
+        let backend = Backend::Memcached(MemcachedBackend::new(config));
+        Ok(shared_from!(config, backend, Source::Memcached, timeout))
     }
 
     pub fn source(&self) -> Source {
