@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cache::Source;
 use crate::config::{Config, ScopeMatch};
-use crate::json::{escaped_eq, push_json_str, push_u64};
+use crate::json::{push_json_str, push_u64};
 use crate::status::{tc_status, Error};
 
 pub use crate::token_info::{GroupList, TokenInfo, GROUP_PREFIX, IDENTITY_PREFIX};
@@ -105,11 +105,12 @@ impl AuthorizeRequest {
             return Some(ALL_AUTHENTICATED_USERS.into());
         }
         // The first identity (in the identity set's order) that an allowed principal names.
-        info.identity_items()
+        let ids = info.identity_list();
+        ids.items()
             .find_map(|id| {
                 self.allowed_principals.iter().find(|a| {
                     a.strip_prefix(IDENTITY_PREFIX)
-                        .is_some_and(|raw| escaped_eq(id, raw))
+                        .is_some_and(|raw| ids.item_is(id, raw))
                 })
             })
             .cloned()
@@ -117,12 +118,12 @@ impl AuthorizeRequest {
 
     /// The first of the caller's groups (in the Groups API's order) an allowed principal names.
     pub fn match_groups(&self, groups: &GroupList) -> Option<String> {
-        groups
-            .items()
+        let list = groups.list();
+        list.items()
             .find_map(|g| {
                 self.allowed_principals.iter().find(|a| {
                     a.strip_prefix(GROUP_PREFIX)
-                        .is_some_and(|id| escaped_eq(g, id))
+                        .is_some_and(|id| list.item_is(g, id))
                 })
             })
             .cloned()
@@ -245,7 +246,7 @@ impl AuthState {
     /// Everything after the identity principals.
     fn write_tail(&self, matched: Option<&str>, out: &mut String) {
         if let Groups::Available(g) = &self.groups {
-            for (n, id) in g.items().enumerate() {
+            for (n, id) in g.list().items().enumerate() {
                 if n > 0 || self.info.identity_count() > 0 {
                     out.push(',');
                 }
@@ -259,7 +260,7 @@ impl AuthState {
         match &self.groups {
             Groups::Available(g) => {
                 out.push_str(",\"groups\":[");
-                out.push_str(g.rendered());
+                out.push_str(g.list().as_str());
                 out.push_str("],\"groups_status\":\"available\"");
             }
             Groups::NotFetched => {

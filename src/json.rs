@@ -78,17 +78,66 @@ pub fn push_opt_i64(out: &mut String, v: Option<i64>) {
     }
 }
 
+/// A list of strings this crate rendered: the inside of its brackets (items rendered by
+/// [`push_json_str`], joined by commas), and whether any item holds an escape (most lists hold
+/// none, and are then compared byte for byte).
+#[derive(Clone, Copy, Debug)]
+pub struct RenderedList<'a> {
+    inside: &'a str,
+    escaped: bool,
+}
+
+impl<'a> RenderedList<'a> {
+    pub fn new(inside: &'a str, escaped: bool) -> Self {
+        RenderedList { inside, escaped }
+    }
+
+    /// Each item's escaped text, without its quotes.
+    #[inline]
+    pub fn items(self) -> JsonStrings<'a> {
+        JsonStrings {
+            rest: self.inside,
+            escaped: self.escaped,
+        }
+    }
+
+    /// Whether `item` (one of [`Self::items`]) is the JSON form of `raw`.
+    #[inline]
+    pub fn item_is(self, item: &str, raw: &str) -> bool {
+        if self.escaped {
+            escaped_eq(item, raw)
+        } else {
+            item == raw
+        }
+    }
+
+    #[inline]
+    pub fn contains(self, raw: &str) -> bool {
+        self.items().any(|item| self.item_is(item, raw))
+    }
+
+    /// The inside, as rendered.
+    pub fn as_str(self) -> &'a str {
+        self.inside
+    }
+}
+
 /// The items of a string array's inside as rendered by [`push_json_str`] and joined by commas
 /// (`"a","b\"c"`): each item's escaped text without its quotes. Only for text this crate
 /// rendered (anything else may yield garbage items, never out-of-bounds reads).
 #[derive(Clone)]
 pub struct JsonStrings<'a> {
     rest: &'a str,
+    /// Whether an item may hold an escaped quote (otherwise the next quote closes the item).
+    escaped: bool,
 }
 
 impl<'a> JsonStrings<'a> {
     pub fn new(inside: &'a str) -> Self {
-        JsonStrings { rest: inside }
+        JsonStrings {
+            rest: inside,
+            escaped: true,
+        }
     }
 }
 
@@ -105,6 +154,9 @@ impl<'a> Iterator for JsonStrings<'a> {
         let mut from = 1;
         let close = loop {
             let at = from + memchr::memchr(b'"', &bytes[from..])?;
+            if !self.escaped {
+                break at;
+            }
             let backslashes = bytes[from..at]
                 .iter()
                 .rev()

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::cache::identity_filter::IdentityFilter;
 use crate::introspection::Introspection;
-use crate::json::{escaped_eq, push_json_str, push_opt_i64, push_opt_str, unescape, JsonStrings};
+use crate::json::{push_json_str, push_opt_i64, push_opt_str, unescape, RenderedList};
 
 pub const IDENTITY_PREFIX: &str = "urn:globus:auth:identity:";
 pub const GROUP_PREFIX: &str = "urn:globus:groups:id:";
@@ -26,6 +26,8 @@ const ACTIVE: u8 = 1;
 const HAS_IDENTITY_SET: u8 = 2;
 const HAS_EXP: u8 = 4;
 const HAS_NBF: u8 = 8;
+/// Some string in the text holds an escape (otherwise strings compare byte for byte).
+const ESCAPED: u8 = 16;
 
 /// A byte range of the rendered text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -122,6 +124,9 @@ impl TokenInfo {
         if intro.nbf.is_some() {
             flags |= HAS_NBF;
         }
+        if t.contains('\\') {
+            flags |= ESCAPED;
+        }
         TokenInfo {
             text: t.into_boxed_str(),
             exp: intro.exp.unwrap_or(0),
@@ -168,30 +173,37 @@ impl TokenInfo {
 
     /// The identity set (empty without one).
     pub fn identities(&self) -> Vec<String> {
-        self.identity_items()
+        self.identity_list()
+            .items()
             .map(|i| unescape(i).into_owned())
             .collect()
     }
 
-    pub(crate) fn identity_items(&self) -> JsonStrings<'_> {
-        JsonStrings::new(self.identities.get(&self.text))
+    #[inline]
+    fn list(&self, span: Span) -> RenderedList<'_> {
+        RenderedList::new(span.get(&self.text), self.flags & ESCAPED != 0)
+    }
+
+    /// The identity set as rendered.
+    pub(crate) fn identity_list(&self) -> RenderedList<'_> {
+        self.list(self.identities)
     }
 
     pub fn has_identity(&self, identity: &str) -> bool {
-        self.identity_items().any(|i| escaped_eq(i, identity))
+        self.identity_list().contains(identity)
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
-        JsonStrings::new(self.scopes.get(&self.text)).any(|s| escaped_eq(s, scope))
+        self.list(self.scopes).contains(scope)
     }
 
     pub fn has_audience(&self, audience: &str) -> bool {
-        JsonStrings::new(self.aud.get(&self.text)).any(|a| escaped_eq(a, audience))
+        self.list(self.aud).contains(audience)
     }
 
     /// Which identities this token's cache entries belong to.
     pub fn identity_filter(&self) -> IdentityFilter {
-        IdentityFilter::of(self.identity_items().map(unescape))
+        IdentityFilter::of(self.identity_list().items().map(unescape))
     }
 
     /// The answer as the authorization server gave it (the fields this crate reads), decoded.
@@ -270,7 +282,7 @@ impl TokenInfo {
         }
         out.extend_from_slice(&text[sub_end..]);
         out.extend_from_slice(PRINCIPALS.as_bytes());
-        for (n, id) in self.identity_items().enumerate() {
+        for (n, id) in self.identity_list().items().enumerate() {
             if n > 0 {
                 out.push(b',');
             }
@@ -310,6 +322,8 @@ pub struct GroupList {
     /// `"id1","id2",…` (escaped, no brackets).
     text: Box<str>,
     len: u32,
+    /// Some id holds an escape.
+    escaped: bool,
 }
 
 impl GroupList {
@@ -324,6 +338,7 @@ impl GroupList {
             len += 1;
         }
         GroupList {
+            escaped: text.contains('\\'),
             text: text.into_boxed_str(),
             len,
         }
@@ -339,27 +354,25 @@ impl GroupList {
 
     /// The group ids, decoded.
     pub fn to_vec(&self) -> Vec<String> {
-        self.items().map(|g| unescape(g).into_owned()).collect()
+        self.list()
+            .items()
+            .map(|g| unescape(g).into_owned())
+            .collect()
     }
 
     pub fn contains(&self, group: &str) -> bool {
-        self.items().any(|g| escaped_eq(g, group))
+        self.list().contains(group)
     }
 
-    /// Each id's escaped text.
-    pub(crate) fn items(&self) -> JsonStrings<'_> {
-        JsonStrings::new(&self.text)
-    }
-
-    /// The ids as the inside of a JSON list.
-    pub(crate) fn rendered(&self) -> &str {
-        &self.text
+    /// The ids as rendered.
+    pub(crate) fn list(&self) -> RenderedList<'_> {
+        RenderedList::new(&self.text, self.escaped)
     }
 }
 
 impl fmt::Debug for GroupList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.items()).finish()
+        f.debug_list().entries(self.list().items()).finish()
     }
 }
 

@@ -1,21 +1,14 @@
 //! The cache's clock: an instant in 8 bytes (`std::time::Instant` takes 16 on Linux, and every
-//! cache entry holds two).
+//! cache entry holds two), read in one call (this is on every check's path).
 //!
-//! A [`Moment`] counts nanoseconds of the monotonic clock from a base set on first use, one day
-//! in the past where the clock allows (so that an entry opened from a shared backend, fetched
-//! by another process before this one started, keeps its age). Earlier instants read as the base.
+//! A [`Moment`] counts nanoseconds of the monotonic clock (`CLOCK_MONOTONIC`, the clock of
+//! `Instant`; elsewhere than Unix, from the first reading). It never goes back; differences
+//! saturate at zero.
 
 use std::ops::Add;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use once_cell::sync::Lazy;
-
-static BASE: Lazy<Instant> = Lazy::new(|| {
-    let now = Instant::now();
-    now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
-});
-
-/// An instant of the monotonic clock, in nanoseconds since the clock's base (see the module).
+/// An instant of the monotonic clock, in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Moment(u64);
 
@@ -23,15 +16,33 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+#[cfg(unix)]
+#[inline]
+fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given; CLOCK_MONOTONIC exists on
+    // every Unix this builds for.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+#[cfg(not(unix))]
+fn monotonic_nanos() -> u64 {
+    use once_cell::sync::Lazy;
+    use std::time::Instant;
+    static BASE: Lazy<Instant> = Lazy::new(Instant::now);
+    nanos(BASE.elapsed())
+}
+
 impl Moment {
     #[inline]
     pub fn now() -> Moment {
-        Moment::from_instant(Instant::now())
-    }
-
-    #[inline]
-    pub fn from_instant(at: Instant) -> Moment {
-        Moment(nanos(at.saturating_duration_since(*BASE)))
+        Moment(monotonic_nanos())
     }
 
     /// The time from `earlier` to `self`; zero if `earlier` is later.
@@ -45,7 +56,7 @@ impl Moment {
         Moment::now().saturating_duration_since(self)
     }
 
-    /// `d` earlier, if that is not before the clock's base.
+    /// `d` earlier, if that is not before the clock's start.
     pub fn checked_sub(self, d: Duration) -> Option<Moment> {
         self.0.checked_sub(nanos(d)).map(Moment)
     }
@@ -75,7 +86,7 @@ mod tests {
         assert_eq!(b.checked_sub(Duration::from_millis(1500)), Some(a));
         assert_eq!(a + Duration::MAX, Moment(u64::MAX));
         assert!(Moment(0).checked_sub(Duration::from_nanos(1)).is_none());
-        assert!(Moment::from_instant(Instant::now()) >= a);
+        assert!(Moment::now() >= a);
         assert!(b.elapsed().is_zero());
         std::thread::sleep(Duration::from_millis(2));
         assert!(a.elapsed() >= Duration::from_millis(2));
