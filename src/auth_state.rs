@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cache::Source;
 use crate::config::{Config, ScopeMatch};
-use crate::json::{push_json_str, push_u64};
+use crate::json::{push_json_str, push_u64, RenderedList};
 use crate::status::{tc_status, Error};
 
 pub use crate::token_info::{GroupList, TokenInfo, GROUP_PREFIX, IDENTITY_PREFIX};
@@ -105,25 +105,21 @@ impl AuthorizeRequest {
             return Some(ALL_AUTHENTICATED_USERS.into());
         }
         // The first identity (in the identity set's order) that an allowed principal names.
-        let ids = info.identity_list();
-        ids.items()
-            .find_map(|id| {
-                self.allowed_principals.iter().find(|a| {
-                    a.strip_prefix(IDENTITY_PREFIX)
-                        .is_some_and(|raw| ids.item_is(id, raw))
-                })
-            })
-            .cloned()
+        self.first_named(info.identity_list(), IDENTITY_PREFIX)
     }
 
     /// The first of the caller's groups (in the Groups API's order) an allowed principal names.
     pub fn match_groups(&self, groups: &GroupList) -> Option<String> {
-        let list = groups.list();
-        list.items()
-            .find_map(|g| {
+        self.first_named(groups.list(), GROUP_PREFIX)
+    }
+
+    /// The allowed principal `<prefix><id>` of the first id in `ids` that one names.
+    fn first_named(&self, ids: RenderedList<'_>, prefix: &str) -> Option<String> {
+        ids.items()
+            .find_map(|id| {
                 self.allowed_principals.iter().find(|a| {
-                    a.strip_prefix(GROUP_PREFIX)
-                        .is_some_and(|id| list.item_is(g, id))
+                    a.strip_prefix(prefix)
+                        .is_some_and(|raw| ids.item_is(id, raw))
                 })
             })
             .cloned()
