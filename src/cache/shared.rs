@@ -54,6 +54,8 @@ const FALLBACK_MAX_ENTRIES: u64 = 10_000;
 const FIRST_POLL: Duration = Duration::from_millis(1);
 /// Removals remembered while the backend is down (beyond that, the oldest are forgotten).
 const PENDING_REMOVALS_MAX: usize = 10_000;
+/// Removals replayed by one caller at a time.
+const REPLAY_BATCH: usize = 64;
 
 enum Backend {
     Redis(Box<RedisBackend>, Breaker),
@@ -87,6 +89,8 @@ pub struct Shared {
     pending_removals: Mutex<HashMap<String, Moment>>,
     /// Whether `pending_removals` may be non-empty (read before every backend use).
     has_pending_removals: AtomicBool,
+    /// Whether a caller is replaying removals now.
+    replaying: AtomicBool,
 }
 
 /// Why an operation did not reach the backend or got no usable answer.
@@ -110,6 +114,7 @@ macro_rules! shared_from {
             last_error: Mutex::new(None),
             pending_removals: Mutex::new(HashMap::new()),
             has_pending_removals: AtomicBool::new(false),
+            replaying: AtomicBool::new(false),
         }
     }};
 }
@@ -387,13 +392,25 @@ impl Shared {
             return false;
         }
         let now = Moment::now();
-        let due: Vec<String> = {
-            let mut pending = self.pending();
-            pending.retain(|_, until| *until > now);
-            pending.keys().cloned().collect()
-        };
-        for key in &due {
-            if self.guarded(key, self.raw_delete(key)).await.is_ok() {
+        // One caller at a time replays a batch, and only to servers not being skipped: during
+        // an outage a check costs one map lookup here, however many purges wait.
+        if !self.replaying.swap(true, Ordering::AcqRel) {
+            // Cleared even if this caller's future is dropped mid-replay.
+            let _turn = ReplayTurn(&self.replaying);
+            let due: Vec<String> = {
+                let mut pending = self.pending();
+                pending.retain(|_, until| *until > now);
+                pending
+                    .keys()
+                    .filter(|k| !self.backend.breaker(k).skipping())
+                    .take(REPLAY_BATCH)
+                    .cloned()
+                    .collect()
+            };
+            for key in &due {
+                if self.guarded(key, self.raw_delete(key)).await.is_err() {
+                    break;
+                }
                 self.forget_removal(key);
             }
         }
@@ -401,7 +418,7 @@ impl Shared {
         if pending.is_empty() {
             self.has_pending_removals.store(false, Ordering::Release);
         }
-        pending.contains_key(text)
+        pending.get(text).is_some_and(|until| *until > now)
     }
 
     pub fn remove_identity(&self, identity: &str) {
@@ -517,6 +534,15 @@ impl Shared {
             "fallback_entries": self.fallback.entry_count(),
             "last_error": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),
         })
+    }
+}
+
+/// The replaying caller's turn; ends when dropped.
+struct ReplayTurn<'a>(&'a AtomicBool);
+
+impl Drop for ReplayTurn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
