@@ -116,6 +116,11 @@ impl<'a> RenderedList<'a> {
         self.items().any(|item| self.item_is(item, raw))
     }
 
+    /// The strings, decoded.
+    pub fn to_vec(self) -> Vec<String> {
+        self.items().map(|i| unescape(i).into_owned()).collect()
+    }
+
     /// The inside, as rendered.
     pub fn as_str(self) -> &'a str {
         self.inside
@@ -130,15 +135,6 @@ pub struct JsonStrings<'a> {
     rest: &'a str,
     /// Whether an item may hold an escaped quote (otherwise the next quote closes the item).
     escaped: bool,
-}
-
-impl<'a> JsonStrings<'a> {
-    pub fn new(inside: &'a str) -> Self {
-        JsonStrings {
-            rest: inside,
-            escaped: true,
-        }
-    }
 }
 
 impl<'a> Iterator for JsonStrings<'a> {
@@ -180,7 +176,7 @@ impl<'a> Iterator for JsonStrings<'a> {
 /// Whether the escaped text `escaped` (an item of [`JsonStrings`]) is the JSON form of `raw`.
 /// Allocates only when `escaped` holds an escape.
 #[inline]
-pub fn escaped_eq(escaped: &str, raw: &str) -> bool {
+fn escaped_eq(escaped: &str, raw: &str) -> bool {
     if !escaped.as_bytes().contains(&b'\\') {
         // Nothing escaped: the text is the string itself (and `raw`, if equal, needs no escape).
         return escaped == raw;
@@ -248,7 +244,7 @@ mod tests {
                 }
                 push_json_str(&mut inside, "", s);
             }
-            let read: Vec<&str> = JsonStrings::new(&inside).collect();
+            let read: Vec<&str> = RenderedList::new(&inside, true).items().collect();
             assert_eq!(read.len(), items.len(), "{inside}");
             for (escaped, raw) in read.iter().zip(items) {
                 assert_eq!(unescape(escaped), *raw);
@@ -258,7 +254,7 @@ mod tests {
         }
         // Garbage in, no panic.
         for text in ["\"", "\"\\", "x", "\"a\"\"b", "\"\\\"", ","] {
-            let _ = JsonStrings::new(text).count();
+            let _ = RenderedList::new(text, true).items().count();
         }
     }
 }

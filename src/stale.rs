@@ -34,10 +34,8 @@ pub fn remember(key: CacheKey, entry: &Entry, cache_ttl: Duration, stale_for: Du
     STALE.put(
         key,
         Entry {
-            value: entry.value.clone(),
-            fetched_at: entry.fetched_at,
             expires_at: Moment::now() + keep,
-            identities: entry.identities,
+            ..entry.clone()
         },
     );
 }

@@ -173,10 +173,7 @@ impl TokenInfo {
 
     /// The identity set (empty without one).
     pub fn identities(&self) -> Vec<String> {
-        self.identity_list()
-            .items()
-            .map(|i| unescape(i).into_owned())
-            .collect()
+        self.identity_list().to_vec()
     }
 
     #[inline]
@@ -354,10 +351,7 @@ impl GroupList {
 
     /// The group ids, decoded.
     pub fn to_vec(&self) -> Vec<String> {
-        self.list()
-            .items()
-            .map(|g| unescape(g).into_owned())
-            .collect()
+        self.list().to_vec()
     }
 
     pub fn contains(&self, group: &str) -> bool {

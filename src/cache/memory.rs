@@ -81,9 +81,8 @@ impl MemoryLayer {
             .or_else(|| Self::get_from(&self.negative, key, now))
     }
 
-    pub fn put(&self, key: CacheKey, entry: Entry) {
+    pub fn put(&self, key: CacheKey, mut entry: Entry) {
         let now = Moment::now();
-        let mut entry = entry;
         entry.expires_at = entry.expires_at.min(now + self.max_ttl);
         if entry.is_negative() {
             // An answer can change kind (a token revoked since): never keep both.
