@@ -1,8 +1,9 @@
-//! A TCP listener whose connections can be cut from a handler (`close` mode).
+//! Listeners whose connections can be cut from a handler (`close` mode).
 //!
-//! Each accepted stream shares a kill flag with the handler (through
-//! `ConnectInfo<Conn>`). Once killed, writes fail and reads see EOF, so hyper
-//! drops the connection without sending a byte of the answer.
+//! Each accepted stream (plain TCP, or TLS in [`crate::tls`]) shares a kill
+//! flag with the handler (through `ConnectInfo<Conn>`). Once killed, writes
+//! fail and reads see EOF, so hyper drops the connection without sending a
+//! byte of the answer.
 
 use std::io;
 use std::pin::Pin;
@@ -22,6 +23,22 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Wraps a freshly accepted stream; the `Conn` can kill it.
+    pub fn wrap<S>(stream: S) -> (KillableStream<S>, Conn) {
+        let killed = Arc::new(AtomicBool::new(false));
+        let conn = Conn {
+            killed: Arc::clone(&killed),
+        };
+        (KillableStream { stream, killed }, conn)
+    }
+
+    /// A `Conn` not tied to any stream (for `Listener::local_addr`).
+    pub fn detached() -> Conn {
+        Conn {
+            killed: Arc::default(),
+        }
+    }
+
     /// Makes every further read/write on this connection fail.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
@@ -39,11 +56,7 @@ impl Listener for KillableListener {
             match self.0.accept().await {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let killed = Arc::new(AtomicBool::new(false));
-                    let conn = Conn {
-                        killed: Arc::clone(&killed),
-                    };
-                    return (KillableStream { stream, killed }, conn);
+                    return Conn::wrap(stream);
                 }
                 // e.g. EMFILE: back off a little instead of spinning.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
@@ -53,9 +66,7 @@ impl Listener for KillableListener {
 
     fn local_addr(&self) -> io::Result<Conn> {
         self.0.local_addr()?;
-        Ok(Conn {
-            killed: Arc::default(),
-        })
+        Ok(Conn::detached())
     }
 }
 
@@ -65,12 +76,18 @@ impl Connected<IncomingStream<'_, KillableListener>> for Conn {
     }
 }
 
-pub(crate) struct KillableStream {
-    stream: TcpStream,
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Conn {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Conn {
+        stream.remote_addr().clone()
+    }
+}
+
+pub(crate) struct KillableStream<S = TcpStream> {
+    stream: S,
     killed: Arc<AtomicBool>,
 }
 
-impl KillableStream {
+impl<S> KillableStream<S> {
     fn killed(&self) -> bool {
         self.killed.load(Ordering::SeqCst)
     }
@@ -80,7 +97,7 @@ fn killed_error() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, "closed by fault")
 }
 
-impl AsyncRead for KillableStream {
+impl<S: AsyncRead + Unpin> AsyncRead for KillableStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -93,7 +110,7 @@ impl AsyncRead for KillableStream {
     }
 }
 
-impl AsyncWrite for KillableStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for KillableStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

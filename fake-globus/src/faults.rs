@@ -31,6 +31,7 @@ pub(crate) enum Mode {
     ActiveString,
     MissingExp,
     Close,
+    Chunked,
 }
 
 /// A fault as posted to `POST /_control/faults`.
@@ -176,6 +177,39 @@ pub(crate) fn trickle_response<G: Send + 'static>(
     *resp.status_mut() = status;
     resp
 }
+
+/// Sends `payload` with `Transfer-Encoding: chunked` (no Content-Length), in
+/// up to [`CHUNKS`] pieces with `pause` between them. `guard` is held until
+/// the body ends.
+pub(crate) fn chunked_response<G: Send + 'static>(
+    status: StatusCode,
+    payload: Vec<u8>,
+    pause: Duration,
+    guard: G,
+) -> Response {
+    let payload = Bytes::from(payload);
+    let size = payload.len().div_ceil(CHUNKS).max(1);
+    let body = stream::unfold(
+        (payload, 0usize, guard),
+        move |(payload, i, guard)| async move {
+            if i >= payload.len() {
+                return None;
+            }
+            if i > 0 && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            let end = (i + size).min(payload.len());
+            let chunk = payload.slice(i..end);
+            Some((Ok::<_, std::io::Error>(chunk), (payload, end, guard)))
+        },
+    );
+    let mut resp = json_stream_response(Body::from_stream(body), None);
+    *resp.status_mut() = status;
+    resp
+}
+
+/// How many pieces a chunked answer is sent in (fewer for tiny bodies).
+pub(crate) const CHUNKS: usize = 3;
 
 /// Total size of the `huge` body.
 pub(crate) const HUGE_BYTES: usize = 100 * 1024 * 1024;

@@ -1,8 +1,9 @@
 //! `fake-globus` binary: serves the fake on 127.0.0.1 for non-Rust tests.
 //!
-//! Prints `FAKE_GLOBUS_URL=http://127.0.0.1:PORT` as its first stdout line,
-//! then serves until SIGTERM/SIGINT (exit 0) or, with `--exit-on-stdin-eof`,
-//! until stdin closes.
+//! Prints `FAKE_GLOBUS_URL=http://127.0.0.1:PORT` (with `--tls-ca-out FILE`:
+//! `FAKE_GLOBUS_URL=https://localhost:PORT`, after writing the test CA to
+//! FILE) as its first stdout line, then serves until SIGTERM/SIGINT (exit 0)
+//! or, with `--exit-on-stdin-eof`, until stdin closes.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -10,13 +11,22 @@ use std::process::ExitCode;
 use fake_globus::{Config, FakeGlobus};
 
 const USAGE: &str = "usage: fake-globus [--port N] [--tokens FILE.json] [--client ID:SECRET]... \
-[--no-seed] [--exit-on-stdin-eof]";
+[--client-no-groups ID:SECRET]... [--tls-ca-out FILE] [--no-seed] [--exit-on-stdin-eof]";
 
 struct Args {
     config: Config,
     token_files: Vec<String>,
-    clients: Vec<(String, String)>,
+    /// (id, secret, groups dependency)
+    clients: Vec<(String, String, bool)>,
+    tls_ca_out: Option<String>,
     exit_on_stdin_eof: bool,
+}
+
+fn client_arg(flag: &str, v: &str) -> Result<(String, String), String> {
+    v.split_once(':')
+        .filter(|(id, _)| !id.is_empty())
+        .map(|(id, secret)| (id.to_string(), secret.to_string()))
+        .ok_or_else(|| format!("{flag} wants ID:SECRET, got {v:?}"))
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -24,6 +34,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         config: Config::default(),
         token_files: Vec::new(),
         clients: Vec::new(),
+        tls_ca_out: None,
         exit_on_stdin_eof: false,
     };
     while let Some(arg) = args.next() {
@@ -44,12 +55,19 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--tokens" => out.token_files.push(value("--tokens")?),
             "--client" => {
-                let v = value("--client")?;
-                let (id, secret) = v
-                    .split_once(':')
-                    .filter(|(id, _)| !id.is_empty())
-                    .ok_or_else(|| format!("--client wants ID:SECRET, got {v:?}"))?;
-                out.clients.push((id.to_string(), secret.to_string()));
+                let (id, secret) = client_arg("--client", &value("--client")?)?;
+                out.clients.push((id, secret, true));
+            }
+            "--client-no-groups" => {
+                let (id, secret) = client_arg("--client-no-groups", &value("--client-no-groups")?)?;
+                out.clients.push((id, secret, false));
+            }
+            "--tls-ca-out" => {
+                let v = value("--tls-ca-out")?;
+                if v.is_empty() {
+                    return Err("--tls-ca-out needs a file name".into());
+                }
+                out.tls_ca_out = Some(v);
             }
             "--no-seed" => out.config.seed = false,
             "--exit-on-stdin-eof" => out.exit_on_stdin_eof = true,
@@ -72,15 +90,23 @@ fn main() -> ExitCode {
         }
     };
 
-    let fake = match FakeGlobus::try_start(args.config.clone()) {
+    let started = match args.tls_ca_out {
+        Some(_) => FakeGlobus::try_start_tls(args.config.clone()),
+        None => FakeGlobus::try_start(args.config.clone()),
+    };
+    let fake = match started {
         Ok(f) => f,
         Err(e) => {
             eprintln!("fake-globus: cannot start: {e}");
             return ExitCode::from(1);
         }
     };
-    for (id, secret) in &args.clients {
-        fake.add_client(id, secret);
+    for (id, secret, groups) in &args.clients {
+        if *groups {
+            fake.add_client(id, secret);
+        } else {
+            fake.add_client_without_groups(id, secret);
+        }
     }
     for file in &args.token_files {
         let loaded = std::fs::read_to_string(file)
@@ -89,6 +115,13 @@ fn main() -> ExitCode {
             .and_then(|v| fake.try_add_tokens(v));
         if let Err(e) = loaded {
             eprintln!("fake-globus: --tokens {file}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+
+    if let Some(file) = &args.tls_ca_out {
+        if let Err(e) = std::fs::write(file, fake.ca_pem()) {
+            eprintln!("fake-globus: --tls-ca-out {file}: {e}");
             return ExitCode::from(2);
         }
     }
@@ -185,11 +218,18 @@ mod tests {
         .unwrap();
         assert_eq!(a.config.port, 8080);
         assert!(!a.config.seed);
-        assert_eq!(a.clients, vec![("a".to_string(), "b".to_string())]);
+        assert_eq!(a.clients, vec![("a".to_string(), "b".to_string(), true)]);
         assert_eq!(a.token_files, vec!["t.json".to_string()]);
+        assert!(a.tls_ca_out.is_none());
+        let a = parse(&["--client-no-groups", "c:d", "--tls-ca-out=ca.pem"]).unwrap();
+        assert_eq!(a.clients, vec![("c".to_string(), "d".to_string(), false)]);
+        assert_eq!(a.tls_ca_out.as_deref(), Some("ca.pem"));
         assert!(parse(&["--port"]).is_err());
         assert!(parse(&["--port", "x"]).is_err());
         assert!(parse(&["--client", "nocolon"]).is_err());
+        assert!(parse(&["--client-no-groups", ":x"]).is_err());
+        assert!(parse(&["--tls-ca-out"]).is_err());
+        assert!(parse(&["--tls-ca-out="]).is_err());
         assert!(parse(&["--bogus"]).is_err());
     }
 }

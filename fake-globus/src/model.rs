@@ -32,6 +32,9 @@ pub(crate) struct TokenSpec {
     pub omit_identity_set: bool,
     pub groups: Vec<GroupItem>,
     pub dependent_tokens: Vec<DependentSpec>,
+    /// `expires_in` of the groups dependent token (default
+    /// [`fixtures::DEPENDENT_EXPIRES_IN`]); 0 = expired as soon as granted.
+    pub groups_expires_in: Option<u64>,
 }
 
 /// A group of a token: a bare id (active member) or a full membership.
@@ -161,8 +164,16 @@ impl TokenSpec {
         out
     }
 
-    /// The `my_groups` answer for this token (memberships merged per group).
-    pub fn my_groups(&self) -> Value {
+    /// `expires_in` of the groups dependent token a grant hands out.
+    pub fn groups_expires_in(&self) -> u64 {
+        self.groups_expires_in
+            .unwrap_or(fixtures::DEPENDENT_EXPIRES_IN)
+    }
+
+    /// The `my_groups` answer for this token (memberships merged per group),
+    /// keeping only memberships whose status is in `statuses`; groups left
+    /// without a membership are omitted.
+    pub fn my_groups(&self, statuses: &[String]) -> Value {
         let sub = self.sub();
         let username = self.username();
         let mut order: Vec<String> = Vec::new();
@@ -180,12 +191,16 @@ impl TokenSpec {
                 },
                 GroupItem::Full(g) => g.clone(),
             };
+            let status = g.status.as_deref().unwrap_or("active");
+            if !statuses.iter().any(|s| s == status) {
+                continue;
+            }
             let membership = json!({
                 "group_id": g.id,
                 "identity_id": g.identity_id.clone().unwrap_or_else(|| sub.clone()),
                 "username": g.username.clone().unwrap_or_else(|| username.clone()),
                 "role": g.role.as_deref().unwrap_or("member"),
-                "status": g.status.as_deref().unwrap_or("active"),
+                "status": status,
             });
             let entry = groups.entry(g.id.clone()).or_insert_with(|| {
                 order.push(g.id.clone());
@@ -246,11 +261,40 @@ mod tests {
             "groups": ["g1", {"id": "g1", "identity_id": "x", "role": "admin"}, {"id": "g2"}]
         }))
         .unwrap();
-        let v = spec.my_groups();
+        let active = vec!["active".to_string()];
+        let v = spec.my_groups(&active);
         assert_eq!(v.as_array().unwrap().len(), 2);
         assert_eq!(v[0]["my_memberships"].as_array().unwrap().len(), 2);
         assert_eq!(v[0]["my_memberships"][0]["identity_id"], "s");
         assert_eq!(v[0]["my_memberships"][1]["role"], "admin");
+    }
+
+    #[test]
+    fn groups_filtered_by_status() {
+        let spec: TokenSpec = serde_json::from_value(json!({
+            "groups": [
+                {"id": "g1", "status": "pending"},
+                {"id": "g2"},
+                {"id": "g2", "identity_id": "x", "status": "invited"},
+            ]
+        }))
+        .unwrap();
+        let ids = |statuses: &[&str]| {
+            let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+            let v = spec.my_groups(&statuses);
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    let n = g["my_memberships"].as_array().unwrap().len();
+                    format!("{}:{n}", g["id"].as_str().unwrap())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&["active"]), ["g2:1"]);
+        assert_eq!(ids(&["pending"]), ["g1:1"]);
+        assert_eq!(ids(&["active", "pending", "invited"]), ["g1:1", "g2:2"]);
+        assert!(ids(&["removed"]).is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -17,7 +17,7 @@ use crate::conn::Conn;
 use crate::faults::{self, Fault, Mode};
 use crate::fixtures;
 use crate::model::now;
-use crate::state::{AppState, Endpoint};
+use crate::state::{AppState, Client, Endpoint};
 
 /// The OAuth2 grant type of the dependent-token grant.
 pub(crate) const DEPENDENT_GRANT: &str = "urn:globus:auth:grant_type:dependent_token";
@@ -42,6 +42,11 @@ pub(crate) fn router(state: AppRef) -> Router {
             post(ctl_set_fault).delete(ctl_clear_faults),
         )
         .route("/_control/reset", post(ctl_reset))
+        .route("/_control/grants", get(ctl_grants))
+        .route(
+            "/_control/dependent_tokens",
+            delete(ctl_revoke_dependent_tokens),
+        )
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})) })
         .with_state(state)
 }
@@ -77,11 +82,12 @@ async fn dependent_token(
 async fn my_groups(
     State(state): State<AppRef>,
     ConnectInfo(conn): ConnectInfo<Conn>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let st = Arc::clone(&state);
     serve(state, conn, Endpoint::Groups, move || {
-        groups_answer(&st, &headers)
+        groups_answer(&st, &headers, query.as_deref().unwrap_or(""))
     })
     .await
 }
@@ -96,7 +102,7 @@ async fn serve(
     let guard = state.begin(endpoint);
     let Some(fault) = state.take_fault(endpoint) else {
         let (status, value) = answer();
-        return json_response(status, &value);
+        return normal_response(endpoint, status, &value);
     };
     if let Some(latency) = fault.latency {
         tokio::time::sleep(latency).await;
@@ -123,16 +129,34 @@ async fn serve(
             let payload = serde_json::to_vec(&value).unwrap_or_default();
             faults::trickle_response(status, payload, guard)
         }
+        Some(Mode::Chunked) => {
+            let payload = serde_json::to_vec(&value).unwrap_or_default();
+            faults::chunked_response(status, payload, CHUNK_PAUSE, guard)
+        }
         Some(mode) => {
             faults::mutate(mode, endpoint, &mut value);
-            json_response(status, &value)
+            normal_response(endpoint, status, &value)
         }
-        None => json_response(status, &value),
+        None => normal_response(endpoint, status, &value),
     }
 }
 
+/// Pause between the pieces of a `chunked` fault answer.
+const CHUNK_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A normal (not faulted) answer. A successful `my_groups` list is sent
+/// chunked, without Content-Length, like a streamed list; everything else
+/// has a Content-Length.
+fn normal_response(endpoint: Endpoint, status: StatusCode, value: &Value) -> Response {
+    if endpoint == Endpoint::Groups && status == StatusCode::OK {
+        let payload = serde_json::to_vec(value).unwrap_or_default();
+        return faults::chunked_response(status, payload, std::time::Duration::ZERO, ());
+    }
+    json_response(status, value)
+}
+
 fn introspect_answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Value) {
-    if !client_authenticated(state, headers) {
+    if authenticated_client(state, headers).is_none() {
         return invalid_client();
     }
     let form = parse_form(body);
@@ -152,9 +176,9 @@ fn introspect_answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (Sta
 }
 
 fn dependent_answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Value) {
-    if !client_authenticated(state, headers) {
+    let Some(client) = authenticated_client(state, headers) else {
         return invalid_client();
-    }
+    };
     let form = parse_form(body);
     if form.get("grant_type").map(String::as_str) != Some(DEPENDENT_GRANT) {
         return (
@@ -163,20 +187,27 @@ fn dependent_answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (Stat
         );
     }
     let token = form.get("token").map(String::as_str).unwrap_or("");
+    if !token.is_empty() {
+        state.count_grant(token);
+    }
     let Some(spec) = state.token(token).filter(|s| s.is_active()) else {
-        return (StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}));
+        return invalid_grant(state);
     };
-    let mut out = vec![json!({
-        "scope": fixtures::GROUPS_SCOPE,
-        "access_token": state.mint_grant(token, fixtures::GROUPS_RESOURCE_SERVER),
-        "token_type": "bearer",
-        "expires_in": fixtures::DEPENDENT_EXPIRES_IN,
-        "resource_server": fixtures::GROUPS_RESOURCE_SERVER,
-    })];
+    let mut out = Vec::with_capacity(1 + spec.dependent_tokens.len());
+    if client.groups_dependency {
+        let expires_in = spec.groups_expires_in();
+        out.push(json!({
+            "scope": fixtures::GROUPS_SCOPE,
+            "access_token": state.mint_grant(token, &spec, fixtures::GROUPS_RESOURCE_SERVER, expires_in),
+            "token_type": "bearer",
+            "expires_in": expires_in,
+            "resource_server": fixtures::GROUPS_RESOURCE_SERVER,
+        }));
+    }
     for dep in &spec.dependent_tokens {
         out.push(json!({
             "scope": dep.scope,
-            "access_token": state.mint_grant(token, &dep.resource_server),
+            "access_token": state.mint_grant(token, &spec, &dep.resource_server, dep.expires_in),
             "token_type": "bearer",
             "expires_in": dep.expires_in,
             "resource_server": dep.resource_server,
@@ -185,13 +216,59 @@ fn dependent_answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (Stat
     (StatusCode::OK, Value::Array(out))
 }
 
-fn groups_answer(state: &AppState, headers: &HeaderMap) -> (StatusCode, Value) {
-    let spec = bearer_token(headers)
-        .and_then(|t| state.grant(&t))
-        .filter(|g| g.resource_server == fixtures::GROUPS_RESOURCE_SERVER)
-        .and_then(|g| state.token(&g.original));
-    match spec {
-        Some(spec) => (StatusCode::OK, spec.my_groups()),
+/// Globus Auth's error document for a grant on an unknown, revoked or
+/// inactive token: the OAuth2 `error` / `error_description` pair plus the
+/// Globus `errors` array.
+fn invalid_grant(state: &AppState) -> (StatusCode, Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({
+            "error": "invalid_grant",
+            "error_description": "Invalid Grant",
+            "errors": [{
+                "status": "400",
+                "id": state.random_id(),
+                "code": "INVALID_GRANT",
+                "title": "Invalid Grant",
+                "detail": "The token is invalid, expired or revoked",
+            }],
+        }),
+    )
+}
+
+/// The membership statuses asked for by `my_groups`' `statuses` parameter
+/// (comma-separated and/or repeated); `active` when absent or empty.
+fn requested_statuses(query: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(k.as_bytes()) != "statuses" {
+            continue;
+        }
+        for status in percent_decode(v.as_bytes()).split(',') {
+            let status = status.trim();
+            if !status.is_empty() && !out.iter().any(|s| s == status) {
+                out.push(status.to_string());
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push("active".to_string());
+    }
+    out
+}
+
+fn groups_answer(state: &AppState, headers: &HeaderMap, query: &str) -> (StatusCode, Value) {
+    let grant = bearer_token(headers)
+        .and_then(|t| state.live_grant(&t))
+        .filter(|g| g.resource_server == fixtures::GROUPS_RESOURCE_SERVER);
+    match grant {
+        Some(grant) => {
+            // The original's current spec if it still exists, else the
+            // snapshot taken at grant time.
+            let spec = state.token(&grant.original).unwrap_or(grant.snapshot);
+            (StatusCode::OK, spec.my_groups(&requested_statuses(query)))
+        }
         None => (
             StatusCode::UNAUTHORIZED,
             json!({"code": "AUTHENTICATION_ERROR"}),
@@ -203,8 +280,8 @@ fn invalid_client() -> (StatusCode, Value) {
     (StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}))
 }
 
-fn client_authenticated(state: &AppState, headers: &HeaderMap) -> bool {
-    basic_credentials(headers).is_some_and(|(id, secret)| state.client_ok(&id, &secret))
+fn authenticated_client(state: &AppState, headers: &HeaderMap) -> Option<Client> {
+    basic_credentials(headers).and_then(|(id, secret)| state.client(&id, &secret))
 }
 
 fn auth_param<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
@@ -309,15 +386,51 @@ async fn ctl_remove_token(State(state): State<AppRef>, Path(token): Path<String>
 struct ClientBody {
     client_id: String,
     client_secret: String,
+    #[serde(default = "yes")]
+    groups_dependency: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn ctl_add_client(State(state): State<AppRef>, body: Bytes) -> Response {
     control_reply(parse_json(&body).and_then(|v| {
         let c: ClientBody =
             serde_json::from_value(v).map_err(|e| format!("invalid client: {e}"))?;
-        state.add_client(&c.client_id, &c.client_secret);
+        state.add_client(&c.client_id, &c.client_secret, c.groups_dependency);
         Ok(Value::Null)
     }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    /// Revoke the dependent tokens granted from this original token.
+    token: Option<String>,
+    /// Revoke this one dependent token.
+    access_token: Option<String>,
+}
+
+async fn ctl_revoke_dependent_tokens(State(state): State<AppRef>, body: Bytes) -> Response {
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(RevokeBody::default())
+    } else {
+        parse_json(&body).and_then(|v| {
+            serde_json::from_value::<RevokeBody>(v).map_err(|e| format!("invalid revocation: {e}"))
+        })
+    };
+    control_reply(parsed.and_then(|b| match (b.token, b.access_token) {
+        (Some(_), Some(_)) => Err("give token or access_token, not both".into()),
+        (None, Some(access_token)) => {
+            Ok(json!({"revoked": u64::from(state.revoke_grant(&access_token))}))
+        }
+        (token, None) => Ok(json!({"revoked": state.revoke_grants(token.as_deref())})),
+    }))
+}
+
+async fn ctl_grants(State(state): State<AppRef>) -> Response {
+    json_response(StatusCode::OK, &state.grant_counts_json())
 }
 
 async fn ctl_counters(State(state): State<AppRef>) -> Response {
@@ -370,5 +483,16 @@ mod tests {
         assert_eq!(basic_credentials(&h), None);
         h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
         assert_eq!(bearer_token(&h).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn statuses_parsing() {
+        assert_eq!(requested_statuses(""), ["active"]);
+        assert_eq!(requested_statuses("statuses="), ["active"]);
+        assert_eq!(
+            requested_statuses("statuses=active%2Cpending&x=1&statuses=invited,active"),
+            ["active", "pending", "invited"]
+        );
+        assert_eq!(requested_statuses("statuses=pending"), ["pending"]);
     }
 }

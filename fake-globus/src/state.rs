@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -45,11 +46,32 @@ impl Endpoint {
 }
 
 /// A dependent token handed out by a grant.
+///
+/// It lives independently of the token it came from: `snapshot` is the
+/// original token's spec at grant time, used when the original is gone.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
     /// The token it was derived from.
     pub original: String,
     pub resource_server: String,
+    /// `None`: never expires (an `expires_in` too large to represent).
+    pub expires_at: Option<Instant>,
+    pub snapshot: Arc<TokenSpec>,
+}
+
+impl Grant {
+    fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    secret: String,
+    /// Whether the client's scope depends on the Groups scope (so its
+    /// dependent-token grants include a groups token).
+    pub groups_dependency: bool,
 }
 
 #[derive(Default)]
@@ -61,9 +83,11 @@ struct Stats {
 
 #[derive(Default)]
 struct Tables {
-    tokens: HashMap<String, TokenSpec>,
-    clients: HashMap<String, String>,
+    tokens: HashMap<String, Arc<TokenSpec>>,
+    clients: HashMap<String, Client>,
     grants: HashMap<String, Grant>,
+    /// Dependent-token grant requests per original token (since start / reset).
+    grant_counts: HashMap<String, u64>,
     faults: HashMap<Target, Fault>,
 }
 
@@ -97,7 +121,7 @@ impl AppState {
             grant_counter: AtomicU64::new(0),
             random: RandomState::new(),
         };
-        state.add_client(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET);
+        state.add_client(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET, true);
         if seed {
             state
                 .add_tokens(fixtures::tokens())
@@ -115,43 +139,135 @@ impl AppState {
     pub fn add_tokens(&self, value: Value) -> Result<usize, String> {
         let specs = crate::model::parse_token_map(value)?;
         let n = specs.len();
-        self.tables().tokens.extend(specs);
+        self.tables()
+            .tokens
+            .extend(specs.into_iter().map(|(t, s)| (t, Arc::new(s))));
         Ok(n)
     }
 
+    /// Removes a token; dependent tokens already granted from it keep working.
     pub fn remove_token(&self, token: &str) -> bool {
         self.tables().tokens.remove(token).is_some()
     }
 
-    pub fn token(&self, token: &str) -> Option<TokenSpec> {
+    pub fn token(&self, token: &str) -> Option<Arc<TokenSpec>> {
         self.tables().tokens.get(token).cloned()
     }
 
-    pub fn add_client(&self, id: &str, secret: &str) {
-        self.tables().clients.insert(id.into(), secret.into());
+    /// Registers (or replaces) a client.
+    pub fn add_client(&self, id: &str, secret: &str, groups_dependency: bool) {
+        self.tables().clients.insert(
+            id.into(),
+            Client {
+                secret: secret.into(),
+                groups_dependency,
+            },
+        );
     }
 
-    pub fn client_ok(&self, id: &str, secret: &str) -> bool {
-        self.tables().clients.get(id).is_some_and(|s| s == secret)
+    /// The client with these credentials, if they are right.
+    pub fn client(&self, id: &str, secret: &str) -> Option<Client> {
+        self.tables()
+            .clients
+            .get(id)
+            .filter(|c| c.secret == secret)
+            .cloned()
     }
 
-    /// Mints a unique dependent access token derived from `original`.
-    pub fn mint_grant(&self, original: &str, resource_server: &str) -> String {
+    /// Counts one grant request for `original`.
+    pub fn count_grant(&self, original: &str) {
+        *self
+            .tables()
+            .grant_counts
+            .entry(original.to_string())
+            .or_default() += 1;
+    }
+
+    /// Grant requests for `original` since start / reset.
+    pub fn grant_count(&self, original: &str) -> u64 {
+        self.tables()
+            .grant_counts
+            .get(original)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn grant_counts_json(&self) -> Value {
+        let tables = self.tables();
+        Value::Object(
+            tables
+                .grant_counts
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .collect(),
+        )
+    }
+
+    /// Mints a unique dependent access token derived from `original`, valid
+    /// for `expires_in` seconds.
+    pub fn mint_grant(
+        &self,
+        original: &str,
+        snapshot: &Arc<TokenSpec>,
+        resource_server: &str,
+        expires_in: u64,
+    ) -> String {
         let n = self.grant_counter.fetch_add(1, Ordering::SeqCst) + 1;
         let random = self.random.hash_one((n, original, resource_server));
         let token = format!("dep-{n}-{random:016x}");
+        let expires_at = Instant::now().checked_add(Duration::from_secs(expires_in));
         self.tables().grants.insert(
             token.clone(),
             Grant {
                 original: original.into(),
                 resource_server: resource_server.into(),
+                expires_at,
+                snapshot: Arc::clone(snapshot),
             },
         );
         token
     }
 
-    pub fn grant(&self, token: &str) -> Option<Grant> {
-        self.tables().grants.get(token).cloned()
+    /// A dependent token that exists, was not revoked and has not expired.
+    pub fn live_grant(&self, token: &str) -> Option<Grant> {
+        let now = Instant::now();
+        self.tables()
+            .grants
+            .get(token)
+            .filter(|g| !g.expired(now))
+            .cloned()
+    }
+
+    /// Revokes every dependent token derived from `original`, or all of them
+    /// (`None`). Returns how many were revoked.
+    pub fn revoke_grants(&self, original: Option<&str>) -> usize {
+        let mut tables = self.tables();
+        let before = tables.grants.len();
+        match original {
+            Some(o) => tables.grants.retain(|_, g| g.original != o),
+            None => tables.grants.clear(),
+        }
+        before - tables.grants.len()
+    }
+
+    /// Revokes one dependent token.
+    pub fn revoke_grant(&self, access_token: &str) -> bool {
+        self.tables().grants.remove(access_token).is_some()
+    }
+
+    /// A random UUID-shaped id (for error documents).
+    pub fn random_id(&self) -> String {
+        let n = self.grant_counter.load(Ordering::SeqCst);
+        let a = self.random.hash_one((n, "error-id-a", Instant::now()));
+        let b = self.random.hash_one((n, "error-id-b", a));
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 52,
+            b & 0xffff_ffff_ffff
+        )
     }
 
     /// Counts a request and marks it in flight.
@@ -227,8 +343,10 @@ impl AppState {
     }
 
     /// Zeroes counters (max_concurrent restarts from what is in flight now)
-    /// and clears faults. Tokens, clients and grants are kept.
+    /// and per-token grant counts, and clears faults. Tokens, clients and
+    /// dependent tokens are kept.
     pub fn reset(&self) {
+        self.tables().grant_counts.clear();
         for stats in &self.stats {
             stats.requests.store(0, Ordering::SeqCst);
             let in_flight = stats.in_flight.load(Ordering::SeqCst);

@@ -7,6 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn(args: &[&str]) -> (Child, String) {
+    let (child, url) = spawn_any(args);
+    assert!(url.starts_with("http://127.0.0.1:"));
+    (child, url)
+}
+
+/// Spawns the binary and reads the URL from its first stdout line.
+fn spawn_any(args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fake-globus"))
         .args(args)
         .stdin(Stdio::piped())
@@ -23,7 +30,6 @@ fn spawn(args: &[&str]) -> (Child, String) {
         .strip_prefix("FAKE_GLOBUS_URL=")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    assert!(url.starts_with("http://127.0.0.1:"));
     (child, url)
 }
 
@@ -87,11 +93,76 @@ fn sigterm_exits_zero_and_no_seed() {
 }
 
 #[test]
+fn client_without_groups_dependency() {
+    let (mut child, url) = spawn(&["--client-no-groups", "ng:pw", "--exit-on-stdin-eof"]);
+    let r = common::dependent_as(&url, &common::basic("ng", "pw"), "tok-valid");
+    assert_eq!(r.status, 200);
+    let grant = r.json();
+    let servers: Vec<&str> = grant
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["resource_server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers, ["transfer.api.globus.org"]);
+    drop(child.stdin.take());
+    assert_eq!(wait(&mut child).code(), Some(0));
+}
+
+#[test]
+fn tls_ca_out_serves_https() {
+    let dir = std::env::temp_dir().join(format!("fake-globus-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    let (mut child, url) = spawn_any(&[
+        "--tls-ca-out",
+        ca_file.to_str().unwrap(),
+        "--exit-on-stdin-eof",
+    ]);
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    // Written before the URL was printed.
+    let ca = std::fs::read_to_string(&ca_file).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+
+    let client = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let v: serde_json::Value = client
+        .post(format!("{url}/v2/oauth2/token/introspect"))
+        .basic_auth("test-client", Some("test-secret"))
+        .form(&[("token", "tok-valid")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["active"], true);
+    let counters: serde_json::Value = client
+        .get(format!("{url}/_control/counters"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(counters["introspect"], 1);
+    // Without the CA: refused.
+    let plain = reqwest::blocking::Client::new();
+    assert!(plain.get(format!("{url}/_control/health")).send().is_err());
+
+    drop(child.stdin.take());
+    assert_eq!(wait(&mut child).code(), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn bad_args_exit_2() {
     for args in [
         &["--bogus"][..],
         &["--port", "nope"],
         &["--tokens", "/no/such/file.json"],
+        &["--client-no-groups", "nocolon"],
+        &["--tls-ca-out", "/no/such/dir/ca.pem"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_fake-globus"))
             .args(args)

@@ -48,6 +48,19 @@ pub fn request_timeout(
     body: &[u8],
     timeout: Duration,
 ) -> io::Result<Resp> {
+    let raw = raw_request(base, method, path, headers, body, timeout)?;
+    parse_response(&raw)
+}
+
+/// Sends one request (`Connection: close`) and returns the raw answer bytes.
+pub fn raw_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     let hostport = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(hostport)?;
     stream.set_read_timeout(Some(timeout))?;
@@ -63,14 +76,35 @@ pub fn request_timeout(
     stream.write_all(body)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
+    Ok(raw)
+}
+
+/// How many data chunks a raw chunked answer has (0 if it is not chunked).
+pub fn chunk_count(raw: &[u8]) -> usize {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return 0;
+    };
+    let mut data = &raw[end + 4..];
+    let mut n = 0;
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let Ok(size) = usize::from_str_radix(size_text.trim(), 16) else {
+            return 0;
+        };
+        if size == 0 || data.len() < line_end + 2 + size + 2 {
+            break;
+        }
+        n += 1;
+        data = &data[line_end + 2 + size + 2..];
+    }
+    n
 }
 
 fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
 
-fn parse_response(raw: &[u8]) -> io::Result<Resp> {
+pub fn parse_response(raw: &[u8]) -> io::Result<Resp> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -169,15 +203,42 @@ pub fn dependent(base: &str, token: &str) -> Resp {
 
 /// `GET /v2/groups/my_groups` with a bearer token.
 pub fn my_groups(base: &str, bearer: &str) -> Resp {
+    my_groups_query(base, bearer, "")
+}
+
+/// `GET /v2/groups/my_groups?<query>` with a bearer token.
+pub fn my_groups_query(base: &str, bearer: &str, query: &str) -> Resp {
     let auth = format!("Bearer {bearer}");
+    let path = if query.is_empty() {
+        "/v2/groups/my_groups".to_string()
+    } else {
+        format!("/v2/groups/my_groups?{query}")
+    };
+    request(base, "GET", &path, &[("Authorization", &auth)], b"").expect("my_groups request")
+}
+
+/// Dependent-token grant with the given `Authorization` header value.
+pub fn dependent_as(base: &str, authorization: &str, token: &str) -> Resp {
+    let body =
+        format!("grant_type=urn%3Aglobus%3Aauth%3Agrant_type%3Adependent_token&token={token}");
     request(
         base,
-        "GET",
-        "/v2/groups/my_groups",
-        &[("Authorization", &auth)],
-        b"",
+        "POST",
+        "/v2/oauth2/token",
+        &[
+            ("Authorization", authorization),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
     )
-    .expect("my_groups request")
+    .expect("dependent token request")
+}
+
+/// `Basic base64(id:secret)`.
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    format!("Basic {encoded}")
 }
 
 /// A JSON control request.
