@@ -10,7 +10,7 @@
 #define TOKENCHECKER_VERSION_MAJOR 0
 #define TOKENCHECKER_VERSION_MINOR 1
 #define TOKENCHECKER_VERSION_PATCH 0
-#define TOKENCHECKER_ABI_VERSION 1
+#define TOKENCHECKER_ABI_VERSION 2
 
 
 /**
@@ -108,6 +108,13 @@ typedef uint32_t tc_log_level;
 #endif // __cplusplus
 
 /**
+ * The answer of a check: the stable part of its result, immutable and reference-counted.
+ * Opaque: from `tc_check_answer`/`tc_try_check_answer`, read with `tc_answer_text` and
+ * `tc_answer_id`, kept with `tc_answer_retain`, released with `tc_answer_free`.
+ */
+typedef struct tc_answer tc_answer;
+
+/**
  * A token checker. Opaque: created by `tc_new`, released by `tc_free`.
  */
 typedef struct tc_checker tc_checker;
@@ -122,6 +129,21 @@ typedef struct tc_checker tc_checker;
  * `TC_WOULD_BLOCK` there); it may call the `*_async` ones.
  */
 typedef void (*tc_callback)(void *user_data, tc_status status, char *json);
+
+/**
+ * The parts of a check's answer that change from call to call.
+ */
+typedef struct {
+  /**
+   * Where the answer came from: "network", "coalesced", "memory", "near", "redis",
+   * "memcached" or "stale" (a static string, never freed).
+   */
+  const char *source;
+  /**
+   * How old the answer is, in milliseconds.
+   */
+  uint64_t age_ms;
+} tc_answer_meta;
 
 /**
  * A host's log callback: `message` is valid only during the call (copy it to keep it). It may be
@@ -156,9 +178,12 @@ extern "C" {
 tc_status tc_new(const char *config_json, tc_checker **out_checker, char **out_error);
 
 /**
- * Releases a checker. NULL is ignored. Must not be called twice for one checker, nor while
- * another thread is inside a blocking call with it; async calls already started keep their own
- * reference and complete normally. The shared cache lives on for other checkers.
+ * Releases a checker. NULL is ignored. Must not be called twice for one checker. Calls already
+ * under way keep their own reference and complete normally, with the answer they would have
+ * given anyway: async calls, and blocking calls that are waiting for the network (`tc_check`
+ * on a miss, `tc_authorize`, `tc_dependent_token`, `tc_purge`, `tc_purge_identity`). No call
+ * may *start* with the checker once `tc_free` has begun (that would be a use after free: the
+ * handle is gone). The shared cache lives on for other checkers.
  */
 void tc_free(tc_checker *checker);
 
@@ -197,6 +222,74 @@ tc_status tc_check_async(const tc_checker *checker,
                          const char *token,
                          tc_callback callback,
                          void *user_data);
+
+/**
+ * Checks a token like `tc_check` (blocking on a miss), but hands back the answer as a handle
+ * instead of a rendered document: a cached check then renders and allocates nothing.
+ *
+ * On `TC_OK`: `*out_answer` is a new reference to the answer (release it with
+ * `tc_answer_free`); `*out_meta`, when `out_meta` is not NULL, gets the answer's source and
+ * age; `*out_error`, when `out_error` is not NULL, is NULL. Otherwise `*out_answer` is NULL and
+ * `*out_error` (when not NULL) is the error document (release it with `tc_string_free`).
+ * `out_answer` is required (NULL: `TC_INVALID_ARGUMENT`). Errors as `tc_check`. Thread-safe.
+ */
+tc_status tc_check_answer(const tc_checker *checker,
+                          const char *token,
+                          const tc_answer **out_answer,
+                          tc_answer_meta *out_meta,
+                          char **out_error);
+
+/**
+ * Like `tc_check_answer`, but answers only from the in-process cache and never blocks:
+ * `TC_WOULD_BLOCK` (with an error document) when the answer needs the network. The hot path
+ * of bindings: a cached answer costs a keyed hash, one lookup and the rules.
+ */
+tc_status tc_try_check_answer(const tc_checker *checker,
+                              const char *token,
+                              const tc_answer **out_answer,
+                              tc_answer_meta *out_meta,
+                              char **out_error);
+
+/**
+ * The stable part of an answer's result: a NUL-terminated JSON object, borrowed (valid while
+ * the answer lives; never free it), the same bytes for every hit of the same cached answer:
+ * `{"active":true,"sub":…,"identities":[…],"username":…,"name":…,"email":…,"client_id":…,
+ * "scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}`. The result document's other members are
+ * derived from it (`effective_identity` is `urn:globus:auth:identity:` + `sub`; `principals`
+ * are the identities with that prefix, plus groups from `tc_groups`) or volatile
+ * (`tc_answer_meta`). `*out_len`, when `out_len` is not NULL, gets its length in bytes (without
+ * the NUL). NULL `answer`: NULL (and 0).
+ */
+const char *tc_answer_text(const tc_answer *answer,
+                           size_t *out_len);
+
+/**
+ * A number unique to this answer for the life of the process, never reused (1 and up; 0 for
+ * NULL): bindings key what they decoded from `tc_answer_text` by it. A new fetch of the same
+ * token's answer (after its entry expired, or from a shared backend) has a new id.
+ */
+uint64_t tc_answer_id(const tc_answer *answer);
+
+/**
+ * Another reference to `answer` (returned; release each with `tc_answer_free`). NULL: NULL.
+ * Thread-safe: answers are immutable and may be shared between threads.
+ */
+const tc_answer *tc_answer_retain(const tc_answer *answer);
+
+/**
+ * Releases one reference to an answer. NULL is ignored; each reference is released once.
+ */
+void tc_answer_free(const tc_answer *answer);
+
+/**
+ * The group memberships of the token's caller, after the token passed every check: on `TC_OK`
+ * `*out_json` is `{"groups": ["<group id>", …]}` (fetched through a dependent token and the
+ * Groups API, cached; only active memberships count); otherwise an error document:
+ * `TC_AUTH_UNAVAILABLE` when the grant or the Groups API failed, `TC_NOT_AUTHORIZED` when this
+ * service's scope lacks the Groups dependency (or `fetch_groups` is `"never"`), and the errors
+ * of `tc_check`. Blocking; thread-safe; release `*out_json` with `tc_string_free`.
+ */
+tc_status tc_groups(const tc_checker *checker, const char *token, char **out_json);
 
 /**
  * Checks the token as `tc_check` does, then whether the caller is one of the allowed principals,
@@ -293,7 +386,11 @@ tc_status tc_metrics(char **out_text);
  * Sends the library's log messages at `level` and more severe to `callback` (NULL removes it).
  * One callback per process; a new call replaces the previous one: once `tc_set_logger` returns,
  * the previous callback is not running and will not be called again (so its `user_data` may be
- * released). Must not be called from inside the callback (it would deadlock). The callback may be called
+ * released); called from inside a callback, it cannot wait for calls in progress (its own among
+ * them), so the previous callback may still be finishing when it returns. The library holds
+ * no lock while it calls the callback: the callback may call any tokenchecker function
+ * (blocking ones answer `TC_WOULD_BLOCK` where they would block a runtime thread, as always),
+ * and `tc_set_logger` on another thread never waits on a lock the callback holds. The callback may be called
  * from any thread, including the library's runtime threads, with `user_data` as given;
  * `message` is valid during the call only. Messages never contain a token or a secret.
  * Independently, the environment variable `TOKENCHECKER_LOG` (`error`, `warn`, `info`,

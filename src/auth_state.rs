@@ -21,6 +21,9 @@ pub enum Groups {
     NotFetched,
     /// The Groups API (or the dependent-token grant) failed; the reason.
     Unavailable(String),
+    /// This service may not read groups: its scope lacks the Groups API dependency, so the
+    /// dependent-token grant gives no Groups token; the message names the scope to add.
+    NotGranted(String),
     Available(Arc<GroupList>),
 }
 
@@ -268,6 +271,12 @@ impl AuthState {
                 );
                 push_json_str(out, "", why);
             }
+            Groups::NotGranted(why) => {
+                out.push_str(
+                    ",\"groups\":null,\"groups_status\":\"not_granted\",\"groups_error\":",
+                );
+                push_json_str(out, "", why);
+            }
         }
         out.push_str(",\"cache\":{\"source\":\"");
         out.push_str(self.source.name());
@@ -387,6 +396,7 @@ mod tests {
                     assert_eq!(doc["groups_error"], "down \"quoted\"");
                     assert_eq!(principals.len(), 1);
                 }
+                Groups::NotGranted(_) => unreachable!("not among the cases"),
                 Groups::NotFetched => assert_eq!(doc["groups"], Value::Null),
             }
         }

@@ -4,8 +4,9 @@
 //! first try the in-process cache without touching the runtime at all (the hot path), then fall
 //! back to `runtime::block_on`.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
@@ -22,12 +23,15 @@ use crate::log::{log_error, log_info, log_warn};
 use crate::runtime;
 use crate::stale;
 use crate::stats::stats;
-use crate::status::{tc_status, Error};
+use crate::status::{tc_status, Cause, Error};
 
 /// Dependent tokens are dropped from the cache this long before they expire.
 const DEPENDENT_TOKEN_MARGIN_S: i64 = 60;
 /// What creation introspects to learn whether the client credentials are accepted.
 const CREDENTIAL_PROBE_TOKEN: &str = "tokenchecker-credential-probe";
+/// How many tokens' "the grant was asked again" marks a checker keeps (see
+/// [`Checker::dependent_token_async`]).
+const REGRANT_MARKS: usize = 10_000;
 
 /// A configured token checker. Cheap to share: wrap it in an `Arc` and use it from any thread.
 pub struct Checker {
@@ -36,6 +40,15 @@ pub struct Checker {
     hasher: KeyHasher,
     /// How long one caller waits for one request's answer (its retries included).
     wait: Duration,
+    /// When (a [`Moment`]'s nanoseconds; 0: never) a grant last came without a Groups token:
+    /// this client's scope lacks the Groups dependency. Until a cache lifetime has passed,
+    /// group rules answer "not granted" without asking for a grant again.
+    groups_not_granted_at: AtomicU64,
+    /// The "no Groups dependency" warning was logged (once per checker).
+    groups_warned: AtomicBool,
+    /// Tokens whose dependent-token grant was asked again because it lacked a requested scope
+    /// (at most once per token per cache lifetime), and when.
+    regranted: quick_cache::sync::Cache<TokenId, Moment>,
 }
 
 /// The outcome of a successful authorization.
@@ -65,11 +78,27 @@ impl Checker {
             client,
             hasher,
             wait,
+            groups_not_granted_at: AtomicU64::new(0),
+            groups_warned: AtomicBool::new(false),
+            regranted: quick_cache::sync::Cache::new(REGRANT_MARKS),
         };
+        for (key, url) in [
+            ("auth_url", &checker.config.auth_url),
+            ("groups_url", &checker.config.groups_url),
+        ] {
+            if checker.config.allow_insecure_http && url.starts_with("http://") {
+                log_warn!(
+                    "creating a checker: {key} is plain http:// (allow_insecure_http): the client \
+                     secret and users' tokens travel in clear to {url}"
+                );
+            }
+        }
         if checker.config.verify_credentials {
             let client = checker.client.clone();
-            let probe =
-                runtime::block_on(async move { client.introspect(CREDENTIAL_PROBE_TOKEN).await })?;
+            let deadline = Instant::now() + wait;
+            let probe = runtime::block_on(async move {
+                client.introspect(CREDENTIAL_PROBE_TOKEN, deadline).await
+            })?;
             match probe {
                 Err(e) if e.status == tc_status::TC_CREDENTIALS_REJECTED => {
                     log_error!("creating a checker: {e}");
@@ -128,6 +157,11 @@ impl Checker {
         if let Some(result) = self.lookup_local(token)? {
             return result;
         }
+        runtime::block_on(self.check_inner(token))?
+    }
+
+    /// The rest of [`Self::check`] after [`Self::try_check`] missed (counted there): blocks.
+    pub fn check_uncached(&self, token: &str) -> Result<AuthState, Error> {
         runtime::block_on(self.check_inner(token))?
     }
 
@@ -193,7 +227,7 @@ impl Checker {
         let (entry, source) = self.introspection(token, id).await?;
         let mut state = self.state_from(&entry, source, Groups::NotFetched, Moment::now())?;
         if self.config.fetch_groups == FetchGroups::Eager {
-            state.groups = self.groups(token, id, &state.info).await;
+            state.groups = self.groups(token, id, &state.info).await?;
         }
         Ok(state)
     }
@@ -204,10 +238,13 @@ impl Checker {
         let store = cache::current_arc();
         let timeout = store.timeout();
         let key = CacheKey::new(Kind::Introspection, id);
+        let wait = self.wait;
         let result = store
+            .clone()
             .get_or_fetch(key, self.wait, move || {
                 async move {
-                    let info = TokenInfo::new(client.introspect(&token).await?);
+                    let deadline = Instant::now() + wait;
+                    let info = TokenInfo::new(client.introspect(&token, deadline).await?);
                     // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
                     let ttl = match info.exp() {
                         Some(exp) if info.active() => timeout.min(secs_until(exp)),
@@ -223,6 +260,18 @@ impl Checker {
                 .boxed()
             })
             .await;
+        if let Ok((entry, Source::Network)) = &result {
+            // The fetch of this call: with a shared backend, let the fleet find the token by
+            // its identities (for `purge_identity`).
+            if let (true, cache::Value::Introspection(info)) = (store.is_shared(), &entry.value) {
+                let ids = info.identities();
+                store
+                    .index_identities(&key, ids.iter().map(String::as_str), |prefix, i| {
+                        self.hasher.identity_index_text(prefix, i)
+                    })
+                    .await;
+            }
+        }
         let stale_for = self.config.stale_if_error;
         if stale_for.is_zero() {
             return result;
@@ -232,7 +281,10 @@ impl Checker {
                 stale::remember(key, &entry, timeout, stale_for);
                 Ok((entry, source))
             }
-            Err(e) if e.status == tc_status::TC_AUTH_UNAVAILABLE => match stale::recall(&key) {
+            // Only when the server itself failed: never for load shedding here, a caller's own
+            // deadline, a malformed answer or a 4xx (a flood of new tokens must not be able to
+            // make a revoked one pass).
+            Err(e) if e.cause == Cause::Upstream => match stale::recall(&key) {
                 Some(entry) => {
                     stats().stale_served.inc();
                     log_warn!(
@@ -253,37 +305,88 @@ impl Checker {
         token: &str,
         id: TokenId,
         identities: IdentityFilter,
-    ) -> Result<Arc<Vec<DependentToken>>, Error> {
+    ) -> Result<(Arc<Vec<DependentToken>>, bool), Error> {
         let client = self.client.clone();
-        let token = token.to_owned();
+        let token_copy = token.to_owned();
         let key = CacheKey::new(Kind::DependentTokens, id);
-        let (entry, _) = cache::current_arc()
+        let store = cache::current_arc();
+        let timeout = store.timeout();
+        let wait = self.wait;
+        let fetched = store
             .get_or_fetch(key, self.wait, move || {
                 async move {
-                    let tokens = client.dependent_tokens(&token).await?;
-                    // Their own lifetime, less a margin so a caller never gets one about to expire.
-                    let soonest = tokens.iter().map(|t| t.expires_at).min().unwrap_or(0);
+                    let deadline = Instant::now() + wait;
+                    let tokens = client.dependent_tokens(&token_copy, deadline).await?;
+                    // Their own lifetime, less a margin so a caller never gets one about to
+                    // expire; a grant with no token at all is kept for the cache lifetime (so it
+                    // is not asked again on every request).
+                    let ttl = match tokens.iter().map(|t| t.expires_at).min() {
+                        Some(soonest) => secs_until(soonest - DEPENDENT_TOKEN_MARGIN_S),
+                        None => timeout,
+                    };
                     Ok(Fetched {
                         value: cache::Value::DependentTokens(Arc::new(tokens)),
-                        ttl: secs_until(soonest - DEPENDENT_TOKEN_MARGIN_S),
+                        ttl,
                         identities,
                     })
                 }
                 .boxed()
             })
-            .await?;
+            .await;
+        let (entry, source) = match fetched {
+            Ok(found) => found,
+            Err(e) if e.cause == Cause::TokenRejected => {
+                // invalid_grant: the token was revoked (or expired) after its introspection was
+                // cached. It is no longer valid anywhere: forget everything about it.
+                log_info!(
+                    "the dependent-token grant says a cached token is no longer valid; purging it"
+                );
+                self.purge_id(id).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         match &entry.value {
-            cache::Value::DependentTokens(t) => Ok(t.clone()),
+            cache::Value::DependentTokens(t) => Ok((t.clone(), fresh(source))),
             _ => Err(wrong_kind()),
         }
     }
 
-    /// The caller's groups; a failure is reported as unavailable, and not cached.
-    async fn groups(&self, token: &str, id: TokenId, info: &TokenInfo) -> Groups {
-        match self.fetch_groups(token, id, info).await {
-            Ok(g) => Groups::Available(g),
-            Err(e) => Groups::Unavailable(e.message),
+    /// The caller's groups. A failure of the Groups API or the grant is reported as
+    /// unavailable and not cached; a grant without a Groups token (this service's scope lacks
+    /// the dependency) as not granted. An error only when the token itself turned out to be no
+    /// longer valid (the grant said `invalid_grant`).
+    async fn groups(&self, token: &str, id: TokenId, info: &TokenInfo) -> Result<Groups, Error> {
+        // Boxed: the grant and the Groups call make a deep future, and every caller's with it.
+        match Box::pin(self.fetch_groups(token, id, info)).await {
+            Ok(g) => Ok(Groups::Available(g)),
+            Err(e)
+                if e.cause == Cause::TokenRejected && e.status == tc_status::TC_INACTIVE_TOKEN =>
+            {
+                Err(e)
+            }
+            Err(e) if e.status == tc_status::TC_NOT_AUTHORIZED => Ok(Groups::NotGranted(e.message)),
+            Err(e) => Ok(Groups::Unavailable(e.message)),
         }
+    }
+
+    /// The "no Groups dependency" outcome (`TC_NOT_AUTHORIZED`, naming the scope to add).
+    fn groups_not_granted() -> Error {
+        Error::new(
+            tc_status::TC_NOT_AUTHORIZED,
+            format!(
+                "this service may not read group memberships: the dependent-token grant gave no \
+                 Groups API token; add {GROUPS_SCOPE} to the scope dependencies of this \
+                 service's scope"
+            ),
+        )
+    }
+
+    /// Whether a grant without a Groups token was seen within the last cache lifetime.
+    fn groups_recently_not_granted(&self, now: Moment) -> bool {
+        let at = self.groups_not_granted_at.load(Ordering::Relaxed);
+        at != 0
+            && now.saturating_duration_since(Moment::from_nanos(at)) < cache::current().timeout()
     }
 
     async fn fetch_groups(
@@ -299,39 +402,95 @@ impl Checker {
                 return Ok(g.clone());
             }
         }
+        if self.groups_recently_not_granted(Moment::now()) {
+            return Err(Self::groups_not_granted());
+        }
         let identities = info.identity_filter();
-        let dependent = self.dependent_tokens(token, id, identities).await?;
-        let groups_token = dependent
-            .iter()
-            .find(|t| {
-                t.resource_server == GROUPS_RESOURCE_SERVER
-                    || t.scope.split_whitespace().any(|s| s == GROUPS_SCOPE)
-            })
-            .map(|t| t.access_token.clone())
-            .ok_or_else(|| {
-                Error::unavailable(
-                    "the dependent-token grant gave no Groups API token; add the groups scope \
-                     (view_my_groups_and_memberships) to this client's scope dependencies",
-                )
-            })?;
-        let client = self.client.clone();
         let ttl = store.timeout().min(secs_until(info.exp().unwrap_or(0)));
-        let (entry, _) = store
-            .get_or_fetch(key, self.wait, move || {
-                async move {
-                    let groups = client.my_groups(&groups_token).await?;
-                    Ok(Fetched {
-                        value: cache::Value::Groups(Arc::new(GroupList::new(groups))),
-                        ttl,
-                        identities,
-                    })
+        // A Groups 401 means the cached dependent token was revoked or expired early: drop it,
+        // ask for a new grant, and try once more.
+        let mut regranted = false;
+        loop {
+            let (dependent, fresh_grant) = self.dependent_tokens(token, id, identities).await?;
+            let Some(groups_token) = dependent
+                .iter()
+                .find(|t| {
+                    t.resource_server == GROUPS_RESOURCE_SERVER
+                        || t.scope.split_whitespace().any(|s| s == GROUPS_SCOPE)
+                })
+                .map(|t| t.access_token.clone())
+            else {
+                self.groups_not_granted_at
+                    .store(Moment::now().as_nanos().max(1), Ordering::Relaxed);
+                if !self.groups_warned.swap(true, Ordering::Relaxed) {
+                    log_warn!("{}", Self::groups_not_granted().message);
                 }
-                .boxed()
-            })
-            .await?;
-        match &entry.value {
-            cache::Value::Groups(g) => Ok(g.clone()),
-            _ => Err(wrong_kind()),
+                return Err(Self::groups_not_granted());
+            };
+            let client = self.client.clone();
+            let wait = self.wait;
+            let result = store
+                .clone()
+                .get_or_fetch(key, self.wait, move || {
+                    async move {
+                        let deadline = Instant::now() + wait;
+                        let groups = client.my_groups(&groups_token, deadline).await?;
+                        Ok(Fetched {
+                            value: cache::Value::Groups(Arc::new(GroupList::new(groups))),
+                            ttl,
+                            identities,
+                        })
+                    }
+                    .boxed()
+                })
+                .await;
+            match result {
+                Ok((entry, _)) => {
+                    return match &entry.value {
+                        cache::Value::Groups(g) => Ok(g.clone()),
+                        _ => Err(wrong_kind()),
+                    }
+                }
+                Err(e) if e.cause == Cause::TokenRejected && !regranted && !fresh_grant => {
+                    log_info!(
+                        "the Groups API refused a cached dependent token; asking for a new grant"
+                    );
+                    store
+                        .remove(&CacheKey::new(Kind::DependentTokens, id))
+                        .await;
+                    regranted = true;
+                }
+                Err(e) => return Err(e.with_cause(Cause::Local)),
+            }
+        }
+    }
+
+    /// The caller's group ids, after the token passed every check (fetched through the
+    /// dependent token and the Groups API, cached). Blocking.
+    pub fn groups_of(&self, token: &str) -> Result<Arc<GroupList>, Error> {
+        runtime::block_on(self.groups_of_async(token))?
+    }
+
+    pub async fn groups_of_async(&self, token: &str) -> Result<Arc<GroupList>, Error> {
+        stats().checks.inc();
+        let state = self.check_inner(token).await?;
+        if let Groups::Available(g) = &state.groups {
+            return Ok(g.clone());
+        }
+        if self.config.fetch_groups == FetchGroups::Never {
+            return Err(Error::new(
+                tc_status::TC_NOT_AUTHORIZED,
+                "groups are not fetched (fetch_groups is \"never\")",
+            ));
+        }
+        let id = self.token_id(token)?;
+        match self.groups(token, id, &state.info).await? {
+            Groups::Available(g) => Ok(g),
+            Groups::NotGranted(why) => Err(Error::new(tc_status::TC_NOT_AUTHORIZED, why)),
+            Groups::Unavailable(why) => Err(Error::unavailable(format!(
+                "group memberships are unavailable ({why})"
+            ))),
+            Groups::NotFetched => Err(wrong_kind()),
         }
     }
 
@@ -397,7 +556,7 @@ impl Checker {
             Step::Done(result) => result,
             Step::NeedGroups(mut state) => {
                 let id = self.token_id(token)?;
-                state.groups = self.groups(token, id, &state.info).await;
+                state.groups = self.groups(token, id, &state.info).await?;
                 match self.authorization_step(request, state) {
                     Step::Done(result) => result,
                     Step::NeedGroups(_) => Err(wrong_kind()),
@@ -424,6 +583,15 @@ impl Checker {
                     return Step::Done(Err(Error::unavailable(format!(
                         "cannot authorize by group: group memberships are unavailable ({why})"
                     ))))
+                }
+                Groups::NotGranted(why) => {
+                    return Step::Done(Err(Error::new(
+                        tc_status::TC_NOT_AUTHORIZED,
+                        format!(
+                            "the caller is none of the allowed identities, and groups cannot \
+                             decide: {why}"
+                        ),
+                    )))
                 }
             }
         }
@@ -453,20 +621,29 @@ impl Checker {
         let id = self.token_id(token)?;
         let state = self.check_inner(token).await?;
         let identities = state.info.identity_filter();
-        let tokens = self.dependent_tokens(token, id, identities).await?;
-        tokens
-            .iter()
-            .find(|t| t.scope.split_whitespace().any(|s| s == scope) || t.resource_server == scope)
-            .cloned()
-            .ok_or_else(|| {
-                let have: Vec<&str> = tokens.iter().map(|t| t.scope.as_str()).collect();
-                Error::new(
-                    tc_status::TC_NOT_AUTHORIZED,
-                    format!(
-                        "no dependent token for scope {scope:?}; the grant gave tokens for {have:?}"
-                    ),
-                )
-            })
+        let wanted = |t: &&DependentToken| {
+            t.scope.split_whitespace().any(|s| s == scope) || t.resource_server == scope
+        };
+        let (mut tokens, mut fresh_grant) = self.dependent_tokens(token, id, identities).await?;
+        if !fresh_grant && !tokens.iter().any(|t| wanted(&t)) && self.may_regrant(id) {
+            // The user may have consented to more since the cached grant: ask once more (at
+            // most once per token per cache lifetime), as globus-action-provider-tools does.
+            log_info!("the cached dependent-token grant lacks a requested scope; asking again");
+            cache::current_arc()
+                .remove(&CacheKey::new(Kind::DependentTokens, id))
+                .await;
+            (tokens, fresh_grant) = self.dependent_tokens(token, id, identities).await?;
+        }
+        let _ = fresh_grant;
+        tokens.iter().find(wanted).cloned().ok_or_else(|| {
+            let have: Vec<&str> = tokens.iter().map(|t| t.scope.as_str()).collect();
+            Error::new(
+                tc_status::TC_NOT_AUTHORIZED,
+                format!(
+                    "no dependent token for scope {scope:?}; the grant gave tokens for {have:?}"
+                ),
+            )
+        })
     }
 
     // ---- revocation -----------------------------------------------------------------------
@@ -478,13 +655,31 @@ impl Checker {
 
     pub async fn purge_async(&self, token: &str) -> Result<(), Error> {
         let id = self.token_id(token)?;
+        self.purge_id(id).await;
+        Ok(())
+    }
+
+    async fn purge_id(&self, id: TokenId) {
         let store = cache::current_arc();
         for kind in Kind::ALL {
             store.remove(&CacheKey::new(kind, id)).await;
         }
         stale::forget(&CacheKey::new(Kind::Introspection, id));
         stats().purges.inc();
-        Ok(())
+    }
+
+    /// Marks that this token's grant is asked again now; false when it already was within the
+    /// last cache lifetime.
+    fn may_regrant(&self, id: TokenId) -> bool {
+        let now = Moment::now();
+        let lifetime = cache::current().timeout();
+        if let Some(at) = self.regranted.get(&id) {
+            if now.saturating_duration_since(at) < lifetime {
+                return false;
+            }
+        }
+        self.regranted.insert(id, now);
+        true
     }
 
     /// Removes everything cached for tokens of one identity (from the in-process layer).
@@ -497,8 +692,19 @@ impl Checker {
             .unwrap_or(identity_id)
             .to_string();
         stale::forget_identity(&id);
-        runtime::block_on(async move { cache::current_arc().remove_identity(&id).await })?;
+        let hasher = self.hasher.clone();
+        let fleet_wide = runtime::block_on(async move {
+            cache::current_arc()
+                .remove_identity(&id, |prefix| hasher.identity_index_text(prefix, &id))
+                .await
+        })?;
         stats().purges.inc();
+        if !fleet_wide {
+            log_warn!(
+                "purging an identity: the shared cache backend is unreachable; the purge is \
+                 local to this process (other processes keep their entries until they expire)"
+            );
+        }
         Ok(())
     }
 }
@@ -519,6 +725,11 @@ fn local_groups(store: &CacheStore, id: TokenId, now: Moment) -> Option<Arc<Grou
         },
         None => None,
     }
+}
+
+/// Whether an answer came from the network for this call (not from a cache).
+fn fresh(source: Source) -> bool {
+    matches!(source, Source::Network | Source::Coalesced)
 }
 
 /// The time from now until the unix instant `t` (zero when it has passed).

@@ -57,6 +57,12 @@ pub struct Config {
     /// Serve a recent positive answer for up to this long past its cache lifetime when the
     /// authorization server is unavailable (never past the token's `exp`). Zero: fail closed.
     pub stale_if_error: Duration,
+    /// `http://` to a host other than loopback was explicitly allowed (`allow_insecure_http`):
+    /// credentials and tokens then travel in clear; creation logs a warning.
+    pub allow_insecure_http: bool,
+    /// Extra CA certificates (PEM, one bundle per file of `ca_certs`) trusted for
+    /// `auth_url`/`groups_url` besides the built-in roots: for on-premises servers and tests.
+    pub ca_certs: Vec<reqwest::Certificate>,
     /// `None`: reuse the process-wide cache as it is.
     pub cache: Option<CacheConfig>,
 }
@@ -245,6 +251,30 @@ impl Config {
             .integer("max_concurrent_requests", 1, 100_000)?
             .unwrap_or(256) as usize;
         let stale_if_error = keys.integer("stale_if_error_s", 0, 86_400)?.unwrap_or(0);
+        let allow_insecure_http = keys.boolean("allow_insecure_http")?.unwrap_or(false);
+        for (key, url) in [("auth_url", &auth_url), ("groups_url", &groups_url)] {
+            if !allow_insecure_http && url.starts_with("http://") && !is_loopback(url) {
+                return Err(Error::invalid_config(format!(
+                    "config key '{key}' is plain http:// to a host that is not loopback: the \
+                     client secret and users' tokens would travel in clear; use https://, or set \
+                     allow_insecure_http to true if you really mean it"
+                )));
+            }
+        }
+        let mut ca_certs = Vec::new();
+        for path in keys.string_list("ca_certs")?.unwrap_or_default() {
+            let pem = read_pem_file("ca_certs", &path)?;
+            let bundle = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| {
+                    Error::invalid_config(format!(
+                        "config key 'ca_certs': {:?} holds no PEM certificate",
+                        clip(&path)
+                    ))
+                })?;
+            ca_certs.extend(bundle);
+        }
         let cache = match keys.take("cache_config") {
             None | Some(Value::Null) => None,
             Some(v) => Some(CacheConfig::from_value(v)?),
@@ -268,9 +298,43 @@ impl Config {
             max_response_bytes,
             max_concurrent_requests,
             stale_if_error: Duration::from_secs(stale_if_error),
+            allow_insecure_http,
+            ca_certs,
             cache,
         })
     }
+}
+
+/// Whether a URL (already validated as http(s) with a host) names this machine: `localhost`,
+/// 127.0.0.0/8 or `[::1]`.
+fn is_loopback(url: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+    }) else {
+        return false;
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Reads a PEM file named by config key `key`: a regular file of at most 1 MiB (not a pipe or a
+/// device that never ends). Errors name the key and the (clipped) path.
+pub fn read_pem_file(key: &str, path: &str) -> Result<Vec<u8>, Error> {
+    const MAX_PEM_BYTES: u64 = 1 << 20;
+    let shown = clip(path);
+    let fail = |why: String| {
+        Error::invalid_config(format!("config key '{key}': cannot read {shown:?}: {why}"))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() || meta.len() > MAX_PEM_BYTES {
+        return Err(fail(format!(
+            "not a regular file of at most {MAX_PEM_BYTES} bytes"
+        )));
+    }
+    std::fs::read(path).map_err(|e| fail(e.to_string()))
 }
 
 impl CacheConfig {

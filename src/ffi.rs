@@ -25,18 +25,38 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
-use crate::auth_state::AuthorizeRequest;
+use crate::auth_state::{AuthState, AuthorizeRequest};
 use crate::cache;
 use crate::checker::Checker;
 use crate::log::{tc_log_callback, tc_log_level};
 use crate::runtime;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
+use crate::token_info::TokenInfo;
 
 /// A token checker. Opaque: created by `tc_new`, released by `tc_free`.
 #[allow(non_camel_case_types)]
 pub struct tc_checker {
     _private: [u8; 0],
+}
+
+/// The answer of a check: the stable part of its result, immutable and reference-counted.
+/// Opaque: from `tc_check_answer`/`tc_try_check_answer`, read with `tc_answer_text` and
+/// `tc_answer_id`, kept with `tc_answer_retain`, released with `tc_answer_free`.
+#[allow(non_camel_case_types)]
+pub struct tc_answer {
+    _private: [u8; 0],
+}
+
+/// The parts of a check's answer that change from call to call.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+pub struct tc_answer_meta {
+    /// Where the answer came from: "network", "coalesced", "memory", "near", "redis",
+    /// "memcached" or "stale" (a static string, never freed).
+    pub source: *const c_char,
+    /// How old the answer is, in milliseconds.
+    pub age_ms: u64,
 }
 
 /// Completion callback of the `*_async` functions.
@@ -240,9 +260,12 @@ pub unsafe extern "C" fn tc_new(
     error.status
 }
 
-/// Releases a checker. NULL is ignored. Must not be called twice for one checker, nor while
-/// another thread is inside a blocking call with it; async calls already started keep their own
-/// reference and complete normally. The shared cache lives on for other checkers.
+/// Releases a checker. NULL is ignored. Must not be called twice for one checker. Calls already
+/// under way keep their own reference and complete normally, with the answer they would have
+/// given anyway: async calls, and blocking calls that are waiting for the network (`tc_check`
+/// on a miss, `tc_authorize`, `tc_dependent_token`, `tc_purge`, `tc_purge_identity`). No call
+/// may *start* with the checker once `tc_free` has begun (that would be a use after free: the
+/// handle is gone). The shared cache lives on for other checkers.
 #[no_mangle]
 pub unsafe extern "C" fn tc_free(checker: *mut tc_checker) {
     if checker.is_null() {
@@ -272,9 +295,14 @@ pub unsafe extern "C" fn tc_check(
     out_json: *mut *mut c_char,
 ) -> tc_status {
     deliver(out_json, || {
-        let checker = checker_ref(checker)?;
         let token = str_arg(token, "the token")?;
-        Ok(CDoc(checker.check(token)?.to_c_doc(None)))
+        // A hit borrows the checker for a few hundred nanoseconds; a miss holds its own
+        // reference while it blocks, so a tc_free meanwhile cannot pull the checker away.
+        if let Some(result) = checker_ref(checker)?.try_check(token)? {
+            return Ok(CDoc(result?.to_c_doc(None)));
+        }
+        let checker = checker_arc(checker)?;
+        Ok(CDoc(checker.check_uncached(token)?.to_c_doc(None)))
     })
 }
 
@@ -319,6 +347,169 @@ pub unsafe extern "C" fn tc_check_async(
     })
 }
 
+// ---- the answer handle ----------------------------------------------------------------------
+
+/// Runs a check behind the panic boundary and hands its answer out as a handle.
+unsafe fn deliver_answer(
+    out_answer: *mut *const tc_answer,
+    out_meta: *mut tc_answer_meta,
+    out_error: *mut *mut c_char,
+    f: impl FnOnce() -> Result<AuthState, Error>,
+) -> tc_status {
+    if !out_error.is_null() {
+        *out_error = ptr::null_mut();
+    }
+    if out_answer.is_null() {
+        if !out_error.is_null() {
+            *out_error = to_c_string(Error::invalid_argument("out_answer is NULL").to_json());
+        }
+        return tc_status::TC_INVALID_ARGUMENT;
+    }
+    *out_answer = ptr::null();
+    let error = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(state)) => {
+            if !out_meta.is_null() {
+                *out_meta = tc_answer_meta {
+                    source: state.source.c_name().as_ptr(),
+                    age_ms: state.age.as_millis() as u64,
+                };
+            }
+            // The state's own reference to the answer becomes the caller's.
+            *out_answer = Arc::into_raw(state.info) as *const tc_answer;
+            return tc_status::TC_OK;
+        }
+        Ok(Err(e)) => e,
+        Err(_) => Error::new(
+            tc_status::TC_PANIC,
+            "internal error (a panic was caught at the FFI boundary); please report it",
+        ),
+    };
+    if !out_error.is_null() {
+        *out_error = to_c_string(error.to_json());
+    }
+    error.status
+}
+
+/// Checks a token like `tc_check` (blocking on a miss), but hands back the answer as a handle
+/// instead of a rendered document: a cached check then renders and allocates nothing.
+///
+/// On `TC_OK`: `*out_answer` is a new reference to the answer (release it with
+/// `tc_answer_free`); `*out_meta`, when `out_meta` is not NULL, gets the answer's source and
+/// age; `*out_error`, when `out_error` is not NULL, is NULL. Otherwise `*out_answer` is NULL and
+/// `*out_error` (when not NULL) is the error document (release it with `tc_string_free`).
+/// `out_answer` is required (NULL: `TC_INVALID_ARGUMENT`). Errors as `tc_check`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tc_check_answer(
+    checker: *const tc_checker,
+    token: *const c_char,
+    out_answer: *mut *const tc_answer,
+    out_meta: *mut tc_answer_meta,
+    out_error: *mut *mut c_char,
+) -> tc_status {
+    deliver_answer(out_answer, out_meta, out_error, || {
+        let token = str_arg(token, "the token")?;
+        if let Some(result) = checker_ref(checker)?.try_check(token)? {
+            return result;
+        }
+        checker_arc(checker)?.check_uncached(token)
+    })
+}
+
+/// Like `tc_check_answer`, but answers only from the in-process cache and never blocks:
+/// `TC_WOULD_BLOCK` (with an error document) when the answer needs the network. The hot path
+/// of bindings: a cached answer costs a keyed hash, one lookup and the rules.
+#[no_mangle]
+pub unsafe extern "C" fn tc_try_check_answer(
+    checker: *const tc_checker,
+    token: *const c_char,
+    out_answer: *mut *const tc_answer,
+    out_meta: *mut tc_answer_meta,
+    out_error: *mut *mut c_char,
+) -> tc_status {
+    deliver_answer(out_answer, out_meta, out_error, || {
+        let token = str_arg(token, "the token")?;
+        match checker_ref(checker)?.try_check(token)? {
+            Some(result) => result,
+            None => Err(Error::new(
+                tc_status::TC_WOULD_BLOCK,
+                "the answer is not cached; use tc_check_answer or tc_check_async",
+            )),
+        }
+    })
+}
+
+/// The stable part of an answer's result: a NUL-terminated JSON object, borrowed (valid while
+/// the answer lives; never free it), the same bytes for every hit of the same cached answer:
+/// `{"active":true,"sub":…,"identities":[…],"username":…,"name":…,"email":…,"client_id":…,
+/// "scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}`. The result document's other members are
+/// derived from it (`effective_identity` is `urn:globus:auth:identity:` + `sub`; `principals`
+/// are the identities with that prefix, plus groups from `tc_groups`) or volatile
+/// (`tc_answer_meta`). `*out_len`, when `out_len` is not NULL, gets its length in bytes (without
+/// the NUL). NULL `answer`: NULL (and 0).
+#[no_mangle]
+pub unsafe extern "C" fn tc_answer_text(
+    answer: *const tc_answer,
+    out_len: *mut usize,
+) -> *const c_char {
+    let (text, len) = match (answer as *const TokenInfo).as_ref() {
+        Some(info) => (info.stable_c_ptr(), info.stable_text().len()),
+        None => (ptr::null(), 0),
+    };
+    if !out_len.is_null() {
+        *out_len = len;
+    }
+    text
+}
+
+/// A number unique to this answer for the life of the process, never reused (1 and up; 0 for
+/// NULL): bindings key what they decoded from `tc_answer_text` by it. A new fetch of the same
+/// token's answer (after its entry expired, or from a shared backend) has a new id.
+#[no_mangle]
+pub unsafe extern "C" fn tc_answer_id(answer: *const tc_answer) -> u64 {
+    (answer as *const TokenInfo)
+        .as_ref()
+        .map_or(0, TokenInfo::answer_id)
+}
+
+/// Another reference to `answer` (returned; release each with `tc_answer_free`). NULL: NULL.
+/// Thread-safe: answers are immutable and may be shared between threads.
+#[no_mangle]
+pub unsafe extern "C" fn tc_answer_retain(answer: *const tc_answer) -> *const tc_answer {
+    if !answer.is_null() {
+        Arc::increment_strong_count(answer as *const TokenInfo);
+    }
+    answer
+}
+
+/// Releases one reference to an answer. NULL is ignored; each reference is released once.
+#[no_mangle]
+pub unsafe extern "C" fn tc_answer_free(answer: *const tc_answer) {
+    if answer.is_null() {
+        return;
+    }
+    let _ = catch_unwind(|| drop(Arc::from_raw(answer as *const TokenInfo)));
+}
+
+/// The group memberships of the token's caller, after the token passed every check: on `TC_OK`
+/// `*out_json` is `{"groups": ["<group id>", …]}` (fetched through a dependent token and the
+/// Groups API, cached; only active memberships count); otherwise an error document:
+/// `TC_AUTH_UNAVAILABLE` when the grant or the Groups API failed, `TC_NOT_AUTHORIZED` when this
+/// service's scope lacks the Groups dependency (or `fetch_groups` is `"never"`), and the errors
+/// of `tc_check`. Blocking; thread-safe; release `*out_json` with `tc_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_groups(
+    checker: *const tc_checker,
+    token: *const c_char,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    deliver(out_json, || {
+        let checker = checker_arc(checker)?;
+        let token = str_arg(token, "the token")?;
+        let groups = checker.groups_of(token)?;
+        Ok(format!("{{\"groups\":[{}]}}", groups.list().as_str()))
+    })
+}
+
 // ---- authorization --------------------------------------------------------------------------
 
 /// Checks the token as `tc_check` does, then whether the caller is one of the allowed principals,
@@ -339,7 +530,7 @@ pub unsafe extern "C" fn tc_authorize(
     out_json: *mut *mut c_char,
 ) -> tc_status {
     deliver(out_json, || {
-        let checker = checker_ref(checker)?;
+        let checker = checker_arc(checker)?;
         let token = str_arg(token, "the token")?;
         let request = AuthorizeRequest::from_json(str_arg(request_json, "the request")?)?;
         let a = checker.authorize(token, &request)?;
@@ -412,7 +603,7 @@ pub unsafe extern "C" fn tc_dependent_token(
     out_json: *mut *mut c_char,
 ) -> tc_status {
     deliver(out_json, || {
-        let checker = checker_ref(checker)?;
+        let checker = checker_arc(checker)?;
         let token = str_arg(token, "the token")?;
         let scope = str_arg(scope, "the scope")?;
         Ok(dependent_json(&checker.dependent_token(token, scope)?))
@@ -458,7 +649,7 @@ fn dependent_json(t: &crate::DependentToken) -> String {
 #[no_mangle]
 pub unsafe extern "C" fn tc_purge(checker: *const tc_checker, token: *const c_char) -> tc_status {
     guard(|| {
-        let checker = checker_ref(checker)?;
+        let checker = checker_arc(checker)?;
         checker.purge(str_arg(token, "the token")?)
     })
 }
@@ -474,7 +665,7 @@ pub unsafe extern "C" fn tc_purge_identity(
     identity_id: *const c_char,
 ) -> tc_status {
     guard(|| {
-        let checker = checker_ref(checker)?;
+        let checker = checker_arc(checker)?;
         checker.purge_identity(str_arg(identity_id, "the identity id")?)
     })
 }
@@ -510,7 +701,11 @@ pub unsafe extern "C" fn tc_metrics(out_text: *mut *mut c_char) -> tc_status {
 /// Sends the library's log messages at `level` and more severe to `callback` (NULL removes it).
 /// One callback per process; a new call replaces the previous one: once `tc_set_logger` returns,
 /// the previous callback is not running and will not be called again (so its `user_data` may be
-/// released). Must not be called from inside the callback (it would deadlock). The callback may be called
+/// released); called from inside a callback, it cannot wait for calls in progress (its own among
+/// them), so the previous callback may still be finishing when it returns. The library holds
+/// no lock while it calls the callback: the callback may call any tokenchecker function
+/// (blocking ones answer `TC_WOULD_BLOCK` where they would block a runtime thread, as always),
+/// and `tc_set_logger` on another thread never waits on a lock the callback holds. The callback may be called
 /// from any thread, including the library's runtime threads, with `user_data` as given;
 /// `message` is valid during the call only. Messages never contain a token or a secret.
 /// Independently, the environment variable `TOKENCHECKER_LOG` (`error`, `warn`, `info`,

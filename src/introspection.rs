@@ -1,28 +1,32 @@
 //! The HTTP client for Globus Auth (introspection, dependent-token grant) and the Groups API.
 //!
-//! Every call is bounded: connect and request timeouts, a cap on the response size, and a small
-//! number of retries (with backoff, honouring `Retry-After` up to a cap) on answers that say
-//! "try again" (429, 502, 503, 504) or on connection failures. Responses are parsed strictly: a
-//! document that is not exactly what the protocol promises is an error, never an "active" token.
-//! Neither the token nor the client secret ever appears in an error message.
+//! Every call is bounded: connect and request timeouts, a cap on the response size, a deadline
+//! for the whole call (the wait for a request slot, every try and every pause between tries),
+//! and a small number of retries (with backoff, honouring `Retry-After` as far as the deadline
+//! allows) on answers that say "try again" (429, 500, 502, 503, 504) or on connection failures.
+//! Responses are parsed strictly: a document that is not exactly what the protocol promises is
+//! an error, never an "active" token. Neither the token nor the client secret ever appears in an
+//! error message, and the `Authorization` headers are marked sensitive.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::stats::{stats, Counter};
-use crate::status::{tc_status, Error};
+use crate::status::{tc_status, Cause, Error};
 
 /// The Groups API scope whose dependent token reads the caller's memberships.
 pub const GROUPS_SCOPE: &str =
     "urn:globus:auth:scope:groups.api.globus.org:view_my_groups_and_memberships";
 pub const GROUPS_RESOURCE_SERVER: &str = "groups.api.globus.org";
 const DEPENDENT_GRANT: &str = "urn:globus:auth:grant_type:dependent_token";
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The most of an error answer's body read to learn its OAuth2 `error` code.
+const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// What the authorization server said about a token.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,17 +111,31 @@ pub struct AuthClient {
     introspect_url: String,
     token_url: String,
     groups_url: String,
-    basic: String,
+    /// `Basic <client credentials>`, marked sensitive.
+    basic: HeaderValue,
     max_response_bytes: usize,
     max_retries: u32,
-    /// Slots for requests in flight; a caller waits at most `slot_wait` for one.
+    /// Slots for requests in flight; a caller waits at most `slot_wait` for one (and never
+    /// past its deadline).
     slots: tokio::sync::Semaphore,
     slot_wait: Duration,
 }
 
+/// An `Authorization` header value that never shows up in a debug print or an HTTP/2 index.
+fn sensitive(value: String) -> Result<HeaderValue, Error> {
+    let mut v = HeaderValue::try_from(value)
+        .map_err(|_| Error::invalid_argument("a credential holds characters a header cannot"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 impl AuthClient {
     pub fn new(config: &Config) -> Result<AuthClient, Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for cert in &config.ca_certs {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        let http = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -133,10 +151,13 @@ impl AuthClient {
             introspect_url: format!("{}/v2/oauth2/token/introspect", config.auth_url),
             token_url: format!("{}/v2/oauth2/token", config.auth_url),
             groups_url: format!("{}/v2/groups/my_groups", config.groups_url),
-            basic: format!(
+            basic: sensitive(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(creds)
-            ),
+            ))
+            .map_err(|_| {
+                Error::invalid_config("client_id or client_secret holds a control character")
+            })?,
             max_response_bytes: config.max_response_bytes,
             max_retries: config.max_retries,
             slots: tokio::sync::Semaphore::new(config.max_concurrent_requests),
@@ -145,13 +166,13 @@ impl AuthClient {
     }
 
     /// `POST /v2/oauth2/token/introspect` with `include=identity_set`.
-    pub async fn introspect(&self, token: &str) -> Result<Introspection, Error> {
+    pub async fn introspect(&self, token: &str, deadline: Instant) -> Result<Introspection, Error> {
         let body = form(&[("token", token), ("include", "identity_set")]);
         let doc = self
-            .send(Endpoint::Introspect, true, || {
+            .send(Endpoint::Introspect, true, deadline, || {
                 self.http
                     .post(&self.introspect_url)
-                    .header("Authorization", &self.basic)
+                    .header("Authorization", self.basic.clone())
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .header("Accept", "application/json")
                     .body(body.clone())
@@ -161,14 +182,20 @@ impl AuthClient {
     }
 
     /// The dependent-token grant: tokens for the services this one may call for the caller.
-    pub async fn dependent_tokens(&self, token: &str) -> Result<Vec<DependentToken>, Error> {
+    /// `invalid_grant` (the caller's token was revoked or expired since it was introspected) is
+    /// `TC_INACTIVE_TOKEN` with [`Cause::TokenRejected`].
+    pub async fn dependent_tokens(
+        &self,
+        token: &str,
+        deadline: Instant,
+    ) -> Result<Vec<DependentToken>, Error> {
         let body = form(&[("grant_type", DEPENDENT_GRANT), ("token", token)]);
         // Not retried on an answer: a second grant would issue a second set of tokens.
         let doc = self
-            .send(Endpoint::DependentToken, false, || {
+            .send(Endpoint::DependentToken, false, deadline, || {
                 self.http
                     .post(&self.token_url)
-                    .header("Authorization", &self.basic)
+                    .header("Authorization", self.basic.clone())
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .header("Accept", "application/json")
                     .body(body.clone())
@@ -178,14 +205,21 @@ impl AuthClient {
             .inspect_err(|_| Endpoint::DependentToken.errors().inc())
     }
 
-    /// `GET /v2/groups/my_groups`: ids of the groups with an active member/manager/admin membership.
-    pub async fn my_groups(&self, groups_token: &str) -> Result<Vec<String>, Error> {
-        let bearer = format!("Bearer {groups_token}");
+    /// `GET /v2/groups/my_groups`: ids of the groups with an active member/manager/admin
+    /// membership. A 401 (the dependent token was revoked or expired) is [`Cause::TokenRejected`].
+    pub async fn my_groups(
+        &self,
+        groups_token: &str,
+        deadline: Instant,
+    ) -> Result<Vec<String>, Error> {
+        let bearer = sensitive(format!("Bearer {groups_token}")).map_err(|_| {
+            Error::unavailable("the Groups API token from the dependent-token grant is malformed")
+        })?;
         let doc = self
-            .send(Endpoint::Groups, true, || {
+            .send(Endpoint::Groups, true, deadline, || {
                 self.http
                     .get(&self.groups_url)
-                    .header("Authorization", &bearer)
+                    .header("Authorization", bearer.clone())
                     .header("Accept", "application/json")
             })
             .await?;
@@ -196,9 +230,13 @@ impl AuthClient {
         &self,
         endpoint: Endpoint,
         retry_answers: bool,
+        deadline: Instant,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Value, Error> {
-        let _slot = match tokio::time::timeout(self.slot_wait, self.slots.acquire()).await {
+        let slot_wait = self
+            .slot_wait
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let _slot = match tokio::time::timeout(slot_wait, self.slots.acquire()).await {
             Ok(Ok(permit)) => permit,
             _ => {
                 stats().requests_shed.inc();
@@ -238,19 +276,22 @@ impl AuthClient {
                 }
                 Err(_) => None,
             };
+            // `Retry-After` is honoured in full, as long as the deadline leaves time for the
+            // pause and something of a try after it; otherwise the call ends now.
+            let fits = |delay: Duration| Instant::now() + delay + MIN_TRY < deadline;
             match (outcome, retry_after) {
                 (Ok(v), _) => return Ok(v),
-                (Err(f), Some(delay)) if attempt < self.max_retries => {
+                (Err(f), Some(delay)) if attempt < self.max_retries && fits(delay) => {
                     drop(f);
                     attempt += 1;
                     stats().retries.inc();
                     crate::log::log_info!(
                         "{}: retrying in {} ms (attempt {})",
                         endpoint.name(),
-                        delay.min(MAX_RETRY_AFTER).as_millis(),
+                        delay.as_millis(),
                         attempt + 1
                     );
-                    tokio::time::sleep(delay.min(MAX_RETRY_AFTER)).await;
+                    tokio::time::sleep(delay).await;
                 }
                 (Err(f), _) => {
                     endpoint.errors().inc();
@@ -280,7 +321,33 @@ impl AuthClient {
         }
         match status {
             200 => {}
-            401 if endpoint != Endpoint::Groups => {
+            401 if endpoint == Endpoint::Groups => {
+                return Err(Failure::Fatal(
+                    Error::unavailable(
+                        "the Groups API refused the dependent token (HTTP 401: revoked or expired)",
+                    )
+                    .with_cause(Cause::TokenRejected),
+                ))
+            }
+            400 if endpoint == Endpoint::DependentToken => {
+                let code = oauth_error_code(resp).await;
+                return Err(Failure::Fatal(
+                    if code.as_deref() == Some("invalid_grant") {
+                        Error::new(
+                            tc_status::TC_INACTIVE_TOKEN,
+                            "the authorization server refused the dependent-token grant for this \
+                         token (invalid_grant): it was revoked or has expired",
+                        )
+                        .with_cause(Cause::TokenRejected)
+                    } else {
+                        Error::unavailable(format!(
+                            "the dependent-token grant answered HTTP 400 ({})",
+                            code.as_deref().unwrap_or("no error code")
+                        ))
+                    },
+                ));
+            }
+            401 => {
                 return Err(Failure::Fatal(Error::new(
                     tc_status::TC_CREDENTIALS_REJECTED,
                     format!(
@@ -290,7 +357,7 @@ impl AuthClient {
                     ),
                 )))
             }
-            429 | 502 | 503 | 504 => {
+            429 | 500 | 502 | 503 | 504 => {
                 let after = resp
                     .headers()
                     .get("retry-after")
@@ -304,10 +371,13 @@ impl AuthClient {
                 });
             }
             other => {
-                return Err(Failure::Fatal(Error::unavailable(format!(
-                    "the {} answered HTTP {other}",
-                    endpoint.name()
-                ))))
+                let e =
+                    Error::unavailable(format!("the {} answered HTTP {other}", endpoint.name()));
+                return Err(Failure::Fatal(if other >= 500 {
+                    e.with_cause(Cause::Upstream)
+                } else {
+                    e
+                }));
             }
         }
         let mut body =
@@ -368,20 +438,39 @@ impl Failure {
         match self {
             Failure::Fatal(e) => e,
             Failure::Transport(what) => {
-                Error::unavailable(format!("the request to the {} {what}", endpoint.name()))
+                Error::upstream_failure(format!("the request to the {} {what}", endpoint.name()))
             }
             Failure::Retryable {
                 status: Some(s), ..
-            } => Error::unavailable(format!(
-                "the {} answered HTTP {s} (retries exhausted)",
+            } => Error::upstream_failure(format!(
+                "the {} answered HTTP {s} (no retry left within the deadline)",
                 endpoint.name()
             )),
-            Failure::Retryable { status: None, .. } => Error::unavailable(format!(
-                "no answer from the {}: the connection failed or broke off (retries exhausted)",
+            Failure::Retryable { status: None, .. } => Error::upstream_failure(format!(
+                "no answer from the {}: the connection failed or broke off (no retry left within \
+                 the deadline)",
                 endpoint.name()
             )),
         }
     }
+}
+
+/// The shortest time worth starting a try with: a retry that would start later than this before
+/// the deadline is not made.
+const MIN_TRY: Duration = Duration::from_millis(50);
+
+/// The OAuth2 `error` code of an error answer (RFC 6749 §5.2), read from at most
+/// `MAX_ERROR_BODY` bytes of it.
+async fn oauth_error_code(mut resp: reqwest::Response) -> Option<String> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if body.len() + chunk.len() > MAX_ERROR_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let doc: Value = serde_json::from_slice(&body).ok()?;
+    doc.get("error").and_then(Value::as_str).map(String::from)
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -476,7 +565,8 @@ pub fn parse_introspection(doc: &Value) -> Result<Introspection, Error> {
     })
 }
 
-/// Parses the dependent-token grant's answer (a list, or `{"other_tokens": …}` in older shapes).
+/// Parses the dependent-token grant's answer: a JSON list of tokens (the only shape the real
+/// service sends).
 pub fn parse_dependent_tokens(doc: &Value, now: i64) -> Result<Vec<DependentToken>, Error> {
     let bad = |what: &str| Error::unavailable(format!("malformed dependent-token answer: {what}"));
     let items = match doc {

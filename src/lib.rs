@@ -26,7 +26,7 @@ pub use status::{tc_status, Error, Status};
 pub use token_info::{GroupList, TokenInfo};
 
 /// The C ABI's generation (see `tc_abi_version`); build.rs writes it into the header too.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The library's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

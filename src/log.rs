@@ -5,10 +5,12 @@
 //! them, and they never carry a token, a secret or a dependent token: callers log what happened
 //! (status, endpoint, durations), never what they were given.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::RwLock;
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use once_cell::sync::Lazy;
 
 /// Severity of a log message; a sink receives its level and every more severe one.
@@ -83,9 +85,12 @@ enum Sink {
 unsafe impl Send for Sink {}
 unsafe impl Sync for Sink {}
 
+/// The current sink is read without a lock (an `ArcSwap` snapshot), so a sink runs while the
+/// library holds no lock of its own: it may call back into the library, `tc_set_logger`
+/// included, and a concurrent `tc_set_logger` never waits for a lock a sink holds.
 struct Logger {
     stderr_level: Level,
-    sink: RwLock<Option<Sink>>,
+    sink: ArcSwapOption<Sink>,
     /// The most verbose level any sink wants: the fast "is anyone listening" check.
     max_level: AtomicU32,
 }
@@ -97,7 +102,7 @@ static LOGGER: Lazy<Logger> = Lazy::new(|| {
         .unwrap_or(tc_log_level::TC_LOG_OFF);
     Logger {
         stderr_level,
-        sink: RwLock::new(None),
+        sink: ArcSwapOption::empty(),
         max_level: AtomicU32::new(stderr_level as u32),
     }
 });
@@ -117,8 +122,9 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
     if level <= logger.stderr_level && level != tc_log_level::TC_LOG_OFF {
         eprintln!("tokenchecker {}: {text}", level.name());
     }
-    let sink = logger.sink.read().unwrap_or_else(|p| p.into_inner());
-    match &*sink {
+    let sink = logger.sink.load_full();
+    let _running = InSink::enter();
+    match sink.as_deref() {
         Some(Sink::C {
             callback,
             user_data,
@@ -126,12 +132,37 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
         }) if level <= *wanted => {
             if let Ok(c) = CString::new(text) {
                 // SAFETY: the host gave us this callback and promised it is callable from any
-                // thread with this user_data until it is replaced.
+                // thread with this user_data until it is replaced (and `set_sink` waits for
+                // calls in progress before it returns).
                 unsafe { callback(*user_data, level, c.as_ptr()) };
             }
         }
         Some(Sink::Rust(f, wanted)) if level <= *wanted => f(level, &text),
         _ => {}
+    }
+}
+
+thread_local! {
+    /// How deep this thread is inside sinks (a sink may log through the library again).
+    static IN_SINK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks this thread as running a sink while it lives.
+struct InSink;
+
+impl InSink {
+    fn enter() -> InSink {
+        IN_SINK.with(|d| d.set(d.get() + 1));
+        InSink
+    }
+    fn active() -> bool {
+        IN_SINK.with(|d| d.get() > 0)
+    }
+}
+
+impl Drop for InSink {
+    fn drop(&mut self) {
+        IN_SINK.with(|d| d.set(d.get().saturating_sub(1)));
     }
 }
 
@@ -141,11 +172,21 @@ fn set_sink(sink: Option<Sink>) {
         Some(Sink::C { level, .. }) | Some(Sink::Rust(_, level)) => *level,
         None => tc_log_level::TC_LOG_OFF,
     };
-    let mut guard = logger.sink.write().unwrap_or_else(|p| p.into_inner());
-    *guard = sink;
     logger
         .max_level
         .store(wanted.max(logger.stderr_level) as u32, Relaxed);
+    let old = logger.sink.swap(sink.map(Arc::new));
+    // Once this returns, the old sink is not running and never runs again (so the host may
+    // free its user_data): wait for the calls in progress on other threads, which hold their
+    // own reference. From inside a sink that cannot be (this thread is one of them): then the
+    // old sink may still be finishing on this thread and others when this returns.
+    if let Some(mut old) = old {
+        if !InSink::active() {
+            while Arc::get_mut(&mut old).is_none() {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 /// Installs (or, with `None`, removes) the C log callback.

@@ -68,6 +68,24 @@ impl tc_status {
 pub struct Error {
     pub status: Status,
     pub message: String,
+    /// What the failure says about the servers, for the checker's policies.
+    pub cause: Cause,
+}
+
+/// Why a call failed, beyond its status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cause {
+    /// Anything else: bad input, load shedding, a caller's deadline, a malformed answer, a 4xx.
+    #[default]
+    Local,
+    /// The authorization server (or the Groups API) itself failed: it could not be reached,
+    /// timed out, or answered 5xx/429. Only such failures may serve a stale answer
+    /// (`stale_if_error_s`).
+    Upstream,
+    /// The server refused the token it was shown: `invalid_grant` from the dependent-token
+    /// grant (the caller's token was revoked), or 401 from the Groups API (the dependent token
+    /// was revoked or expired).
+    TokenRejected,
 }
 
 impl Error {
@@ -75,7 +93,15 @@ impl Error {
         Error {
             status,
             message: message.into(),
+            cause: Cause::Local,
         }
+    }
+    /// `TC_AUTH_UNAVAILABLE` because the server itself failed (see [`Cause::Upstream`]).
+    pub fn upstream_failure(message: impl Into<String>) -> Self {
+        Self::unavailable(message).with_cause(Cause::Upstream)
+    }
+    pub fn with_cause(self, cause: Cause) -> Self {
+        Error { cause, ..self }
     }
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(tc_status::TC_INVALID_ARGUMENT, message)

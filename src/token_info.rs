@@ -9,6 +9,7 @@
 //! decoded from the text only where it is needed whole (sealing for a shared backend, the CLI).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 
@@ -28,6 +29,11 @@ const HAS_EXP: u8 = 4;
 const HAS_NBF: u8 = 8;
 /// Some string in the text holds an escape (otherwise strings compare byte for byte).
 const ESCAPED: u8 = 16;
+/// What ends the rendered text: the closing brace of the stable document, and a NUL for C.
+const STABLE_END: &str = "}\0";
+
+/// The next answer id (see [`TokenInfo::answer_id`]); ids start at 1 and are never reused.
+static NEXT_ANSWER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A byte range of the rendered text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,10 +65,14 @@ impl Span {
 /// to find in it.
 ///
 /// `text` is `{"active":…,"sub":…,"identities":[…],"username":…,"name":…,"email":…,
-/// "client_id":…,"scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…` (no closing brace).
-#[derive(Clone, PartialEq, Eq)]
+/// "client_id":…,"scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}` and a NUL: the stable
+/// document of the C ABI's answer handle ([`Self::stable_text`]); the result document is that
+/// text without its end, with the per-check members after it.
+#[derive(Clone)]
 pub struct TokenInfo {
     text: Box<str>,
+    /// Unique to this answer in this process (a clone keeps it: same answer, same text).
+    id: u64,
     /// Meaningful with `HAS_EXP`, `HAS_NBF` (an `Option` would take twice the room).
     exp: i64,
     nbf: i64,
@@ -127,8 +137,10 @@ impl TokenInfo {
         if t.contains('\\') {
             flags |= ESCAPED;
         }
+        t.push_str(STABLE_END);
         TokenInfo {
             text: t.into_boxed_str(),
+            id: NEXT_ANSWER_ID.fetch_add(1, Ordering::Relaxed),
             exp: intro.exp.unwrap_or(0),
             nbf: intro.nbf.unwrap_or(0),
             sub,
@@ -220,9 +232,9 @@ impl TokenInfo {
             nbf: Option<i64>,
             iat: Option<i64>,
         }
-        let whole = format!("{}}}", self.text);
         // The text was rendered from an `Introspection`: it always parses back.
-        let f: Fields = serde_json::from_str(&whole).expect("a rendered answer parses back");
+        let f: Fields =
+            serde_json::from_str(self.stable_text()).expect("a rendered answer parses back");
         Introspection {
             active: f.active,
             scopes: f.scopes,
@@ -239,6 +251,37 @@ impl TokenInfo {
         }
     }
 
+    /// The stable document: `{"active":…,…,"iat":…}` (see the type's documentation), the same
+    /// text for every hit of this answer.
+    #[inline]
+    pub fn stable_text(&self) -> &str {
+        &self.text[..self.text.len() - 1]
+    }
+
+    /// [`Self::stable_text`] as a NUL-terminated C string (its bytes are followed by the text's
+    /// NUL, the only one it holds: every string in it is JSON-escaped), valid while `self` lives.
+    #[inline]
+    pub fn stable_c_ptr(&self) -> *const std::ffi::c_char {
+        debug_assert_eq!(
+            self.text.bytes().position(|b| b == 0),
+            Some(self.text.len() - 1)
+        );
+        self.text.as_ptr().cast()
+    }
+
+    /// A number unique to this answer for the life of the process, never reused: bindings key
+    /// what they decoded from [`Self::stable_text`] by it.
+    #[inline]
+    pub fn answer_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The rendered fields, without the stable document's end.
+    #[inline]
+    fn fields(&self) -> &str {
+        &self.text[..self.text.len() - STABLE_END.len()]
+    }
+
     /// The length of what [`Self::write_head`] writes.
     #[inline]
     pub fn head_len(&self) -> usize {
@@ -247,7 +290,7 @@ impl TokenInfo {
         } else {
             "null".len()
         };
-        self.text.len()
+        self.fields().len()
             + EFFECTIVE_IDENTITY.len()
             + effective
             + PRINCIPALS.len()
@@ -265,7 +308,7 @@ impl TokenInfo {
     /// identity (the group principals and the rest follow).
     #[inline]
     pub fn write_head(&self, out: &mut Vec<u8>) {
-        let text = self.text.as_bytes();
+        let text = self.fields().as_bytes();
         let sub_end = self.sub.end as usize;
         out.extend_from_slice(&text[..sub_end]);
         out.extend_from_slice(EFFECTIVE_IDENTITY.as_bytes());
@@ -304,6 +347,24 @@ fn push_items(t: &mut String, items: &[String]) -> Span {
     t.push(']');
     span
 }
+
+/// Equal answers: the same text (the id tells two fetches of the same answer apart, and does not
+/// count here).
+impl PartialEq for TokenInfo {
+    fn eq(&self, other: &TokenInfo) -> bool {
+        self.text == other.text
+            && self.exp == other.exp
+            && self.nbf == other.nbf
+            && self.sub == other.sub
+            && self.identities == other.identities
+            && self.scopes == other.scopes
+            && self.aud == other.aud
+            && self.identity_count == other.identity_count
+            && self.flags == other.flags
+    }
+}
+
+impl Eq for TokenInfo {}
 
 impl fmt::Debug for TokenInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -487,9 +548,10 @@ mod tests {
 
     #[test]
     fn what_the_cache_holds_per_token_stays_small() {
-        // `TokenInfo` is one allocation (plus its text's): 88 bytes with its reference counts, a
-        // 96-byte heap chunk. An `Entry` sits in its cache slot (two per token).
-        assert!(std::mem::size_of::<TokenInfo>() <= 72);
+        // `TokenInfo` is one allocation (plus its text's): 96 bytes with its reference counts (the
+        // answer id for the C ABI's handle took 8), a 112-byte heap chunk. An `Entry` sits in its
+        // cache slot (two per token).
+        assert!(std::mem::size_of::<TokenInfo>() <= 80);
         assert!(std::mem::size_of::<crate::cache::Entry>() <= 40);
     }
 

@@ -119,7 +119,17 @@ impl Server {
 
     fn raw_get(&self, key: &str) -> Option<Vec<u8>> {
         match self.backend {
-            Backend::Redis => redis::cmd("GET").arg(key).query(&mut self.redis()).unwrap(),
+            Backend::Redis => {
+                let mut conn = self.redis();
+                let kind: String = redis::cmd("TYPE").arg(key).query(&mut conn).unwrap();
+                if kind == "set" {
+                    // The identity indexes: their members, one per line.
+                    let members: Vec<String> =
+                        redis::cmd("SMEMBERS").arg(key).query(&mut conn).unwrap();
+                    return Some(members.join("\n").into_bytes());
+                }
+                redis::cmd("GET").arg(key).query(&mut conn).unwrap()
+            }
             Backend::Memcached => mc_get(self.port, key),
         }
     }
@@ -623,7 +633,14 @@ fn memcached_spread(fake: &FakeGlobus) {
     for t in &tokens {
         c.check(t).unwrap();
     }
-    let (n1, n2) = (one.dump().len(), two.dump().len());
+    // Entries only (not the identity index, `tc:x:…`).
+    let entries = |s: &Server| {
+        s.dump()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("tc:x:"))
+            .count()
+    };
+    let (n1, n2) = (entries(&one), entries(&two));
     assert_eq!(n1 + n2, tokens.len());
     assert!(n1 > 0 && n2 > 0, "keys spread: {n1} + {n2}");
     let d = checker(fake, cache);
@@ -801,6 +818,11 @@ fn child_process() {
     };
     let spec: Value = serde_json::from_str(&spec).unwrap();
     let c = Arc::new(Checker::new(Config::from_value(&spec["config"]).unwrap()).unwrap());
+    if let Some(identity) = spec["purge_identity"].as_str() {
+        c.purge_identity(identity).unwrap();
+        println!("CHILD_RESULT {}", json!({"purged": identity}));
+        return;
+    }
     let sources = run_at(
         &c,
         spec["token"].as_str().unwrap(),
@@ -812,6 +834,54 @@ fn child_process() {
         "CHILD_RESULT {}",
         json!({"sources": names, "lock_waits": stats().backend_lock_waits.get()})
     );
+}
+
+/// `tc_purge_identity` in one process removes the identity's entries from the backend for the
+/// whole fleet: another process (this test binary run again) purges Alice; here, her tokens are
+/// then fetched again while Bob's is still served from the backend.
+fn purge_identity_fleet(fake: &FakeGlobus, server: &Server) {
+    fake.reset();
+    let cache = server.cache(json!({}));
+    let c = checker(fake, cache.clone());
+    let alice1 = new_token(fake, "purge-fleet-a1", alice());
+    let alice2 = new_token(fake, "purge-fleet-a2", alice());
+    let bob = new_token(fake, "purge-fleet-b", bob());
+    for t in [&alice1, &alice2, &bob] {
+        assert_eq!(c.check(t).unwrap().source, Source::Network);
+        assert_eq!(c.check(t).unwrap().source, server.backend.source());
+    }
+    c.authorize(&alice1, &group_request(fixtures::GROUP_MEMBER))
+        .unwrap();
+    let config = common::config(fake, json!({ "cache_config": cache }));
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_process", "--nocapture", "--test-threads=1"])
+        .env(
+            CHILD_ENV,
+            json!({"config": config, "purge_identity": format!("urn:globus:auth:identity:{}", fixtures::ALICE_ID2)})
+                .to_string(),
+        )
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the child process failed");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CHILD_RESULT"));
+    let before = requests(fake);
+    for t in [&alice1, &alice2] {
+        assert_eq!(
+            c.check(t).unwrap().source,
+            Source::Network,
+            "purged by the other process"
+        );
+    }
+    assert_eq!(c.check(&bob).unwrap().source, server.backend.source());
+    // Alice's groups went too: authorizing by group asks again.
+    c.authorize(&alice1, &group_request(fixtures::GROUP_MEMBER))
+        .unwrap();
+    let after = requests(fake);
+    assert_eq!(after.0 - before.0, 2, "two introspections, Alice's tokens");
+    assert_eq!(after.2 - before.2, 1, "Alice's groups fetched again");
+    // No identity in the backend's keys or values, the indexes included.
+    assert_nothing_readable(server.dump(), PREFIX, &[], &[]);
 }
 
 /// Killing the backend mid-run loses no check; restarting it is picked up.
@@ -1104,6 +1174,13 @@ fn backends() {
     for server in [&redis, &memcached] {
         step(&format!("fleet of two processes, {:?}", server.backend));
         fleet(&fake, server);
+    }
+    for server in [&redis, &memcached] {
+        step(&format!(
+            "purge of an identity across the fleet, {:?}",
+            server.backend
+        ));
+        purge_identity_fleet(&fake, server);
     }
     for server in [&redis, &memcached] {
         step(&format!("purge during an outage, {:?}", server.backend));

@@ -76,6 +76,21 @@ fn nothing_the_library_emits_carries_a_secret() {
     fake.clear_faults();
     let wrong = config(json!({"client_secret": "wrong-SECRET-b41d"}));
     emitted.push(Checker::from_json(&wrong).err().unwrap().to_string());
+    // A client whose scope lacks the Groups dependency: warned once per checker, however often.
+    fake.add_client_without_groups("no-groups-client", secret);
+    let no_groups = Checker::from_json(&config(
+        json!({"client_id": "no-groups-client", "expected_audience": "secret-client",
+               "fetch_groups": "lazy"}),
+    ))
+    .unwrap();
+    for _ in 0..3 {
+        emitted.push(no_groups.authorize(token, &req).unwrap_err().to_string());
+    }
+    // Plain HTTP to a non-loopback host, allowed explicitly: warned at creation.
+    let insecure = json!({"client_id": "c", "client_secret": secret, "expected_scopes": ["s"],
+                          "auth_url": "http://auth.invalid", "groups_url": fake.url(),
+                          "allow_insecure_http": true, "verify_credentials": false});
+    Checker::from_json(&insecure.to_string()).unwrap();
     emitted.push(tokenchecker::stats::stats().to_json(tokenchecker::cache::current().describe()));
     emitted.push(tokenchecker::stats::stats().to_prometheus(0));
     set_rust_logger(None, tc_log_level::TC_LOG_OFF);
@@ -84,6 +99,18 @@ fn nothing_the_library_emits_carries_a_secret() {
     assert!(
         emitted.iter().any(|l| l.starts_with("warn:")),
         "the failures were logged: {emitted:#?}"
+    );
+    let lines = lines.lock().unwrap();
+    let no_dependency = lines
+        .iter()
+        .filter(|l| l.starts_with("warn:") && l.contains("view_my_groups_and_memberships"))
+        .count();
+    assert_eq!(no_dependency, 1, "warned once per checker: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("warn:")
+            && l.contains("allow_insecure_http")
+            && l.contains("http://auth.invalid")),
+        "plain HTTP was warned about: {lines:#?}"
     );
     for secret_text in [
         token,

@@ -4,33 +4,38 @@
 //! same key wait on the same future. Whoever waits drives it: there is no extra task and no
 //! thread hop, so a lone miss costs what the request costs. A caller that gives up (its own
 //! deadline passes, its future is dropped) only drops its handle; the others keep driving the
-//! fetch, so one waiter's timeout never fails the others. A fetch every caller abandoned stays
-//! in the table, unpolled, until a caller finds it older than its deadline and replaces it. The
-//! fetch stores its answer in the cache before it leaves the table, and a new fetch looks in the
-//! cache first (see `CacheStore::get_or_fetch`), so a caller that missed just before the answer
-//! was stored and arrives here after the fetch left makes no second request.
+//! fetch, so one waiter's timeout never fails the others.
+//!
+//! The table holds only a weak handle: when every caller has given up, the fetch itself is
+//! dropped at once — its request is cancelled, its request slot released, its copy of the token
+//! freed — and it leaves the table. So a brownout in which every caller times out leaves
+//! nothing behind, however many distinct tokens it saw: the table holds no more fetches than
+//! there are callers waiting, and no fetch runs past its own deadline (the first caller's).
+//!
+//! The fetch stores its answer in the cache before it leaves the table, and a new fetch looks in
+//! the cache first (see `CacheStore::get_or_fetch`), so a caller that missed just before the
+//! answer was stored and arrives here after the fetch left makes no second request.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use once_cell::sync::Lazy;
 
 use super::{CacheKey, Entry, Source};
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
 
-type Flight = Shared<BoxFuture<'static, Result<(Entry, Source), Error>>>;
+type FetchFuture = BoxFuture<'static, Result<(Entry, Source), Error>>;
 
-/// A fetch in progress: its shared future, a number telling it apart from a later fetch of the
-/// same key, and when it started.
+/// A fetch in progress: a weak handle on its shared future (the callers hold the strong ones),
+/// and a number telling it apart from a later fetch of the same key.
 struct Running {
-    flight: Flight,
+    flight: WeakShared<FetchFuture>,
     id: u64,
-    started: Instant,
 }
 
 static IN_FLIGHT: Lazy<Mutex<HashMap<CacheKey, Running>>> = Lazy::new(Default::default);
@@ -42,48 +47,60 @@ fn table() -> std::sync::MutexGuard<'static, HashMap<CacheKey, Running>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Waits (at most `deadline`) for the fetch of `key`, starting it with `fetch` if none runs.
+/// Takes a fetch out of the table when it ends, finished or dropped (never while this module
+/// holds the table's lock: a shared future is never dropped there).
+struct Leave {
+    key: CacheKey,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let mut guard = table();
+        if guard.get(&self.key).is_some_and(|r| r.id == self.id) {
+            guard.remove(&self.key);
+        }
+    }
+}
+
+/// Waits (at most `deadline`) for the fetch of `key`, starting it with `fetch` if none runs;
+/// a fetch this call starts is given `deadline` too, and ends with it.
 /// Returns the entry and where it came from: the fetch's own answer for the caller that started
 /// it, [`Source::Coalesced`] for the callers that waited for it.
 pub async fn join<F>(key: CacheKey, deadline: Duration, fetch: F) -> Result<(Entry, Source), Error>
 where
-    F: FnOnce() -> BoxFuture<'static, Result<(Entry, Source), Error>>,
+    F: FnOnce() -> FetchFuture,
 {
     let (flight, leader) = {
         let mut guard = table();
-        match guard.get(&key) {
-            // A fetch that outlived a whole deadline was abandoned by every caller (nobody drove
-            // it since): don't join it, replace it.
-            Some(running) if running.started.elapsed() < deadline => {
+        match guard.get(&key).and_then(|r| r.flight.upgrade()) {
+            Some(flight) => {
                 stats().coalesced_waits.inc();
-                (running.flight.clone(), false)
+                (flight, false)
             }
-            _ => {
+            None => {
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
                 let work = AssertUnwindSafe(fetch()).catch_unwind();
-                let flight: Flight = async move {
-                    let result = work.await.unwrap_or_else(|_| {
-                        Err(Error::new(
+                let leave = Leave { key, id };
+                let flight: Shared<FetchFuture> = async move {
+                    let _leave = leave;
+                    match tokio::time::timeout(deadline, work).await {
+                        Ok(Ok(result)) => result,
+                        Ok(Err(_)) => Err(Error::new(
                             tc_status::TC_PANIC,
                             "internal error while fetching (a panic was caught)",
-                        ))
-                    });
-                    let mut guard = table();
-                    if guard.get(&key).is_some_and(|r| r.id == id) {
-                        guard.remove(&key);
+                        )),
+                        Err(_) => Err(Error::unavailable(format!(
+                            "no answer from the authorization server within {} ms",
+                            deadline.as_millis()
+                        ))),
                     }
-                    result
                 }
                 .boxed()
                 .shared();
-                guard.insert(
-                    key,
-                    Running {
-                        flight: flight.clone(),
-                        id,
-                        started: Instant::now(),
-                    },
-                );
+                let weak = flight.downgrade().expect("a shared future not yet polled");
+                // Replaces a dead handle, if any (a weak handle: dropping it drops no fetch).
+                guard.insert(key, Running { flight: weak, id });
                 (flight, true)
             }
         }

@@ -40,16 +40,32 @@ impl CacheKey {
     /// being a one-way hash of the id, so that a reader of the backend cannot learn the id (from
     /// which the entry's sealing key is derived, see [`super::sealing`]).
     pub fn to_text(&self, prefix: &str) -> String {
-        let public = blake3::derive_key(BACKEND_KEY_CONTEXT, &self.id);
         let mut s = String::with_capacity(prefix.len() + 66);
         s.push_str(prefix);
         s.push(self.kind as u8 as char);
         s.push(':');
-        for b in public {
-            let _ = write!(s, "{b:02x}");
-        }
+        s.push_str(&self.public_id());
         s
     }
+
+    /// The part of the backend key that names the token (64 hex digits): a one-way function of
+    /// the token's id, so the backend never learns the id (from which seals are derived).
+    pub fn public_id(&self) -> String {
+        hex(&blake3::derive_key(BACKEND_KEY_CONTEXT, &self.id))
+    }
+
+    /// The backend key of the token named by `public_id` ([`Self::public_id`]), for `kind`.
+    pub fn text_of(prefix: &str, kind: Kind, public_id: &str) -> String {
+        format!("{prefix}{}:{public_id}", kind as u8 as char)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 /// The id is already a keyed hash, uniform and unpredictable to anyone without the client
@@ -117,6 +133,15 @@ impl KeyHasher {
     #[inline]
     pub fn token_id(&self, token: &str) -> TokenId {
         *blake3::keyed_hash(&self.key, token.as_bytes()).as_bytes()
+    }
+
+    /// The backend key of an identity's index (the tokens of that identity a shared backend
+    /// holds): a keyed hash, so a dump shows no identity, and each service has its own.
+    pub fn identity_index_text(&self, prefix: &str, identity: &str) -> String {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(b"identity index\0");
+        hasher.update(identity.as_bytes());
+        format!("{prefix}x:{}", hex(hasher.finalize().as_bytes()))
     }
 }
 

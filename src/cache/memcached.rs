@@ -124,6 +124,54 @@ impl MemcachedBackend {
         Ok(())
     }
 
+    /// Appends `member` to the list `key` (created on a miss) and makes it live `ttl` from now
+    /// (the identity index, see `Shared::index_identities`): `ms key MA N<ttl>`, then a touch.
+    pub async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), String> {
+        let server = self.server(key);
+        let mut c = server.take().await?;
+        let secs = ttl.as_secs_f64().ceil().clamp(1.0, 2_592_000.0) as i64;
+        let touch = format!("T{secs}");
+        let item = format!("{member} ");
+        // Append; a missing list is added (memcached's append does not create one), and if
+        // another process added it meanwhile, appended to after all.
+        let appended = |r: Result<Option<_>, McError>| match r {
+            Ok(_) => Ok(true),
+            Err(McError::Protocol(Status::NotStored | Status::NotFound)) => Ok(false),
+            Err(e) => Err(err(e)),
+        };
+        if !appended(
+            c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
+                .await,
+        )? {
+            match c.add(key, item.as_str(), Some(secs), None).await {
+                Ok(()) => {}
+                Err(McError::Protocol(Status::NotStored | Status::Exists)) => {
+                    appended(
+                        c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
+                            .await,
+                    )?;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        match c.meta_get(key, false, None, Some(&[touch.as_str()])).await {
+            Ok(_) | Err(McError::Protocol(Status::NotFound)) => {}
+            Err(e) => return Err(err(e)),
+        }
+        server.give(c);
+        Ok(())
+    }
+
+    /// The members of the list `key` (none when it does not exist).
+    pub async fn index_members(&self, key: &str) -> Result<Vec<String>, String> {
+        let value = self.get(key).await?.unwrap_or_default();
+        let text = String::from_utf8_lossy(&value);
+        let mut members: Vec<String> = text.split_whitespace().map(String::from).collect();
+        members.sort_unstable();
+        members.dedup();
+        Ok(members)
+    }
+
     /// `add lock owner ttl`: whether we now hold the lock. The lock lives on the server of the
     /// value's key, so that [`poll`](Self::poll) reads both in one request.
     pub async fn try_lock(

@@ -102,6 +102,19 @@ pub enum Source {
 }
 
 impl Source {
+    /// [`Self::name`] as a static C string.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
+        match self {
+            Source::Network => c"network",
+            Source::Coalesced => c"coalesced",
+            Source::Memory => c"memory",
+            Source::Near => c"near",
+            Source::Redis => c"redis",
+            Source::Memcached => c"memcached",
+            Source::Stale => c"stale",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Source::Network => "network",
@@ -227,15 +240,45 @@ impl CacheStore {
         }
     }
 
-    /// Removes the entries of this identity's tokens from the in-process layers (a shared
-    /// backend cannot be searched by identity: its entries are sealed).
-    pub async fn remove_identity(&self, identity: &str) {
+    /// Removes the entries of this identity's tokens: from the in-process layers (by their
+    /// identity filters) and, with a shared backend, through the identity's index there, from
+    /// the backend, for the whole fleet. `index_text` makes the index's backend key from the
+    /// backend's prefix. False when a shared backend could not be reached (the purge was then
+    /// only local).
+    pub async fn remove_identity(
+        &self,
+        identity: &str,
+        index_text: impl Fn(&str) -> String,
+    ) -> bool {
         if let Some(local) = &self.local {
             local.remove_identity(identity);
         }
-        if let Some(shared) = &self.shared {
-            shared.remove_identity(identity);
+        match &self.shared {
+            Some(shared) => {
+                shared.remove_identity(identity);
+                shared.purge_index(&index_text(shared.prefix())).await
+            }
+            None => true,
         }
+    }
+
+    /// With a shared backend: records the token's identities in their indexes there (see
+    /// [`Self::remove_identity`]); `index_text` as there. Nothing to do otherwise.
+    pub async fn index_identities<'a>(
+        &self,
+        key: &CacheKey,
+        identities: impl Iterator<Item = &'a str>,
+        index_text: impl Fn(&str, &str) -> String,
+    ) {
+        if let Some(shared) = &self.shared {
+            let texts: Vec<String> = identities.map(|i| index_text(shared.prefix(), i)).collect();
+            shared.index_identities(key, &texts).await;
+        }
+    }
+
+    /// Whether a shared backend is configured.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// The entry for `key` from the nearest layer that has it; otherwise fetches it once for

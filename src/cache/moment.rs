@@ -56,6 +56,16 @@ impl Moment {
         Moment::now().saturating_duration_since(self)
     }
 
+    /// The clock's reading in nanoseconds (to keep a moment in an atomic).
+    pub fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// A moment from [`Moment::as_nanos`].
+    pub fn from_nanos(n: u64) -> Moment {
+        Moment(n)
+    }
+
     /// `d` earlier, if that is not before the clock's start.
     pub fn checked_sub(self, d: Duration) -> Option<Moment> {
         self.0.checked_sub(nanos(d)).map(Moment)

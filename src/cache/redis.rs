@@ -191,21 +191,8 @@ fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertificates>, Err
     if config.tls_ca_file.is_none() && config.tls_client_cert.is_none() {
         return Ok(None);
     }
-    // A PEM file: a regular file of sane size (not a pipe or a device that never ends).
-    const MAX_PEM_BYTES: u64 = 1 << 20;
-    let read = |key: &str, path: &str| {
-        let shown = crate::config::clip(path);
-        let fail = |why: String| {
-            Error::invalid_config(format!("cache_config.{key}: cannot read {shown:?}: {why}"))
-        };
-        let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-        if !meta.is_file() || meta.len() > MAX_PEM_BYTES {
-            return Err(fail(format!(
-                "not a regular file of at most {MAX_PEM_BYTES} bytes"
-            )));
-        }
-        std::fs::read(path).map_err(|e| fail(e.to_string()))
-    };
+    let read =
+        |key: &str, path: &str| crate::config::read_pem_file(&format!("cache_config.{key}"), path);
     let root_cert = match &config.tls_ca_file {
         Some(path) => Some(read("ssl_ca_certs", path)?),
         None => None,
@@ -334,6 +321,34 @@ impl RedisBackend {
         let r = redis::cmd("DEL")
             .arg(key)
             .query_async::<()>(&mut c.conn)
+            .await;
+        c.settle(r)
+    }
+
+    /// Adds `member` to the set `key` and makes the set live `ttl` from now (the identity index,
+    /// see `Shared::index_identities`).
+    pub async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), String> {
+        let mut c = self.conn().await?;
+        let r = redis::pipe()
+            .cmd("SADD")
+            .arg(key)
+            .arg(member)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(ttl.as_millis().max(1) as u64)
+            .ignore()
+            .query_async::<()>(&mut c.conn)
+            .await;
+        c.settle(r)
+    }
+
+    /// The members of the set `key` (none when it does not exist).
+    pub async fn index_members(&self, key: &str) -> Result<Vec<String>, String> {
+        let mut c = self.conn().await?;
+        let r = redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async::<Vec<String>>(&mut c.conn)
             .await;
         c.settle(r)
     }

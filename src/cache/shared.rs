@@ -42,7 +42,7 @@ use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
 use super::redis::RedisBackend;
 use super::sealing;
-use super::{CacheKey, Entry, Fetched, Moment, Source};
+use super::{CacheKey, Entry, Fetched, Kind, Moment, Source};
 use crate::config::{MemcachedConfig, RedisConfig};
 use crate::log::{log_debug, log_info, log_warn};
 use crate::stats::stats;
@@ -131,6 +131,10 @@ impl Shared {
     pub fn memcached(config: &MemcachedConfig, timeout: Duration) -> Result<Shared, Error> {
         let backend = Backend::Memcached(MemcachedBackend::new(config));
         Ok(shared_from!(config, backend, Source::Memcached, timeout))
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn source(&self) -> Source {
@@ -245,6 +249,20 @@ impl Shared {
         }
     }
 
+    async fn raw_index_add(&self, text: &str, member: &str, ttl: Duration) -> Result<(), String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.index_add(text, member, ttl).await,
+            Backend::Memcached(m) => m.index_add(text, member, ttl).await,
+        }
+    }
+
+    async fn raw_index_members(&self, text: &str) -> Result<Vec<String>, String> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.index_members(text).await,
+            Backend::Memcached(m) => m.index_members(text).await,
+        }
+    }
+
     async fn raw_try_lock(&self, text: &str, lock: &str, owner: &str) -> Result<bool, String> {
         match &self.backend {
             Backend::Redis(r, _) => r.try_lock(lock, owner, self.lock_timeout).await,
@@ -340,11 +358,50 @@ impl Shared {
     /// module documentation).
     pub async fn remove(&self, key: &CacheKey) {
         self.fallback.remove(key);
-        let text = key.to_text(&self.prefix);
+        self.remove_text(key.to_text(&self.prefix)).await;
+    }
+
+    async fn remove_text(&self, text: String) {
         match self.forced(&text, self.raw_delete(&text)).await {
             Ok(()) => self.forget_removal(&text),
             Err(Unavailable) => self.remember_removal(text),
         }
+    }
+
+    /// Records, in each identity's index (backend keys from
+    /// [`KeyHasher::identity_index_text`](super::KeyHasher::identity_index_text)), that the
+    /// token of `key` stands for it, so that a purge of the identity in any process finds the
+    /// token's entries. An index lives as long as the longest entry can (`timeout`).
+    pub async fn index_identities(&self, key: &CacheKey, index_texts: &[String]) {
+        let member = key.public_id();
+        for text in index_texts {
+            let _ = self
+                .guarded(text, self.raw_index_add(text, &member, self.timeout))
+                .await;
+        }
+    }
+
+    /// Removes, from the backend, the entries of every token in an identity's index (every
+    /// kind), then the index. False when the backend could not be read: the purge was then
+    /// only local.
+    pub async fn purge_index(&self, index_text: &str) -> bool {
+        let Ok(members) = self
+            .forced(index_text, self.raw_index_members(index_text))
+            .await
+        else {
+            return false;
+        };
+        for member in members {
+            if member.len() != 64 || !member.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue; // not ours: never turned into a key
+            }
+            for kind in Kind::ALL {
+                self.remove_text(CacheKey::text_of(&self.prefix, kind, &member))
+                    .await;
+            }
+        }
+        self.remove_text(index_text.to_string()).await;
+        true
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Moment>> {

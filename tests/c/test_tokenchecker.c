@@ -1285,7 +1285,8 @@ static void test_logger(void) {
     log_sink sink = {PTHREAD_MUTEX_INITIALIZER, 0, 0, tok};
     CHECK_STATUS(tc_set_logger(on_log, &sink, 99), TC_INVALID_ARGUMENT);
     CHECK_STATUS(tc_set_logger(on_log, &sink, TC_LOG_DEBUG), TC_OK);
-    CHECK(fake_set_fault("{\"endpoint\":\"introspect\",\"status\":500,\"count\":1}") == 0);
+    /* 500 is retried once (max_retries 1): two in a row fail the check */
+    CHECK(fake_set_fault("{\"endpoint\":\"introspect\",\"status\":500,\"count\":2}") == 0);
     check_and_free(g, tok, TC_AUTH_UNAVAILABLE);
     check_and_free(g, tok, TC_OK);
     CHECK_STATUS(tc_set_logger(NULL, NULL, TC_LOG_OFF), TC_OK);
@@ -1296,6 +1297,186 @@ static void test_logger(void) {
     pthread_mutex_unlock(&sink.lock);
     check_and_free(g, "tok-inactive", TC_INACTIVE_TOKEN);
     CHECK(sink.lines == lines); /* removed: no more calls */
+}
+
+/* A log callback that calls back into the library: it replaces itself (tc_set_logger from
+ * inside the callback), purges and checks. The library holds no lock while it calls it, so
+ * none of this deadlocks; a concurrent tc_set_logger on another thread returns too. */
+typedef struct {
+    pthread_mutex_t lock;
+    int calls, replaced;
+    tc_status purge, try_check;
+} reentrant_sink;
+
+static reentrant_sink *reentrant_target;
+
+static void on_log_quiet(void *user_data, tc_log_level level, const char *message) {
+    (void)level;
+    (void)message;
+    reentrant_sink *sink = user_data;
+    pthread_mutex_lock(&sink->lock);
+    sink->calls++;
+    pthread_mutex_unlock(&sink->lock);
+}
+
+static void on_log_reentrant(void *user_data, tc_log_level level, const char *message) {
+    (void)level;
+    (void)message;
+    reentrant_sink *sink = user_data;
+    tc_status purge = tc_purge(g, "tok-reentrant-purge");
+    char *json = NULL;
+    tc_status try_check = tc_try_check(g, "tok-valid", &json);
+    tc_string_free(json);
+    sleep_ms(20); /* long enough for the other thread's tc_set_logger to arrive meanwhile */
+    tc_status replaced = tc_set_logger(on_log_quiet, sink, TC_LOG_DEBUG);
+    pthread_mutex_lock(&sink->lock);
+    sink->calls++;
+    sink->purge = purge;
+    sink->try_check = try_check;
+    sink->replaced += replaced == TC_OK;
+    pthread_mutex_unlock(&sink->lock);
+}
+
+static void *set_logger_meanwhile(void *arg) {
+    (void)arg;
+    sleep_ms(5);
+    tc_set_logger(on_log_quiet, reentrant_target, TC_LOG_DEBUG);
+    return NULL;
+}
+
+static void test_logger_reentrant(void) {
+    reentrant_sink sink = {PTHREAD_MUTEX_INITIALIZER, 0, 0, TC_PANIC, TC_PANIC};
+    reentrant_target = &sink;
+    char tok[128];
+    new_token(tok, sizeof tok, "reentrant", "{}");
+    CHECK_STATUS(tc_set_logger(on_log_reentrant, &sink, TC_LOG_DEBUG), TC_OK);
+    pthread_t other;
+    REQUIRE(pthread_create(&other, NULL, set_logger_meanwhile, NULL) == 0);
+    check_and_free(g, tok, TC_OK); /* logs (debug: the request's latency) */
+    pthread_join(other, NULL);
+    CHECK_STATUS(tc_set_logger(NULL, NULL, TC_LOG_OFF), TC_OK);
+    pthread_mutex_lock(&sink.lock);
+    CHECK(sink.calls >= 1);
+    CHECK(sink.replaced >= 1);
+    /* answered, not deadlocked: on a thread driving the runtime a blocking purge says so */
+    CHECK(sink.purge == TC_OK || sink.purge == TC_WOULD_BLOCK);
+    CHECK(sink.try_check == TC_OK || sink.try_check == TC_WOULD_BLOCK);
+    pthread_mutex_unlock(&sink.lock);
+}
+
+/* tc_free while another thread is blocked in tc_check with the same checker: the blocked call
+ * holds its own reference and completes with its normal answer (ASan/valgrind would report a
+ * use after free otherwise). */
+typedef struct {
+    tc_checker *c;
+    const char *token;
+    tc_status status;
+    char *json;
+} blocked_call;
+
+static void *check_blocked(void *arg) {
+    blocked_call *b = arg;
+    b->status = tc_check(b->c, b->token, &b->json);
+    return NULL;
+}
+
+static void test_free_during_blocking_check(void) {
+    tc_checker *c = new_checker(NULL);
+    REQUIRE(c != NULL);
+    char tok[128];
+    new_token(tok, sizeof tok, "free-while-blocked", "{}");
+    REQUIRE(fake_set_fault("{\"endpoint\":\"introspect\",\"latency_ms\":600,\"count\":1}") == 0);
+    blocked_call b = {c, tok, TC_PANIC, NULL};
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, check_blocked, &b) == 0);
+    sleep_ms(200); /* the check is waiting for the server now */
+    tc_free(c);
+    pthread_join(t, NULL);
+    CHECK_STATUS(b.status, TC_OK);
+    CHECK_HAS(b.json, "\"source\":\"network\"");
+    tc_string_free(b.json);
+}
+
+/* ---- the answer handle ---------------------------------------------------------------------- */
+
+static void test_answer_handle(void) {
+    char tok[128];
+    new_token(tok, sizeof tok, "answer", "{\"identity_set\":[\"" ALICE "\"]}");
+    const tc_answer *a = NULL;
+    tc_answer_meta meta = {NULL, 99};
+    char *err = (char *)"untouched";
+    /* a miss: the try variant would block, with an error document */
+    CHECK_STATUS(tc_try_check_answer(g, tok, &a, &meta, &err), TC_WOULD_BLOCK);
+    CHECK(a == NULL);
+    CHECK_ERROR_DOC(err, "TC_WOULD_BLOCK");
+    tc_string_free(err);
+    err = (char *)"untouched";
+    CHECK_STATUS(tc_check_answer(g, tok, &a, &meta, &err), TC_OK);
+    REQUIRE(a != NULL);
+    CHECK(err == NULL);
+    CHECK(meta.source != NULL && strcmp(meta.source, "network") == 0);
+    size_t len = 0;
+    const char *text = tc_answer_text(a, &len);
+    REQUIRE(text != NULL);
+    CHECK(len == strlen(text));
+    CHECK(text[0] == '{' && text[len - 1] == '}');
+    CHECK_HAS(text, "\"active\":true,\"sub\":\"" ALICE "\"");
+    CHECK_LACKS(text, "\"cache\"");
+    CHECK_LACKS(text, tok);
+    uint64_t id = tc_answer_id(a);
+    CHECK(id > 0);
+    /* a hit: the same answer, the same text bytes (the same pointer even), a new source */
+    const tc_answer *b = NULL;
+    CHECK_STATUS(tc_try_check_answer(g, tok, &b, &meta, NULL), TC_OK);
+    REQUIRE(b != NULL);
+    CHECK(tc_answer_id(b) == id);
+    CHECK(strcmp(meta.source, "memory") == 0);
+    CHECK(tc_answer_text(b, NULL) == text);
+    /* references: retain, free in any order, the text lives as long as one does */
+    const tc_answer *c = tc_answer_retain(b);
+    CHECK(c == b);
+    tc_answer_free(a);
+    tc_answer_free(b);
+    CHECK(strncmp(tc_answer_text(c, NULL), "{\"active\":true,", 15) == 0);
+    tc_answer_free(c);
+    /* a new fetch (after a purge) is a new answer with a new id */
+    CHECK_STATUS(tc_purge(g, tok), TC_OK);
+    CHECK_STATUS(tc_check_answer(g, tok, &a, NULL, NULL), TC_OK);
+    CHECK(tc_answer_id(a) != id);
+    tc_answer_free(a);
+    /* failures: no answer, an error document */
+    a = (const tc_answer *)&meta;
+    err = NULL;
+    CHECK_STATUS(tc_check_answer(g, "tok-inactive", &a, NULL, &err), TC_INACTIVE_TOKEN);
+    CHECK(a == NULL);
+    CHECK_ERROR_DOC(err, "TC_INACTIVE_TOKEN");
+    tc_string_free(err);
+    CHECK_STATUS(tc_check_answer(g, tok, NULL, NULL, NULL), TC_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_check_answer(NULL, tok, &a, NULL, NULL), TC_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_try_check_answer(g, NULL, &a, NULL, NULL), TC_INVALID_ARGUMENT);
+    CHECK(a == NULL);
+    /* NULL handles */
+    CHECK(tc_answer_text(NULL, &len) == NULL && len == 0);
+    CHECK(tc_answer_id(NULL) == 0);
+    CHECK(tc_answer_retain(NULL) == NULL);
+    tc_answer_free(NULL);
+}
+
+static void test_groups(void) {
+    char *json = NULL;
+    CHECK_STATUS(tc_groups(g, "tok-valid", &json), TC_OK);
+    CHECK_HAS(json, "{\"groups\":[");
+    CHECK_HAS(json, "11111111-1111-4111-8111-111111111111");
+    CHECK_LACKS(json, "33333333-3333-4333-8333-333333333333"); /* pending: does not count */
+    tc_string_free(json);
+    json = NULL;
+    CHECK_STATUS(tc_groups(g, "tok-inactive", &json), TC_INACTIVE_TOKEN);
+    CHECK_ERROR_DOC(json, "TC_INACTIVE_TOKEN");
+    tc_string_free(json);
+    CHECK_STATUS(tc_groups(g, "tok-valid", NULL), TC_INVALID_ARGUMENT);
+    json = NULL;
+    CHECK_STATUS(tc_groups(NULL, "tok-valid", &json), TC_INVALID_ARGUMENT);
+    tc_string_free(json);
 }
 
 static void test_abi_version(void) {
@@ -1387,6 +1568,10 @@ typedef struct {
 
 static const test_case tests[] = {
     {"version", test_version},
+    {"answer_handle", test_answer_handle},
+    {"groups", test_groups},
+    {"logger_reentrant", test_logger_reentrant},
+    {"free_during_blocking_check", test_free_during_blocking_check},
     {"status_names", test_status_names},
     {"new_valid", test_new_valid},
     {"new_null_args", test_new_null_args},
