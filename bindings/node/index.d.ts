@@ -2,7 +2,7 @@
 /// <reference types="node" />
 import type { IncomingMessage, ServerResponse } from 'http';
 
-/** Library configuration (camelCase; mapped to the library's snake_case keys). */
+/** The process-wide cache's configuration (`cache_config`). */
 export interface CacheConfig {
   /** "memory" (default), "redis", "redis_cluster", "redis_sentinel" or "memcached" (or their dogpile.cache.* names). */
   backend?: string;
@@ -12,10 +12,16 @@ export interface CacheConfig {
   [key: string]: unknown;
 }
 
+/**
+ * Library configuration: one property per top-level key of the library (README.md's table),
+ * camelCase, mapped to its snake_case key (acronyms stay whole: `authURL` is `auth_url` too).
+ * Keys may also be given in snake_case.
+ */
 export interface TokenCheckerConfig {
   clientId: string;
   clientSecret: string;
-  expectedScopes: string[];
+  /** At least one; a space-separated string is accepted. */
+  expectedScopes: string[] | string;
   /** Default: clientId. */
   expectedAudience?: string;
   /** Default: https://auth.globus.org */
@@ -33,6 +39,14 @@ export interface TokenCheckerConfig {
   maxRetries?: number;
   maxTokenBytes?: number;
   maxResponseBytes?: number;
+  /** Requests to Globus Auth/Groups in flight per checker (default 256); more wait for a slot, then fail with TC_AUTH_UNAVAILABLE. */
+  maxConcurrentRequests?: number;
+  /** Outage policy: serve a recent positive answer up to this many seconds past its cache lifetime (never past `exp`) when Globus Auth is unavailable (default 0: off). Such answers have cache.source 'stale'. */
+  staleIfErrorS?: number;
+  /** Allow plain http:// authUrl/groupsUrl to a host other than loopback (default false). */
+  allowInsecureHttp?: boolean;
+  /** PEM files of extra CA certificates trusted for authUrl/groupsUrl. */
+  caCerts?: string[];
   /** Replaces the process-wide cache (shared by every checker) when given. */
   cacheConfig?: CacheConfig;
 }
@@ -102,6 +116,19 @@ export interface MiddlewareOptions extends AuthorizeOptions {
   realm?: string;
   /** Request property receiving the AuthState (default "authState"). */
   property?: string;
+  /**
+   * Called before each error answer with the HTTP status and the error (the library's detail,
+   * which the answer's body does not carry; never the token): to log them. A throw from it is
+   * rethrown asynchronously, like one from any callback; the answer is written anyway.
+   */
+  onError?: (req: IncomingMessage, status: number, err: TokenCheckerError | Error) => void;
+}
+
+export interface WriteErrorOptions {
+  /** WWW-Authenticate realm (default "api"). */
+  realm?: string;
+  /** The scopes a token needs, named in `WWW-Authenticate: …, scope="…"` for TC_INSUFFICIENT_SCOPE (a checker's expectedScopes). */
+  scopes?: Iterable<string> | string;
 }
 
 export type ErrorCode =
@@ -156,6 +183,8 @@ export declare class TokenChecker {
   static stats(): Stats;
   static version(): string;
 
+  /** The configuration's expected scopes (frozen; a space-separated string is split). */
+  readonly expectedScopes: readonly string[];
   readonly closed: boolean;
   /** Operations of this checker in flight. */
   readonly inFlight: number;
@@ -170,6 +199,24 @@ export declare class TokenChecker {
   close(): void;
   middleware(options?: MiddlewareOptions): TokenCheckerMiddleware;
 }
+
+/**
+ * The token of a request's `Authorization: Bearer <token>` header (RFC 6750; the scheme is
+ * case-insensitive). Throws a TokenCheckerError with code 'TC_INVALID_ARGUMENT' when the header
+ * is missing, repeated, of another scheme, or its token is empty or holds anything but visible
+ * ASCII. Makes no call: whether the token is valid is for check() to say.
+ */
+export declare function bearerToken(req: IncomingMessage | { headers: Record<string, string | string[] | undefined> }): string;
+
+/**
+ * Writes the error answer of ../contract/http.json for `err` (what bearerToken throws, or what
+ * check/authorize/dependentToken reject with; another code answers 500 "internal error" with that
+ * code, anything but a TokenCheckerError 500 TC_PANIC): status,
+ * WWW-Authenticate, Retry-After, `Content-Type: application/json`, `Cache-Control: no-store` and
+ * `{"error": {"code", "message"}}` with the contract's fixed message. Returns the HTTP status;
+ * writes nothing when the headers were already sent.
+ */
+export declare function writeError(res: ServerResponse, err: unknown, options?: WriteErrorOptions): number;
 
 /** The library's process-wide counters, as its JSON document (snake_case keys). */
 export interface Stats {

@@ -213,20 +213,69 @@ function settle(status, json, resolve, reject, shape, what) {
 
 // ---- configuration ----------------------------------------------------------------------------
 
+/**
+ * The library's top-level configuration keys (snake_case), in the order of the README's table.
+ * index.d.ts's TokenCheckerConfig has exactly these (camelCase), and test/lists.test.js checks
+ * both against the real library and the READMEs. A key not listed still reaches the library (a
+ * newer library may know it); this list only lets a TC_INVALID_CONFIG error name a misspelling.
+ */
+const CONFIG_KEYS = Object.freeze([
+  'client_id', 'client_secret', 'expected_scopes', 'expected_audience', 'auth_url', 'groups_url',
+  'scope_match', 'leeway_s', 'fetch_groups', 'verify_credentials', 'connect_timeout_ms',
+  'request_timeout_ms', 'max_retries', 'max_token_bytes', 'max_response_bytes',
+  'max_concurrent_requests', 'stale_if_error_s', 'allow_insecure_http', 'ca_certs', 'cache_config',
+]);
+const KNOWN_KEYS = new Set(CONFIG_KEYS);
+
+/**
+ * camelCase -> snake_case, keeping acronyms whole: authUrl and authURL -> auth_url,
+ * clientID -> client_id, nearCacheTTL -> near_cache_ttl, sslCACerts -> ssl_ca_certs. A key
+ * already in snake_case is unchanged.
+ */
 function snake(key) {
-  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return key
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1_$2') // an acronym followed by a word: CACerts -> CA_Certs
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2') // a word followed by a capital: authURL -> auth_URL
+    .toLowerCase();
+}
+
+/** The camelCase spelling of a snake_case key (for messages): client_id -> clientId. */
+function camel(key) {
+  return key.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
 }
 
 function isPlainObject(v) {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
+/** The expected scopes of a configuration document: a list, or a space-separated string. */
+function scopesOf(doc) {
+  const v = isPlainObject(doc) ? doc.expected_scopes : undefined;
+  if (typeof v === 'string') return v.split(/\s+/).filter(Boolean);
+  if (Array.isArray(v)) return v.filter((s) => typeof s === 'string').map((s) => s.trim()).filter(Boolean);
+  return [];
+}
+
 /**
- * camelCase options -> the library's snake_case keys. Keys already in snake_case pass through;
- * unknown keys are passed on too, so the library names them in its TC_INVALID_CONFIG error.
+ * A configuration for the library: `{json, scopes, unknown}`. camelCase options become the
+ * library's snake_case keys (cacheConfig's keys too); keys already in snake_case pass through;
+ * unknown keys are passed on too (the library names them in its TC_INVALID_CONFIG error, or a
+ * newer library knows them) and listed in `unknown` as `{option, key}` for configError. A string
+ * is given to the library verbatim.
  */
-function configToJson(config) {
-  if (typeof config === 'string') return config;
+function prepareConfig(config) {
+  if (typeof config === 'string') {
+    let doc;
+    try {
+      doc = JSON.parse(config);
+    } catch {
+      doc = undefined; // the library reports it
+    }
+    const unknown = isPlainObject(doc)
+      ? Object.keys(doc).filter((key) => !KNOWN_KEYS.has(key)).map((key) => ({ option: key, key }))
+      : [];
+    return { json: config, scopes: scopesOf(doc), unknown };
+  }
   if (!isPlainObject(config)) {
     throw new TokenCheckerError(
       'TC_INVALID_CONFIG',
@@ -235,25 +284,72 @@ function configToJson(config) {
     );
   }
   const out = {};
-  for (const [key, value] of Object.entries(config)) {
+  const unknown = [];
+  for (const [option, value] of Object.entries(config)) {
     if (value === undefined) continue;
-    const k = snake(key);
-    if (k === 'cache_config' && isPlainObject(value)) {
+    const key = snake(option);
+    if (!KNOWN_KEYS.has(key)) unknown.push({ option, key });
+    if (key === 'cache_config' && isPlainObject(value)) {
       const cache = {};
       for (const [ck, cv] of Object.entries(value)) {
         if (cv !== undefined) cache[snake(ck)] = cv;
       }
-      out[k] = cache;
+      out[key] = cache;
     } else {
-      out[k] = value;
+      out[key] = value;
     }
   }
-  return JSON.stringify(out);
+  return { json: JSON.stringify(out), scopes: scopesOf(out), unknown };
+}
+
+/** camelCase options -> the library's JSON document (see prepareConfig). */
+function configToJson(config) {
+  return prepareConfig(config).json;
+}
+
+function editDistance(a, b) {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+/**
+ * A creation error, naming the options the binding does not know when the library's message
+ * does not: the library checks required keys first, so `clientIdd` alone would otherwise be
+ * reported as "config key 'client_id' is required".
+ */
+function configError(err, prepared) {
+  if (!(err instanceof TokenCheckerError) || err.code !== 'TC_INVALID_CONFIG' || !prepared) return err;
+  const missed = prepared.unknown.filter(({ key }) => !err.message.includes(`'${key}'`));
+  if (missed.length === 0) return err;
+  const clip = (s) => (s.length > 64 ? `${s.slice(0, 64)}…` : s); // as the library clips
+  const names = missed.map(({ option, key }) => {
+    let best = null;
+    let bestDistance = 3; // suggest only close spellings
+    for (const known of key.length > 64 ? [] : CONFIG_KEYS) {
+      const d = editDistance(key, known);
+      if (d < bestDistance) {
+        best = known;
+        bestDistance = d;
+      }
+    }
+    const spelled = option === key ? `'${clip(key)}'` : `'${clip(option)}' ('${clip(key)}')`;
+    return best ? `${spelled}, did you mean '${option === key ? best : camel(best)}'?` : spelled;
+  });
+  const what = missed.length === 1 ? 'unknown config key' : 'unknown config keys';
+  return new TokenCheckerError(err.code, `${what} ${names.join('; ')} (${err.message})`, err.status);
 }
 
 // ---- the checker ------------------------------------------------------------------------------
 
 const kHandle = Symbol('tokenchecker.handle');
+const kScopes = Symbol('tokenchecker.scopes');
 const AUTHORIZE_OPTIONS = new Set(['allowPublic', 'allowAllAuthenticatedUsers']);
 
 function authorizeRequest(allowedPrincipals, options) {
@@ -281,6 +377,7 @@ function authorizeRequest(allowedPrincipals, options) {
 class TokenChecker {
   #handle;
   #closed = false;
+  #expectedScopes;
 
   /**
    * Creates a checker. `config` is an options object (camelCase) or a raw JSON string given to
@@ -291,21 +388,25 @@ class TokenChecker {
   constructor(config) {
     if (config !== null && typeof config === 'object' && config[kHandle] !== undefined) {
       this.#handle = config[kHandle];
+      this.#expectedScopes = config[kScopes];
       return;
     }
-    const answer = native.create(configToJson(config));
-    if (answer[0] !== 0) throw errorFrom(answer[0], answer[1]);
+    const prepared = prepareConfig(config);
+    const answer = native.create(prepared.json);
+    if (answer[0] !== 0) throw configError(errorFrom(answer[0], answer[1]), prepared);
     this.#handle = answer[1];
+    this.#expectedScopes = Object.freeze(prepared.scopes);
   }
 
   /** Like the constructor, but runs the library's creation (and credential check) off the event loop. */
   static create(config) {
     return new Promise((resolve, reject) => {
-      const answer = native.createAsync(configToJson(config), (status, value) => {
-        if (status !== 0) reject(errorFrom(status, value));
-        else resolve(new TokenChecker({ [kHandle]: value }));
+      const prepared = prepareConfig(config);
+      const answer = native.createAsync(prepared.json, (status, value) => {
+        if (status !== 0) reject(configError(errorFrom(status, value), prepared));
+        else resolve(new TokenChecker({ [kHandle]: value, [kScopes]: Object.freeze(prepared.scopes) }));
       });
-      if (answer !== undefined) reject(errorFrom(answer[0], answer[1]));
+      if (answer !== undefined) reject(configError(errorFrom(answer[0], answer[1]), prepared));
     });
   }
 
@@ -322,6 +423,14 @@ class TokenChecker {
   #live() {
     if (this.#closed) throw closedError();
     return this.#handle;
+  }
+
+  /**
+   * The configuration's expected scopes (a frozen array; a space-separated string is split), as
+   * the middleware and writeError name them in `WWW-Authenticate: …, scope="…"`.
+   */
+  get expectedScopes() {
+    return this.#expectedScopes;
   }
 
   /** Whether close() was called. */
@@ -438,7 +547,148 @@ class TokenChecker {
   }
 }
 
-// ---- middleware -------------------------------------------------------------------------------
+// ---- HTTP: bearerToken, writeError, middleware ------------------------------------------------
+//
+// The HTTP contract of the bindings' middlewares is ../contract/http.json (Go's Middleware
+// answers the same): test/contract.test.js runs every case of it against fake-globus.
+
+/**
+ * Every error answer, per code: HTTP status, the fixed body message (never the library's
+ * detail, which the caller may log through the middleware's onError), and the RFC 6750 `error`
+ * of `WWW-Authenticate` (none: no header). TC_CLOSED answers as TC_AUTH_UNAVAILABLE (a service
+ * shutting down is unavailable, retry elsewhere or later); another TC_ code (TC_INVALID_CONFIG,
+ * TC_WOULD_BLOCK) as TC_PANIC does but with its own code, as Go does; anything that is not a
+ * TokenCheckerError as TC_PANIC.
+ */
+const HTTP_ERRORS = Object.freeze({
+  TC_INVALID_ARGUMENT: [401, 'the request has no valid bearer token', 'invalid_request'],
+  TC_INACTIVE_TOKEN: [401, 'the token is not active', 'invalid_token'],
+  TC_TOKEN_EXPIRED: [401, 'the token has expired or is not yet valid', 'invalid_token'],
+  TC_WRONG_AUDIENCE: [401, 'the token is not meant for this service', 'invalid_token'],
+  TC_INSUFFICIENT_SCOPE: [403, 'the token lacks the scope this service requires', 'insufficient_scope'],
+  TC_NOT_AUTHORIZED: [403, 'the caller is not allowed to use this resource', null],
+  TC_AUTH_UNAVAILABLE: [503, 'the authorization service is unavailable; try again later', null],
+  TC_CREDENTIALS_REJECTED: [503, 'the authorization service is unavailable; try again later', null],
+  TC_PANIC: [500, 'internal error', null],
+});
+
+/** Seconds in the Retry-After header of every 503 answer. */
+const RETRY_AFTER_S = 5;
+
+/**
+ * What writeError answers for `err`: `{status, code, message}` (code and message as in the
+ * body), `wwwAuthenticate` and `retryAfter` (null: no such header).
+ */
+function httpError(err, realm = 'api', scopes = []) {
+  let code = err && typeof err.code === 'string' && /^TC_[A-Z_]+$/.test(err.code) ? err.code : 'TC_PANIC';
+  if (code === 'TC_CLOSED') code = 'TC_AUTH_UNAVAILABLE';
+  const known = Object.prototype.hasOwnProperty.call(HTTP_ERRORS, code);
+  const [status, message, bearer] = HTTP_ERRORS[known ? code : 'TC_PANIC'];
+  let wwwAuthenticate = null;
+  if (bearer) {
+    wwwAuthenticate = `Bearer realm=${quote(realm)}, error=${quote(bearer)}`;
+    if (bearer === 'insufficient_scope' && scopes.length > 0) {
+      wwwAuthenticate += `, scope=${quote(scopes.join(' '))}`;
+    }
+  }
+  return { status, code, message, wwwAuthenticate, retryAfter: status === 503 ? String(RETRY_AFTER_S) : null };
+}
+
+/** An auth-param quoted-string: `"` and `\` escaped, control characters become spaces (as Go). */
+function quote(s) {
+  return `"${String(s).replace(/["\\]/g, '\\$&').replace(/[\x00-\x1f\x7f]/g, ' ')}"`;
+}
+
+function noBearer() {
+  return invalidArgument('the request has no Authorization header; send one: "Authorization: Bearer <access token>"');
+}
+
+function badBearer() {
+  return invalidArgument('the Authorization header is malformed; send exactly one: "Authorization: Bearer <access token>"');
+}
+
+/** Every Authorization header of a request, repeated ones included (node:http keeps only the first in req.headers). */
+function authorizationHeaders(req) {
+  const distinct = req && req.headersDistinct; // node:http >= 18.3 (a getter of IncomingMessage)
+  if (distinct && typeof distinct === 'object') return distinct.authorization || [];
+  const raw = req && req.rawHeaders;
+  if (Array.isArray(raw)) {
+    const values = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (String(raw[i]).toLowerCase() === 'authorization') values.push(String(raw[i + 1]));
+    }
+    return values;
+  }
+  const value = req && req.headers ? req.headers.authorization : undefined;
+  if (value === undefined || value === null) return [];
+  return Array.isArray(value) ? value.map(String) : [String(value)];
+}
+
+/**
+ * The token of a request's `Authorization: Bearer <token>` header (RFC 6750), as Go's
+ * BearerToken: the scheme is case-insensitive and followed by one space; spaces and tabs around
+ * the token are ignored. Throws a TokenCheckerError with code TC_INVALID_ARGUMENT when the header
+ * is missing, repeated, of another scheme, or its token is empty or holds a character other than
+ * visible ASCII (a space inside, say). No network call, no library call: whether the token is
+ * valid is for check() to say. Accepts a node:http IncomingMessage (Express's req too) or any
+ * object with `headers`.
+ */
+function bearerToken(req) {
+  const values = authorizationHeaders(req);
+  if (values.length === 0) throw noBearer();
+  if (values.length > 1) throw badBearer();
+  const header = values[0];
+  const scheme = 'Bearer ';
+  if (header.length <= scheme.length || header.slice(0, scheme.length).toLowerCase() !== 'bearer ') {
+    throw badBearer();
+  }
+  const token = header.slice(scheme.length).replace(/^[ \t]+|[ \t]+$/g, '');
+  if (token === '' || !/^[\x21-\x7e]+$/.test(token)) throw badBearer();
+  return token;
+}
+
+const WRITE_ERROR_OPTIONS = new Set(['realm', 'scopes']);
+
+function scopeList(scopes) {
+  if (scopes == null) return [];
+  if (typeof scopes === 'string') return scopes.split(/\s+/).filter(Boolean);
+  if (typeof scopes[Symbol.iterator] === 'function') return Array.from(scopes, String);
+  throw invalidArgument('writeError option scopes must be an array of scopes or a space-separated string');
+}
+
+/**
+ * Answers a failed check as the middleware does (../contract/http.json): `err` is what
+ * bearerToken throws or check/authorize/dependentToken reject with (a code the contract does not
+ * name answers 500 "internal error" with that code; anything but a TokenCheckerError, 500
+ * TC_PANIC). Writes the status, `WWW-Authenticate` (401; 403 for a missing scope, with
+ * `scope="<scopes>"`), `Retry-After: 5` (503), `Content-Type: application/json`,
+ * `Cache-Control: no-store`, and the body `{"error": {"code", "message"}}` with the contract's
+ * fixed message. Options: `realm` (default "api"), `scopes` (the scopes a token needs: a
+ * checker's `expectedScopes`). Returns the HTTP status; writes nothing when the response's
+ * headers were already sent.
+ */
+function writeError(res, err, options) {
+  const opts = options == null ? {} : options;
+  if (!isPlainObject(opts)) throw invalidArgument('the writeError options must be an object');
+  for (const key of Object.keys(opts)) {
+    if (!WRITE_ERROR_OPTIONS.has(key)) throw invalidArgument(`unknown writeError option '${key}' (realm, scopes)`);
+  }
+  const realm = opts.realm === undefined ? 'api' : String(opts.realm);
+  const answer = httpError(err, realm, scopeList(opts.scopes));
+  if (res.headersSent || res.writableEnded) return answer.status;
+  const body = JSON.stringify({ error: { code: answer.code, message: answer.message } });
+  res.statusCode = answer.status;
+  if (answer.wwwAuthenticate !== null) res.setHeader('WWW-Authenticate', answer.wwwAuthenticate);
+  else if (typeof res.removeHeader === 'function') res.removeHeader('WWW-Authenticate');
+  if (answer.retryAfter !== null) res.setHeader('Retry-After', answer.retryAfter);
+  else if (typeof res.removeHeader === 'function') res.removeHeader('Retry-After');
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+  return answer.status;
+}
 
 const MIDDLEWARE_OPTIONS = new Set([
   'allowedPrincipals',
@@ -446,61 +696,18 @@ const MIDDLEWARE_OPTIONS = new Set([
   'allowAllAuthenticatedUsers',
   'realm',
   'property',
+  'onError',
 ]);
 
-// RFC 6750 b64token
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
-
-function httpStatusFor(code) {
-  switch (code) {
-    case 'TC_INACTIVE_TOKEN':
-    case 'TC_TOKEN_EXPIRED':
-    case 'TC_WRONG_AUDIENCE':
-    case 'TC_INSUFFICIENT_SCOPE':
-    case 'TC_INVALID_ARGUMENT':
-    case 'TC_MISSING_TOKEN':
-    case 'TC_INVALID_REQUEST':
-      return 401;
-    case 'TC_NOT_AUTHORIZED':
-      return 403;
-    case 'TC_AUTH_UNAVAILABLE':
-    case 'TC_CLOSED':
-      return 503;
-    default: // TC_CREDENTIALS_REJECTED (our own misconfiguration), TC_PANIC, …
-      return 500;
+/** Runs a user callback; a throw from it surfaces like one from any callback, not into our promise. */
+function callUser(fn, ...args) {
+  try {
+    fn(...args);
+  } catch (e) {
+    process.nextTick(() => {
+      throw e;
+    });
   }
-}
-
-function bearerError(code) {
-  switch (code) {
-    case 'TC_MISSING_TOKEN':
-      return null;
-    case 'TC_INVALID_REQUEST':
-      return 'invalid_request';
-    case 'TC_INSUFFICIENT_SCOPE':
-      return 'insufficient_scope';
-    default:
-      return 'invalid_token';
-  }
-}
-
-function quote(s) {
-  return `"${String(s).replace(/["\\]/g, '\\$&')}"`;
-}
-
-function sendError(res, realm, code, message) {
-  const status = httpStatusFor(code);
-  if (res.headersSent || res.writableEnded) return;
-  const body = JSON.stringify({ error: { code, message } });
-  res.statusCode = status;
-  if (status === 401) {
-    const error = bearerError(code);
-    res.setHeader('WWW-Authenticate', `Bearer realm=${quote(realm)}${error ? `, error=${quote(error)}` : ''}`);
-  }
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Cache-Control', 'no-store');
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.end(body);
 }
 
 function makeMiddleware(checker, options) {
@@ -513,8 +720,13 @@ function makeMiddleware(checker, options) {
       );
     }
   }
+  if (opts.onError !== undefined && typeof opts.onError !== 'function') {
+    throw invalidArgument('middleware option onError must be a function (req, status, err)');
+  }
   const realm = opts.realm === undefined ? 'api' : String(opts.realm);
   const property = opts.property === undefined ? 'authState' : String(opts.property);
+  const onError = opts.onError;
+  const writeOptions = { realm, scopes: checker.expectedScopes };
   let principals = null;
   let authorizeOptions;
   if (opts.allowedPrincipals != null) {
@@ -529,43 +741,31 @@ function makeMiddleware(checker, options) {
     };
   }
 
+  const fail = (req, res, err) => {
+    if (onError) callUser(onError, req, httpError(err).status, err);
+    writeError(res, err, writeOptions);
+    return false;
+  };
+
   const proceed = (req, next, state) => {
     req[property] = state;
-    if (typeof next === 'function') {
-      try {
-        next();
-      } catch (e) {
-        // Behave like a throw from any callback: don't swallow it into the promise.
-        process.nextTick(() => {
-          throw e;
-        });
-      }
-    }
+    if (typeof next === 'function') callUser(next);
     return true;
   };
 
   return function tokencheckerMiddleware(req, res, next) {
-    const header = req.headers && req.headers.authorization;
-    if (typeof header !== 'string' || !/^Bearer(\s|$)/i.test(header)) {
-      sendError(res, realm, 'TC_MISSING_TOKEN', 'an Authorization: Bearer <token> header is required');
-      return Promise.resolve(false);
+    let token;
+    try {
+      token = bearerToken(req);
+    } catch (err) {
+      return Promise.resolve(fail(req, res, err));
     }
-    const m = BEARER.exec(header);
-    if (!m) {
-      sendError(res, realm, 'TC_INVALID_REQUEST', "malformed Authorization header: expected 'Bearer <token>'");
-      return Promise.resolve(false);
-    }
-    const token = m[1];
     const pending = principals
       ? checker.authorize(token, principals, authorizeOptions)
       : checker.check(token);
     return pending.then(
       (state) => proceed(req, next, state),
-      (err) => {
-        const code = err && err.code ? err.code : 'TC_PANIC';
-        sendError(res, realm, code, err && err.message ? err.message : String(err));
-        return false;
-      },
+      (err) => fail(req, res, err),
     );
   };
 }
@@ -618,7 +818,13 @@ module.exports = {
   version,
   inFlight,
   resultMemo,
+  bearerToken,
+  writeError,
   // internal, for tests
   _native: native,
   _configToJson: configToJson,
+  _configKeys: CONFIG_KEYS,
+  _snake: snake,
+  _sources: SOURCES,
+  _httpError: httpError,
 };

@@ -18,7 +18,7 @@ const http = require('http');
 const path = require('path');
 const { spawn } = require('child_process');
 const readline = require('readline');
-const { TokenChecker, stats } = require('..');
+const { TokenChecker, bearerToken, writeError, stats } = require('..');
 
 const ADMIN_GROUP = process.env.ADMIN_GROUP || '22222222-2222-4222-8222-222222222222';
 const TRANSFER_SCOPE = 'urn:globus:auth:scope:transfer.api.globus.org:all';
@@ -62,9 +62,15 @@ async function main() {
     groupsUrl: process.env.TOKENCHECKER_GROUPS_URL || authUrl,
   });
 
-  const authenticated = checker.middleware({ realm: 'example' });
+  // onError: the library's detail (never the token) goes to the log; the client gets the
+  // contract's fixed message (../contract/http.json). Here only the server-side failures.
+  const onError = (req, status, err) => {
+    if (status >= 500) console.error(`${req.method} ${req.url} -> ${status} ${err.code}: ${err.message}`);
+  };
+  const authenticated = checker.middleware({ realm: 'example', onError });
   const admins = checker.middleware({
     realm: 'example',
+    onError,
     allowedPrincipals: [`urn:globus:groups:id:${ADMIN_GROUP}`],
   });
 
@@ -90,7 +96,7 @@ async function main() {
           }));
         case '/transfer': {
           if (!(await authenticated(req, res))) return;
-          const token = /^Bearer +(\S+)/i.exec(req.headers.authorization)[1];
+          const token = bearerToken(req); // the middleware accepted it
           const dep = await checker.dependentToken(token, TRANSFER_SCOPE);
           // never send the dependent token itself back
           return json(res, 200, { resourceServer: dep.resourceServer, expiresIn: dep.expiresIn });
@@ -101,8 +107,8 @@ async function main() {
           return json(res, 404, { error: { code: 'NOT_FOUND', message: 'no such route' } });
       }
     } catch (err) {
-      const status = err.code === 'TC_AUTH_UNAVAILABLE' ? 503 : err.code === 'TC_NOT_AUTHORIZED' ? 403 : 500;
-      return json(res, status, { error: { code: err.code || 'INTERNAL', message: err.message } });
+      // a failed dependentToken(), say: the same answers as the middleware's (403, 503, …)
+      onError(req, writeError(res, err, { realm: 'example', scopes: checker.expectedScopes }), err);
     }
   });
 

@@ -3,8 +3,9 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('http');
+const net = require('net');
 
-const { TokenChecker, TokenCheckerError } = require('..');
+const { TokenChecker, TokenCheckerError, bearerToken, writeError } = require('..');
 const h = require('./helpers');
 
 let fake;
@@ -68,28 +69,61 @@ describe('middleware (check only)', () => {
     base = await serve(withNext(checker.middleware({ realm: 'test-api' }), seen));
   });
 
-  it('missing header -> 401, WWW-Authenticate, and no introspection', async () => {
+  it('missing or malformed header -> 401 invalid_request TC_INVALID_ARGUMENT, no introspection', async () => {
     const before = (await fake.counters()).introspect;
-    const r = await get(base);
-    assert.equal(r.status, 401);
-    assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="test-api"');
-    assert.equal(r.body.error.code, 'TC_MISSING_TOKEN');
-    assert.equal(typeof r.body.error.message, 'string');
-    const other = await get(base, { authorization: 'Basic dGVzdDp0ZXN0' });
-    assert.equal(other.status, 401);
-    assert.equal(other.body.error.code, 'TC_MISSING_TOKEN');
+    const missing = await get(base);
+    const values = ['Basic dGVzdDp0ZXN0', 'Bearer', 'Bearer ', 'Bearer a b', 'Bearer\ttok-valid', 'Bearertok-valid',
+      'Token tok-valid', 'Bearer tok-valid\u00e9'];
+    const answers = [missing];
+    for (const value of values) answers.push(await get(base, { authorization: value }));
+    for (const [i, r] of answers.entries()) {
+      const what = i === 0 ? '(none)' : values[i - 1];
+      assert.equal(r.status, 401, what);
+      assert.equal(r.body.error.code, 'TC_INVALID_ARGUMENT', what);
+      assert.equal(r.body.error.message, 'the request has no valid bearer token', what);
+      assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="test-api", error="invalid_request"', what);
+      assert.equal(r.headers.get('content-type'), 'application/json', what);
+      assert.equal(r.headers.get('cache-control'), 'no-store', what);
+    }
     assert.equal((await fake.counters()).introspect, before);
   });
 
-  it('malformed header -> 401 invalid_request, no introspection', async () => {
+  it('a repeated Authorization header -> 401 invalid_request, no introspection', async () => {
     const before = (await fake.counters()).introspect;
-    for (const value of ['Bearer', 'Bearer ', 'Bearer a b', 'Bearer a,b', 'Bearer "quoted"']) {
+    const { port } = new URL(base);
+    // raw bytes: clients merge or refuse repeated headers, node:http keeps the first in req.headers
+    const raw = await new Promise((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(
+        'GET /resource HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-valid\r\n' +
+        'Authorization: Bearer tok-bob\r\nConnection: close\r\n\r\n'));
+      let text = '';
+      socket.on('data', (d) => { text += d; });
+      socket.on('error', reject);
+      socket.on('end', () => {
+        const [head, body] = text.split('\r\n\r\n');
+        const lines = head.split('\r\n');
+        const headers = {};
+        for (const line of lines.slice(1)) {
+          const i = line.indexOf(':');
+          headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
+        }
+        resolve({ status: Number(lines[0].split(' ')[1]), headers, body: JSON.parse(body) });
+      });
+    });
+    assert.equal(raw.status, 401);
+    assert.equal(raw.body.error.code, 'TC_INVALID_ARGUMENT');
+    assert.equal(raw.headers['www-authenticate'], 'Bearer realm="test-api", error="invalid_request"');
+    assert.equal((await fake.counters()).introspect, before);
+  });
+
+  it('like Go, any visible-ASCII token reaches the library; spaces around it are ignored', async () => {
+    for (const value of ['Bearer a,b', 'Bearer "quoted"']) {
       const r = await get(base, { authorization: value });
       assert.equal(r.status, 401, value);
-      assert.equal(r.body.error.code, 'TC_INVALID_REQUEST', value);
-      assert.match(r.headers.get('www-authenticate'), /^Bearer realm="test-api", error="invalid_request"$/);
+      assert.ok(['TC_INVALID_ARGUMENT', 'TC_INACTIVE_TOKEN'].includes(r.body.error.code), r.body.error.code);
     }
-    assert.equal((await fake.counters()).introspect, before);
+    const spaced = await get(base, { authorization: 'BEARER    tok-valid' });
+    assert.equal(spaced.status, 200);
   });
 
   it('valid token -> the handler sees req.authState', async () => {
@@ -104,41 +138,55 @@ describe('middleware (check only)', () => {
     assert.equal(lower.body.user, 'bob@example.org');
   });
 
-  it('token failures -> 401 with WWW-Authenticate', async () => {
+  it('token failures -> 401 invalid_token, or 403 insufficient_scope naming the scopes', async () => {
     const cases = [
-      ['tok-inactive', 'TC_INACTIVE_TOKEN', 'invalid_token'],
-      [h.uniqueToken('unknown'), 'TC_INACTIVE_TOKEN', 'invalid_token'],
-      ['tok-expired', 'TC_TOKEN_EXPIRED', 'invalid_token'],
-      ['tok-wrong-aud', 'TC_WRONG_AUDIENCE', 'invalid_token'],
-      ['tok-wrong-scope', 'TC_INSUFFICIENT_SCOPE', 'insufficient_scope'],
+      ['tok-inactive', 401, 'TC_INACTIVE_TOKEN', 'error="invalid_token"'],
+      [h.uniqueToken('unknown'), 401, 'TC_INACTIVE_TOKEN', 'error="invalid_token"'],
+      ['tok-expired', 401, 'TC_TOKEN_EXPIRED', 'error="invalid_token"'],
+      ['tok-not-yet', 401, 'TC_TOKEN_EXPIRED', 'error="invalid_token"'],
+      ['tok-wrong-aud', 401, 'TC_WRONG_AUDIENCE', 'error="invalid_token"'],
+      ['tok-wrong-scope', 403, 'TC_INSUFFICIENT_SCOPE', `error="insufficient_scope", scope="${h.SCOPE}"`],
     ];
-    for (const [token, code, error] of cases) {
+    for (const [token, status, code, error] of cases) {
       const r = await get(base, bearer(token));
-      assert.equal(r.status, 401, code);
+      assert.equal(r.status, status, code);
       assert.equal(r.body.error.code, code);
-      assert.equal(r.headers.get('www-authenticate'), `Bearer realm="test-api", error="${error}"`);
-      assert.match(r.headers.get('content-type'), /application\/json/);
+      assert.equal(r.headers.get('www-authenticate'), `Bearer realm="test-api", ${error}`);
+      assert.equal(r.headers.get('content-type'), 'application/json');
     }
   });
 
-  it('a token over maxTokenBytes -> 401 TC_INVALID_ARGUMENT, not echoed', async () => {
+  it('insufficient scope names every expected scope, space-separated', async () => {
+    const two = new TokenChecker(h.config(fake, { expectedScopes: [h.SCOPE, 'urn:globus:auth:scope:x:y'], scopeMatch: 'all' }));
+    const url = await serve(withNext(two.middleware(), []));
+    const r = await get(url, bearer('tok-valid'));
+    assert.equal(r.status, 403);
+    assert.equal(r.headers.get('www-authenticate'),
+      `Bearer realm="api", error="insufficient_scope", scope="${h.SCOPE} urn:globus:auth:scope:x:y"`);
+    two.close();
+  });
+
+  it('a token over maxTokenBytes -> 401 TC_INVALID_ARGUMENT invalid_request, not echoed', async () => {
     const small = new TokenChecker(h.config(fake, { maxTokenBytes: 64 }));
     const url = await serve(withNext(small.middleware(), []));
     const token = `secret${'x'.repeat(200)}`;
     const r = await get(url, bearer(token));
     assert.equal(r.status, 401);
     assert.equal(r.body.error.code, 'TC_INVALID_ARGUMENT');
+    assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="api", error="invalid_request"');
     assert.ok(!JSON.stringify(r.body).includes('secretxxx'));
     small.close();
   });
 
-  it('auth server unavailable on a fresh token -> 503', async () => {
+  it('auth server unavailable on a fresh token -> 503, Retry-After, no detail', async () => {
     const t = await h.newToken(fake);
     await fake.setFault({ endpoint: 'introspect', status: 503 });
     const r = await get(base, bearer(t));
     assert.equal(r.status, 503);
     assert.equal(r.body.error.code, 'TC_AUTH_UNAVAILABLE');
+    assert.equal(r.body.error.message, 'the authorization service is unavailable; try again later');
     assert.equal(r.headers.get('www-authenticate'), null);
+    assert.equal(r.headers.get('retry-after'), '5');
   });
 
   it('many concurrent requests for one fresh token: 1 introspection', async () => {
@@ -167,6 +215,8 @@ describe('middleware with allowedPrincipals', () => {
     const no = await get(base, bearer('tok-bob'));
     assert.equal(no.status, 403);
     assert.equal(no.body.error.code, 'TC_NOT_AUTHORIZED');
+    assert.equal(no.body.error.message, 'the caller is not allowed to use this resource');
+    assert.equal(no.headers.get('www-authenticate'), null);
     const bad = await get(base, bearer('tok-inactive'));
     assert.equal(bad.status, 401);
     assert.equal(bad.headers.get('www-authenticate'), 'Bearer realm="api", error="invalid_token"');
@@ -216,7 +266,7 @@ describe('middleware without next (plain http)', () => {
     assert.equal((await get(base, bearer('tok-bob'))).body, 'bob@example.org');
   });
 
-  it('a closed checker answers 503', async () => {
+  it('a closed checker answers 503 TC_AUTH_UNAVAILABLE with Retry-After', async () => {
     const c = new TokenChecker(h.config(fake));
     const auth = c.middleware();
     c.close();
@@ -225,7 +275,23 @@ describe('middleware without next (plain http)', () => {
     });
     const r = await get(base, bearer('tok-valid'));
     assert.equal(r.status, 503);
-    assert.equal(r.body.error.code, 'TC_CLOSED');
+    assert.equal(r.body.error.code, 'TC_AUTH_UNAVAILABLE');
+    assert.equal(r.headers.get('retry-after'), '5');
+  });
+
+  it('onError sees the status and the library error, with its detail', async () => {
+    const seen = [];
+    const auth = checker.middleware({ onError: (req, status, err) => seen.push([req.url, status, err.code, err.message]) });
+    const base = await serve(async (req, res) => {
+      if (await auth(req, res)) res.end('ok');
+    });
+    await get(base);
+    await get(base, bearer('tok-expired'));
+    assert.equal((await get(base, bearer('tok-valid'))).status, 200);
+    assert.equal(seen.length, 2);
+    assert.deepEqual(seen[0].slice(0, 3), ['/resource', 401, 'TC_INVALID_ARGUMENT']);
+    assert.match(seen[0][3], /no Authorization header/);
+    assert.deepEqual(seen[1].slice(0, 3), ['/resource', 401, 'TC_TOKEN_EXPIRED']);
   });
 });
 
@@ -234,7 +300,141 @@ describe('middleware options', () => {
     assert.throws(() => checker.middleware({ allowed: ['x'] }), TokenCheckerError);
     assert.throws(() => checker.middleware({ allowedPrincipals: 'public' }), { code: 'TC_INVALID_ARGUMENT' });
     assert.throws(() => checker.middleware({ allowedPrincipals: [], allowPublic: 'yes' }), { code: 'TC_INVALID_ARGUMENT' });
+    assert.throws(() => checker.middleware({ onError: 'log' }), { code: 'TC_INVALID_ARGUMENT' });
     assert.equal(typeof checker.middleware(), 'function');
     assert.equal(checker.middleware().length, 3);
+  });
+});
+
+describe('bearerToken', () => {
+  const req = (authorization) => ({ headers: authorization === undefined ? {} : { authorization } });
+  const invalid = (r, message) => assert.throws(() => bearerToken(r), (err) => {
+    assert.ok(err instanceof TokenCheckerError);
+    assert.equal(err.code, 'TC_INVALID_ARGUMENT');
+    assert.equal(err.status, 1);
+    assert.match(err.message, message);
+    return true;
+  });
+
+  it('returns the token of one Bearer header (scheme case-insensitive, spaces around ignored)', () => {
+    assert.equal(bearerToken(req('Bearer tok-valid')), 'tok-valid');
+    assert.equal(bearerToken(req('bEaReR tok-valid')), 'tok-valid');
+    assert.equal(bearerToken(req('Bearer   tok-valid \t')), 'tok-valid');
+    assert.equal(bearerToken(req('Bearer a,b"c=')), 'a,b"c=');
+    assert.equal(bearerToken({ headers: { authorization: ['Bearer x'] } }), 'x');
+    assert.equal(bearerToken({ rawHeaders: ['Host', 'h', 'AUTHORIZATION', 'Bearer y'] }), 'y');
+  });
+
+  it('throws TC_INVALID_ARGUMENT: missing, repeated, other scheme, empty, not visible ASCII', () => {
+    invalid(req(undefined), /no Authorization header/);
+    invalid({}, /no Authorization header/);
+    invalid({ rawHeaders: ['Host', 'h'] }, /no Authorization header/);
+    for (const value of ['', 'Bearer', 'Bearer ', 'Bearer \t ', 'Basic dGVzdDp0ZXN0', 'Bearertok', 'Bearer\ttok',
+      'Bearer a b', 'Bearer a\u00e9', 'Bearer a\u0000', 'Token tok']) {
+      invalid(req(value), /malformed/);
+    }
+    invalid({ headers: { authorization: ['Bearer x', 'Bearer y'] } }, /malformed/);
+    invalid({ rawHeaders: ['Authorization', 'Bearer x', 'authorization', 'Bearer x'] }, /malformed/);
+  });
+});
+
+describe('writeError', () => {
+  /** A minimal ServerResponse stand-in recording what is written. */
+  function recorder() {
+    return {
+      headers: {}, statusCode: 200, body: null, headersSent: false, writableEnded: false,
+      setHeader(k, v) { this.headers[k.toLowerCase()] = String(v); },
+      end(b) { this.body = b; this.headersSent = true; this.writableEnded = true; },
+    };
+  }
+  const err = (code) => new TokenCheckerError(code, `detail of ${code} (internal)`, 0);
+
+  it('answers every code with its status, headers and fixed message (never the detail)', () => {
+    const cases = [
+      ['TC_INVALID_ARGUMENT', 401, 'Bearer realm="api", error="invalid_request"', null],
+      ['TC_INACTIVE_TOKEN', 401, 'Bearer realm="api", error="invalid_token"', null],
+      ['TC_TOKEN_EXPIRED', 401, 'Bearer realm="api", error="invalid_token"', null],
+      ['TC_WRONG_AUDIENCE', 401, 'Bearer realm="api", error="invalid_token"', null],
+      ['TC_INSUFFICIENT_SCOPE', 403, 'Bearer realm="api", error="insufficient_scope"', null],
+      ['TC_NOT_AUTHORIZED', 403, undefined, null],
+      ['TC_AUTH_UNAVAILABLE', 503, undefined, '5'],
+      ['TC_CREDENTIALS_REJECTED', 503, undefined, '5'],
+      ['TC_PANIC', 500, undefined, null],
+    ];
+    for (const [code, status, www, retry] of cases) {
+      const res = recorder();
+      assert.equal(writeError(res, err(code)), status, code);
+      assert.equal(res.statusCode, status, code);
+      assert.equal(res.headers['www-authenticate'], www, code);
+      assert.equal(res.headers['retry-after'], retry ?? undefined, code);
+      assert.equal(res.headers['content-type'], 'application/json');
+      assert.equal(res.headers['cache-control'], 'no-store');
+      const body = JSON.parse(res.body);
+      assert.deepEqual(Object.keys(body), ['error']);
+      assert.deepEqual(Object.keys(body.error), ['code', 'message']);
+      assert.equal(body.error.code, code);
+      assert.ok(!body.error.message.includes('detail'), code);
+      assert.equal(res.headers['content-length'], String(Buffer.byteLength(res.body)));
+    }
+  });
+
+  it('TC_CLOSED answers as TC_AUTH_UNAVAILABLE; other codes 500 (as Go); non-library errors 500 TC_PANIC', () => {
+    let res = recorder();
+    assert.equal(writeError(res, err('TC_CLOSED')), 503);
+    assert.equal(JSON.parse(res.body).error.code, 'TC_AUTH_UNAVAILABLE');
+    assert.equal(res.headers['retry-after'], '5');
+    for (const code of ['TC_INVALID_CONFIG', 'TC_WOULD_BLOCK']) {
+      res = recorder();
+      assert.equal(writeError(res, err(code)), 500);
+      assert.deepEqual(JSON.parse(res.body), { error: { code, message: 'internal error' } });
+    }
+    for (const other of [new Error('boom'), 'text', null, undefined, { code: 'ECONNRESET' }]) {
+      res = recorder();
+      assert.equal(writeError(res, other), 500);
+      assert.deepEqual(JSON.parse(res.body), { error: { code: 'TC_PANIC', message: 'internal error' } });
+    }
+  });
+
+  it('removes a WWW-Authenticate or Retry-After set earlier when its answer has none', () => {
+    const res = recorder();
+    res.removeHeader = function removeHeader(k) { delete this.headers[k.toLowerCase()]; };
+    res.setHeader('WWW-Authenticate', 'Basic');
+    res.setHeader('Retry-After', '60');
+    writeError(res, err('TC_NOT_AUTHORIZED'));
+    assert.equal(res.headers['www-authenticate'], undefined);
+    assert.equal(res.headers['retry-after'], undefined);
+  });
+
+  it('realm and scopes options; nothing written after the headers were sent', () => {
+    let res = recorder();
+    writeError(res, err('TC_INSUFFICIENT_SCOPE'), { realm: 'my "api"', scopes: ['a', 'b'] });
+    assert.equal(res.headers['www-authenticate'], 'Bearer realm="my \\"api\\"", error="insufficient_scope", scope="a b"');
+    res = recorder();
+    writeError(res, err('TC_INACTIVE_TOKEN'), { realm: 'a\r\nb\\' });
+    assert.equal(res.headers['www-authenticate'], 'Bearer realm="a  b\\\\", error="invalid_token"');
+    res = recorder();
+    writeError(res, err('TC_INSUFFICIENT_SCOPE'), { scopes: 'a  b' });
+    assert.equal(res.headers['www-authenticate'], 'Bearer realm="api", error="insufficient_scope", scope="a b"');
+    res = recorder();
+    writeError(res, err('TC_INACTIVE_TOKEN'), { realm: 'r', scopes: checker.expectedScopes });
+    assert.equal(res.headers['www-authenticate'], 'Bearer realm="r", error="invalid_token"');
+    assert.throws(() => writeError(recorder(), err('TC_PANIC'), { scope: 'a' }), { code: 'TC_INVALID_ARGUMENT' });
+    res = recorder();
+    res.headersSent = true;
+    assert.equal(writeError(res, err('TC_INACTIVE_TOKEN')), 401);
+    assert.equal(res.body, null);
+    assert.deepEqual(res.headers, {});
+  });
+
+  it('checker.expectedScopes: frozen, from a list or a space-separated string (object or JSON config)', async () => {
+    assert.deepEqual(checker.expectedScopes, [h.SCOPE]);
+    assert.ok(Object.isFrozen(checker.expectedScopes));
+    const a = new TokenChecker(h.config(fake, { expectedScopes: `${h.SCOPE}  other`, verifyCredentials: false }));
+    assert.deepEqual(a.expectedScopes, [h.SCOPE, 'other']);
+    a.close();
+    const b = await TokenChecker.create(JSON.stringify({ client_id: 'test-client', client_secret: 'test-secret',
+      expected_scopes: [h.SCOPE, 'x'], auth_url: fake.url, verify_credentials: false }));
+    assert.deepEqual(b.expectedScopes, [h.SCOPE, 'x']);
+    b.close();
   });
 });
