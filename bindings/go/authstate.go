@@ -32,7 +32,10 @@ type AuthState struct {
 	// Principals are the caller's identity principals, then its group principals.
 	Principals []string
 
-	CacheSource string        // "network", "coalesced", "memory", "near", "redis" or "memcached"
+	// CacheSource is where the answer came from: "network", "coalesced" (another caller's
+	// request), "memory", "near", "redis", "memcached" or "stale" (a recent answer served
+	// past its cache lifetime while Globus Auth is unavailable: Config.StaleIfErrorS).
+	CacheSource string
 	CacheAge    time.Duration // age of the cached answer
 
 	// Matched is the allowed principal that authorized the caller (Authorize only).

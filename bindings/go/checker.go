@@ -19,6 +19,7 @@ type Checker struct {
 	h       *handle
 	memo    *stateMemo // decoded results (memo.go)
 	cleanup runtime.Cleanup
+	scopes  []string // expected_scopes, for the insufficient_scope challenge (WriteError)
 }
 
 // handle owns the C checker. It is separate from Checker so that the cleanup registered on a
@@ -59,7 +60,7 @@ func New(cfg Config) (*Checker, error) {
 		return nil, errorFromDoc(status, edoc)
 	}
 	h := &handle{ptr: ptr}
-	c := &Checker{h: h, memo: newStateMemo(memoCapacity)}
+	c := &Checker{h: h, memo: newStateMemo(memoCapacity), scopes: cfg.expectedScopes()}
 	c.cleanup = runtime.AddCleanup(c, (*handle).free, h)
 	return c, nil
 }
@@ -168,8 +169,9 @@ func Version() string {
 	return C.GoString(C.tc_version())
 }
 
-// StatusName is the library's own name for a status code (as Status.String, but asked of the
-// library, so it also knows codes newer than this binding).
+// StatusName is the library's own name for a status code (tc_status_name: as Status.String,
+// but asked of the library, so it also knows codes newer than this binding; "TC_UNKNOWN" for
+// a code it does not know).
 func StatusName(s Status) string {
 	return C.GoString(C.tc_status_name(C.uint32_t(s)))
 }

@@ -40,16 +40,35 @@ func TestVersionAndStatusNames(t *testing.T) {
 	if v := tokenchecker.Version(); !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(v) {
 		t.Fatalf("Version() = %q", v)
 	}
-	for s := tokenchecker.StatusOK; s <= tokenchecker.StatusWouldBlock; s++ {
-		if got := tokenchecker.StatusName(s); got != s.String() {
-			t.Errorf("status %d: library says %s, binding says %s", s, got, s)
+	// Every value the C ABI defines (0..=11), and unknown ones: the binding's names are the
+	// library's.
+	for _, v := range []uint32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 99, 1 << 31} {
+		s := tokenchecker.Status(v)
+		if lib, got := tokenchecker.StatusName(s), s.String(); got != lib {
+			t.Errorf("status %d: the library says %s, the binding %s", v, lib, got)
 		}
 	}
 	if got := tokenchecker.StatusName(99); got != "TC_UNKNOWN" {
 		t.Errorf("StatusName(99) = %s", got)
 	}
-	if got := tokenchecker.Status(99).String(); got != "TC_UNKNOWN(99)" {
-		t.Errorf("Status(99) = %s", got)
+	// Each constant has the value of its C name.
+	for s, name := range map[tokenchecker.Status]string{
+		tokenchecker.StatusOK:                  "TC_OK",
+		tokenchecker.StatusInvalidArgument:     "TC_INVALID_ARGUMENT",
+		tokenchecker.StatusInvalidConfig:       "TC_INVALID_CONFIG",
+		tokenchecker.StatusInactiveToken:       "TC_INACTIVE_TOKEN",
+		tokenchecker.StatusInsufficientScope:   "TC_INSUFFICIENT_SCOPE",
+		tokenchecker.StatusWrongAudience:       "TC_WRONG_AUDIENCE",
+		tokenchecker.StatusTokenExpired:        "TC_TOKEN_EXPIRED",
+		tokenchecker.StatusNotAuthorized:       "TC_NOT_AUTHORIZED",
+		tokenchecker.StatusCredentialsRejected: "TC_CREDENTIALS_REJECTED",
+		tokenchecker.StatusAuthUnavailable:     "TC_AUTH_UNAVAILABLE",
+		tokenchecker.StatusPanic:               "TC_PANIC",
+		tokenchecker.StatusWouldBlock:          "TC_WOULD_BLOCK",
+	} {
+		if lib := tokenchecker.StatusName(s); lib != name {
+			t.Errorf("%s is %d, which the library calls %s", name, uint32(s), lib)
+		}
 	}
 }
 

@@ -7,31 +7,46 @@ import (
 	"time"
 )
 
-// Config is the checker configuration. Field tags are the library's configuration keys
-// (README.md of the library documents each); zero values are left out, so the library's
-// defaults apply. Fields where zero is a meaningful setting are pointers: use Bool and Int.
+// Config is the checker configuration. Field tags are the library's configuration keys, every
+// one of them (README.md of the library documents each; a test compares the tags with the
+// library's keys); zero values are left out, so the library's defaults apply. Fields where
+// zero is a meaningful setting that is not the default are pointers: use Bool and Int.
 //
 // When RawJSON is not empty it is passed to the library verbatim and every other field is
 // ignored.
 type Config struct {
-	ClientID         string   `json:"client_id,omitempty"`
-	ClientSecret     string   `json:"client_secret,omitempty"`
-	ExpectedScopes   []string `json:"expected_scopes,omitempty"`
+	ClientID         string   `json:"client_id,omitempty"`         // required
+	ClientSecret     string   `json:"client_secret,omitempty"`     // required
+	ExpectedScopes   []string `json:"expected_scopes,omitempty"`   // required: at least one
 	ExpectedAudience string   `json:"expected_audience,omitempty"` // default: ClientID
 	AuthURL          string   `json:"auth_url,omitempty"`          // default: https://auth.globus.org
 	GroupsURL        string   `json:"groups_url,omitempty"`        // default: https://groups.api.globus.org
 	ScopeMatch       string   `json:"scope_match,omitempty"`       // "any" (default) or "all"
-	LeewayS          *int     `json:"leeway_s,omitempty"`          // default 3
+	LeewayS          *int     `json:"leeway_s,omitempty"`          // default 3 (seconds, 0–3600)
 	FetchGroups      string   `json:"fetch_groups,omitempty"`      // "lazy" (default), "eager" or "never"
 	// VerifyCredentials (default true) makes New introspect once to learn whether the
 	// server accepts the client credentials.
-	VerifyCredentials *bool        `json:"verify_credentials,omitempty"`
-	ConnectTimeoutMS  int          `json:"connect_timeout_ms,omitempty"`
-	RequestTimeoutMS  int          `json:"request_timeout_ms,omitempty"`
-	MaxRetries        *int         `json:"max_retries,omitempty"` // default 1
-	MaxTokenBytes     int          `json:"max_token_bytes,omitempty"`
-	MaxResponseBytes  int          `json:"max_response_bytes,omitempty"`
-	CacheConfig       *CacheConfig `json:"cache_config,omitempty"`
+	VerifyCredentials *bool `json:"verify_credentials,omitempty"`
+	ConnectTimeoutMS  int   `json:"connect_timeout_ms,omitempty"` // default 2000
+	RequestTimeoutMS  int   `json:"request_timeout_ms,omitempty"` // default 10000
+	MaxRetries        *int  `json:"max_retries,omitempty"`        // default 1 (0–10)
+	MaxTokenBytes     int   `json:"max_token_bytes,omitempty"`    // default 16384
+	MaxResponseBytes  int   `json:"max_response_bytes,omitempty"` // default 1048576
+	// MaxConcurrentRequests (default 256) bounds the requests to Globus Auth/Groups in flight
+	// per checker; more wait for a slot (at most RequestTimeoutMS), then fail with
+	// TC_AUTH_UNAVAILABLE.
+	MaxConcurrentRequests int `json:"max_concurrent_requests,omitempty"`
+	// StaleIfErrorS (default 0: off, fail closed) serves a recent positive answer up to this
+	// many seconds past its cache lifetime (never past the token's exp) while Globus Auth is
+	// unavailable; such results have CacheSource "stale".
+	StaleIfErrorS int `json:"stale_if_error_s,omitempty"`
+	// AllowInsecureHTTP (default false) allows http:// AuthURL and GroupsURL on hosts other
+	// than loopback: the client secret and users' tokens then travel in clear.
+	AllowInsecureHTTP bool `json:"allow_insecure_http,omitempty"`
+	// CACerts (default none) are paths of PEM files of CA certificates trusted for AuthURL and
+	// GroupsURL besides the built-in roots.
+	CACerts     []string     `json:"ca_certs,omitempty"`
+	CacheConfig *CacheConfig `json:"cache_config,omitempty"` // default: keep the process-wide cache
 
 	// RawJSON, when set, is the whole configuration document, used verbatim.
 	RawJSON string `json:"-"`
@@ -93,6 +108,38 @@ func (c Config) String() string {
 
 // GoString keeps %#v from printing the client secret too.
 func (c Config) GoString() string { return c.String() }
+
+// expectedScopes is the configuration's expected_scopes, as the library reads them (a list, or
+// a string of space-separated scopes); nil when RawJSON does not hold them.
+func (c Config) expectedScopes() []string {
+	raw := json.RawMessage(nil)
+	if c.RawJSON == "" {
+		raw, _ = json.Marshal(c.ExpectedScopes)
+	} else {
+		var doc struct {
+			ExpectedScopes json.RawMessage `json:"expected_scopes"`
+		}
+		if json.Unmarshal([]byte(c.RawJSON), &doc) != nil {
+			return nil
+		}
+		raw = doc.ExpectedScopes
+	}
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		out := make([]string, 0, len(list))
+		for _, s := range list {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return strings.Fields(s)
+	}
+	return nil
+}
 
 // Bool returns a pointer to b, for Config.VerifyCredentials.
 func Bool(b bool) *bool { return &b }

@@ -25,10 +25,11 @@ var whoami = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 })
 
 type reply struct {
-	status  int
-	wwwAuth string
-	body    map[string]map[string]string
-	raw     string
+	status     int
+	wwwAuth    string
+	retryAfter string
+	body       map[string]map[string]string
+	raw        string
 }
 
 func get(t *testing.T, url string, headers ...string) reply {
@@ -43,10 +44,11 @@ func get(t *testing.T, url string, headers ...string) reply {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	r := reply{status: resp.StatusCode, wwwAuth: resp.Header.Get("WWW-Authenticate"), raw: string(b)}
+	r := reply{status: resp.StatusCode, wwwAuth: resp.Header.Get("WWW-Authenticate"),
+		retryAfter: resp.Header.Get("Retry-After"), raw: string(b)}
 	if resp.StatusCode != http.StatusOK {
-		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-			t.Fatalf("error with Content-Type %q", ct)
+		if ct, cc := resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"); ct != "application/json" || cc != "no-store" {
+			t.Fatalf("error with Content-Type %q, Cache-Control %q", ct, cc)
 		}
 		if err := json.Unmarshal(b, &r.body); err != nil {
 			t.Fatalf("error body %q: %v", b, err)
@@ -68,7 +70,7 @@ func TestMiddleware(t *testing.T) {
 	t.Run("no network for missing or malformed headers", func(t *testing.T) {
 		before := counters(t)
 		r := get(t, srv.URL)
-		if r.status != 401 || r.wwwAuth != "Bearer" || r.code() != "TC_INVALID_ARGUMENT" {
+		if r.status != 401 || r.wwwAuth != invalidRequest || r.code() != "TC_INVALID_ARGUMENT" {
 			t.Fatalf("missing header: %+v", r)
 		}
 		for _, h := range [][]string{
@@ -77,7 +79,7 @@ func TestMiddleware(t *testing.T) {
 			{"Bearer tok-valid", "Bearer tok-valid"},
 		} {
 			r := get(t, srv.URL, h...)
-			if r.status != 401 || r.wwwAuth != `Bearer error="invalid_request"` || r.code() != "TC_INVALID_ARGUMENT" {
+			if r.status != 401 || r.wwwAuth != invalidRequest || r.code() != "TC_INVALID_ARGUMENT" {
 				t.Fatalf("header %q: %+v", h, r)
 			}
 		}
@@ -95,16 +97,20 @@ func TestMiddleware(t *testing.T) {
 		}
 	})
 
-	t.Run("token problems are 401 invalid_token", func(t *testing.T) {
-		for tok, code := range map[string]string{
-			"tok-inactive":             "TC_INACTIVE_TOKEN",
-			"tok-expired":              "TC_TOKEN_EXPIRED",
-			"tok-wrong-scope":          "TC_INSUFFICIENT_SCOPE",
-			"tok-wrong-aud":            "TC_WRONG_AUDIENCE",
-			strings.Repeat("x", 20000): "TC_INVALID_ARGUMENT",
+	t.Run("token problems", func(t *testing.T) {
+		for tok, want := range map[string]struct {
+			status        int
+			code, wwwAuth string
+		}{
+			"tok-inactive":             {401, "TC_INACTIVE_TOKEN", invalidToken},
+			"tok-expired":              {401, "TC_TOKEN_EXPIRED", invalidToken},
+			"tok-not-yet":              {401, "TC_TOKEN_EXPIRED", invalidToken},
+			"tok-wrong-aud":            {401, "TC_WRONG_AUDIENCE", invalidToken},
+			"tok-wrong-scope":          {403, "TC_INSUFFICIENT_SCOPE", `Bearer realm="api", error="insufficient_scope", scope="` + fakeglobus.TestScope + `"`},
+			strings.Repeat("x", 20000): {401, "TC_INVALID_ARGUMENT", invalidRequest}, // longer than max_token_bytes
 		} {
 			r := get(t, srv.URL, "Bearer "+tok)
-			if r.status != 401 || r.wwwAuth != `Bearer error="invalid_token"` || r.code() != code {
+			if r.status != want.status || r.wwwAuth != want.wwwAuth || r.code() != want.code || r.retryAfter != "" {
 				t.Fatalf("%.20s: %+v", tok, r)
 			}
 			if strings.Contains(r.raw, tok) {
@@ -117,10 +123,49 @@ func TestMiddleware(t *testing.T) {
 		tok := newToken(t, nil)
 		setFault(t, fakeglobus.Fault{Endpoint: "introspect", Status: 503})
 		r := get(t, srv.URL, "Bearer "+tok)
-		if r.status != 503 || r.code() != "TC_AUTH_UNAVAILABLE" || r.wwwAuth != "" {
+		if r.status != 503 || r.code() != "TC_AUTH_UNAVAILABLE" || r.wwwAuth != "" || r.retryAfter != "5" {
 			t.Fatalf("%+v", r)
 		}
 	})
+}
+
+const (
+	invalidRequest = `Bearer realm="api", error="invalid_request"`
+	invalidToken   = `Bearer realm="api", error="invalid_token"`
+)
+
+func TestMiddlewareRealm(t *testing.T) {
+	c := newChecker(t)
+	srv := httptest.NewServer(c.MiddlewareWith(tokenchecker.Realm("globus \"apps\""))(whoami))
+	defer srv.Close()
+	if r := get(t, srv.URL); r.wwwAuth != `Bearer realm="globus \"apps\"", error="invalid_request"` {
+		t.Fatalf("no header: %+v", r)
+	}
+	if r := get(t, srv.URL, "Bearer tok-inactive"); r.wwwAuth != `Bearer realm="globus \"apps\"", error="invalid_token"` {
+		t.Fatalf("inactive: %+v", r)
+	}
+	if r := get(t, srv.URL, "Bearer tok-wrong-scope"); r.wwwAuth != `Bearer realm="globus \"apps\"", error="insufficient_scope", scope="`+fakeglobus.TestScope+`"` {
+		t.Fatalf("wrong scope: %+v", r)
+	}
+}
+
+func TestExpectedScopes(t *testing.T) {
+	for _, raw := range []string{
+		`["a:b", " c:d "]`, `"a:b  c:d"`,
+	} {
+		c, err := tokenchecker.New(tokenchecker.Config{RawJSON: `{"client_id": "test-client", "client_secret": "test-secret",
+			"auth_url": "` + fake.URL + `", "verify_credentials": false, "expected_scopes": ` + raw + `}`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.ExpectedScopes(); strings.Join(got, "|") != "a:b|c:d" {
+			t.Errorf("%s: %q", raw, got)
+		}
+		c.Close()
+	}
+	if got := newChecker(t).ExpectedScopes(); len(got) != 1 || got[0] != fakeglobus.TestScope {
+		t.Errorf("Config: %q", got)
+	}
 }
 
 func TestMiddlewareRequirePrincipals(t *testing.T) {
@@ -145,7 +190,7 @@ func TestMiddlewareRequirePrincipals(t *testing.T) {
 	}
 	tok := newToken(t, nil)
 	setFault(t, fakeglobus.Fault{Endpoint: "groups", Status: 500})
-	if r := get(t, srv.URL, "Bearer "+tok); r.status != 503 {
+	if r := get(t, srv.URL, "Bearer "+tok); r.status != 503 || r.code() != "TC_AUTH_UNAVAILABLE" || r.retryAfter != "5" {
 		t.Fatalf("groups down: %+v", r)
 	}
 	if len(logged) != 3 || logged[0] != 403 || logged[1] != 401 || logged[2] != 503 {
@@ -154,13 +199,23 @@ func TestMiddlewareRequirePrincipals(t *testing.T) {
 }
 
 func TestMiddlewareServerErrors(t *testing.T) {
-	// Rejected client credentials are the service's problem: 500, without details.
+	// Rejected client credentials are the service's problem: 503 with the generic message,
+	// and the detail for OnError.
 	bad := newChecker(t, func(cfg *tokenchecker.Config) { cfg.ClientSecret = "wrong" })
-	srv := httptest.NewServer(bad.Middleware(whoami))
+	var logged error
+	srv := httptest.NewServer(bad.MiddlewareWith(tokenchecker.OnError(func(_ *http.Request, status int, err error) {
+		if status == 503 {
+			logged = err
+		}
+	}))(whoami))
 	defer srv.Close()
 	r := get(t, srv.URL, "Bearer "+newToken(t, nil))
-	if r.status != 500 || r.code() != "TC_CREDENTIALS_REJECTED" {
+	if r.status != 503 || r.code() != "TC_CREDENTIALS_REJECTED" || r.retryAfter != "5" || r.wwwAuth != "" ||
+		r.body["error"]["message"] != "the authorization service is unavailable; try again later" {
 		t.Fatalf("%+v", r)
+	}
+	if !errors.Is(logged, tokenchecker.ErrCredentialsRejected) {
+		t.Fatalf("OnError got %v", logged)
 	}
 
 	// A closed checker: 503 while the service shuts down.
@@ -186,7 +241,7 @@ func TestMiddlewareServerErrors(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+tok)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	if rec.Code != 503 {
+	if rec.Code != 503 || rec.Header().Get("Retry-After") != "5" || !strings.Contains(rec.Body.String(), "TC_AUTH_UNAVAILABLE") {
 		t.Fatalf("cancelled request: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -37,7 +37,14 @@ type Statistics struct {
 		Misses          uint64 `json:"misses"`
 		RejectedEntries uint64 `json:"rejected_entries"`
 		BreakerSkips    uint64 `json:"breaker_skips"`
+		LockAcquired    uint64 `json:"lock_acquired"`
+		LockWaits       uint64 `json:"lock_waits"`
 	} `json:"backend"`
+	// StaleServed counts answers served stale (CacheSource "stale", Config.StaleIfErrorS).
+	StaleServed uint64 `json:"stale_served"`
+	// RequestsShed counts requests refused for want of a slot (Config.MaxConcurrentRequests).
+	RequestsShed uint64 `json:"requests_shed"`
+
 	Cache struct {
 		Backend      string        `json:"backend"`
 		Timeout      time.Duration `json:"-"`

@@ -1,7 +1,5 @@
 package tokenchecker
 
-import "strconv"
-
 // Status is a tc_status code of the C ABI. Values never change.
 type Status uint32
 
@@ -38,12 +36,14 @@ var statusNames = [...]string{
 }
 
 // String is the C name of the status ("TC_INACTIVE_TOKEN"), as in the library's error
-// documents; "TC_UNKNOWN(n)" for a value this binding doesn't know.
+// documents and as the library's tc_status_name says (a test compares every value); a value
+// this binding doesn't know is named by the library (StatusName), "TC_UNKNOWN" if it doesn't
+// know it either.
 func (s Status) String() string {
 	if s <= maxKnownStatus {
 		return statusNames[s]
 	}
-	return "TC_UNKNOWN(" + strconv.FormatUint(uint64(s), 10) + ")"
+	return StatusName(s)
 }
 
 // IsTokenProblem reports whether the status blames the caller's token (inactive, expired,

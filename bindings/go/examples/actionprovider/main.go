@@ -208,7 +208,7 @@ func (p *provider) run(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.Body.EchoString == nil {
-		tokenchecker.WriteError(w, http.StatusBadRequest, "BAD_REQUEST",
+		tokenchecker.WriteJSONError(w, http.StatusBadRequest, "BAD_REQUEST",
 			`send {"body": {"echo_string": "..."}} with optional request_id, monitor_by, manage_by`)
 		return
 	}
@@ -256,7 +256,7 @@ func (p *provider) withAction(manage bool, next func(http.ResponseWriter, *http.
 		a, ok := p.actions[r.PathValue("id")]
 		p.mu.Unlock()
 		if !ok {
-			tokenchecker.WriteError(w, http.StatusNotFound, "NOT_FOUND", "no such action; it may have been released")
+			tokenchecker.WriteJSONError(w, http.StatusNotFound, "NOT_FOUND", "no such action; it may have been released")
 			return
 		}
 		allowed := append([]string{a.CreatorID}, a.ManageBy...)
@@ -265,7 +265,7 @@ func (p *provider) withAction(manage bool, next func(http.ResponseWriter, *http.
 		}
 		token, _ := tokenchecker.BearerToken(r) // the middleware already checked it
 		if _, err := p.checker.Authorize(r.Context(), token, slices.Clip(allowed), tokenchecker.AuthorizeOptions{}); err != nil {
-			tokenchecker.WriteCheckError(w, err)
+			p.checker.WriteError(w, err)
 			return
 		}
 		next(w, r, a)

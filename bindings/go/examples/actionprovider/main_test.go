@@ -91,7 +91,13 @@ func TestActionProvider(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env(fakeEnv()), pw) }()
+	go func() {
+		err := run(ctx, nil, env(fakeEnv()), pw)
+		// A run that ends before it listens (a configuration or library error) must fail the
+		// test, not leave it waiting for the "listening on" line.
+		_ = pw.CloseWithError(fmt.Errorf("run ended: %v", err))
+		done <- err
+	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
