@@ -13,7 +13,7 @@ use std::ptr;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use fake_globus::{fixtures, FakeGlobus};
-use tokenchecker::cache::{self, CacheKey, KeyHasher, Kind};
+use tokenchecker::cache::{self, KeyHasher, Kind, LocalKey, Moment};
 use tokenchecker::ffi::*;
 use tokenchecker::tc_status;
 
@@ -56,9 +56,9 @@ fn cached(c: &mut Criterion) {
     let hasher = KeyHasher::new(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET, &fake.url());
     group.bench_function("floor: keyed hash + map lookup", |b| {
         b.iter(|| {
-            let id = hasher.token_id(black_box(fixtures::TOK_VALID));
+            let id = hasher.local_id(black_box(fixtures::TOK_VALID));
             cache::current()
-                .get_local(&CacheKey::new(Kind::Introspection, id))
+                .get_local_at(&LocalKey::new(Kind::Introspection, id), Moment::now())
                 .is_some()
         })
     });

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
 use tokenchecker::auth_state::{GroupList, TokenInfo};
-use tokenchecker::cache::{self, CacheKey, Entry, KeyHasher, Kind, Value};
+use tokenchecker::cache::{self, CacheKey, Entry, KeyHasher, Kind, LocalKey, Moment, Value};
 use tokenchecker::ffi::*;
 use tokenchecker::introspection::Introspection;
 use tokenchecker::tc_status;
@@ -122,10 +122,10 @@ fn main() {
             std::hint::black_box(check_answer(checker, &token));
         }));
         floor.push(ns_per_call(n, || {
-            let id = hasher.token_id(std::hint::black_box(fixtures::TOK_VALID));
+            let id = hasher.local_id(std::hint::black_box(fixtures::TOK_VALID));
             std::hint::black_box(
                 cache::current()
-                    .get_local(&CacheKey::new(Kind::Introspection, id))
+                    .get_local_at(&LocalKey::new(Kind::Introspection, id), Moment::now())
                     .is_some(),
             );
         }));

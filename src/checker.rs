@@ -12,8 +12,8 @@ use futures::FutureExt;
 
 use crate::auth_state::{validate, AuthState, AuthorizeRequest, GroupList, Groups, TokenInfo};
 use crate::cache::{
-    self, CacheKey, CacheStore, Entry, Fetched, IdentityFilter, KeyHasher, Kind, Moment, Source,
-    TokenId,
+    self, CacheKey, CacheStore, Entry, Fetched, IdentityFilter, KeyHasher, Kind, LocalId, LocalKey,
+    Moment, Source, TokenIds,
 };
 use crate::config::{Config, FetchGroups};
 use crate::introspection::{
@@ -48,7 +48,7 @@ pub struct Checker {
     groups_warned: AtomicBool,
     /// Tokens whose dependent-token grant was asked again because it lacked a requested scope
     /// (at most once per token per cache lifetime), and when.
-    regranted: quick_cache::sync::Cache<TokenId, Moment>,
+    regranted: quick_cache::sync::Cache<LocalId, Moment>,
 }
 
 /// The outcome of a successful authorization.
@@ -130,7 +130,20 @@ impl Checker {
         &self.config
     }
 
-    fn token_id(&self, token: &str) -> Result<TokenId, Error> {
+    /// Both ids of an acceptable token (the backend's needs a BLAKE3 hash: misses, purges).
+    fn token_id(&self, token: &str) -> Result<TokenIds, Error> {
+        self.valid_token(token)?;
+        Ok(self.hasher.token_id(token))
+    }
+
+    /// The in-process id of an acceptable token: all the hot path hashes.
+    #[inline]
+    fn local_id(&self, token: &str) -> Result<LocalId, Error> {
+        self.valid_token(token)?;
+        Ok(self.hasher.local_id(token))
+    }
+
+    fn valid_token(&self, token: &str) -> Result<(), Error> {
         if token.is_empty() {
             return Err(Error::invalid_argument("the token is empty"));
         }
@@ -146,7 +159,7 @@ impl Checker {
                 "the token contains characters a bearer token cannot hold (space, control or non-ASCII)",
             ));
         }
-        Ok(self.hasher.token_id(token))
+        Ok(())
     }
 
     // ---- checking -------------------------------------------------------------------------
@@ -173,12 +186,12 @@ impl Checker {
 
     /// The hot path: the whole check from the in-process layer, without touching the runtime.
     fn lookup_local(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
-        let id = self.token_id(token)?;
+        let id = self.local_id(token)?;
         let store = cache::current();
         // One clock read serves the entry's expiry and the answer's age.
         let now = Moment::now();
         let Some((entry, source)) =
-            store.get_local_at(&CacheKey::new(Kind::Introspection, id), now)
+            store.get_local_at(&LocalKey::new(Kind::Introspection, id), now)
         else {
             return Ok(None);
         };
@@ -232,7 +245,7 @@ impl Checker {
         Ok(state)
     }
 
-    async fn introspection(&self, token: &str, id: TokenId) -> Result<(Entry, Source), Error> {
+    async fn introspection(&self, token: &str, id: TokenIds) -> Result<(Entry, Source), Error> {
         let client = self.client.clone();
         let token = token.to_owned();
         let store = cache::current_arc();
@@ -303,7 +316,7 @@ impl Checker {
     async fn dependent_tokens(
         &self,
         token: &str,
-        id: TokenId,
+        id: TokenIds,
         identities: IdentityFilter,
     ) -> Result<(Arc<Vec<DependentToken>>, bool), Error> {
         let client = self.client.clone();
@@ -356,7 +369,7 @@ impl Checker {
     /// unavailable and not cached; a grant without a Groups token (this service's scope lacks
     /// the dependency) as not granted. An error only when the token itself turned out to be no
     /// longer valid (the grant said `invalid_grant`).
-    async fn groups(&self, token: &str, id: TokenId, info: &TokenInfo) -> Result<Groups, Error> {
+    async fn groups(&self, token: &str, id: TokenIds, info: &TokenInfo) -> Result<Groups, Error> {
         // Boxed: the grant and the Groups call make a deep future, and every caller's with it.
         match Box::pin(self.fetch_groups(token, id, info)).await {
             Ok(g) => Ok(Groups::Available(g)),
@@ -392,7 +405,7 @@ impl Checker {
     async fn fetch_groups(
         &self,
         token: &str,
-        id: TokenId,
+        id: TokenIds,
         info: &TokenInfo,
     ) -> Result<Arc<GroupList>, Error> {
         let store = cache::current_arc();
@@ -524,7 +537,7 @@ impl Checker {
         match self.authorization_step(request, state) {
             Step::Done(result) => Ok(Some(result)),
             Step::NeedGroups(mut state) => {
-                let id = self.token_id(token)?;
+                let id = self.local_id(token)?;
                 let Some(groups) = local_groups(&cache::current(), id, Moment::now()) else {
                     return Ok(None);
                 };
@@ -659,7 +672,7 @@ impl Checker {
         Ok(())
     }
 
-    async fn purge_id(&self, id: TokenId) {
+    async fn purge_id(&self, id: TokenIds) {
         let store = cache::current_arc();
         for kind in Kind::ALL {
             store.remove(&CacheKey::new(kind, id)).await;
@@ -670,15 +683,15 @@ impl Checker {
 
     /// Marks that this token's grant is asked again now; false when it already was within the
     /// last cache lifetime.
-    fn may_regrant(&self, id: TokenId) -> bool {
+    fn may_regrant(&self, id: TokenIds) -> bool {
         let now = Moment::now();
         let lifetime = cache::current().timeout();
-        if let Some(at) = self.regranted.get(&id) {
+        if let Some(at) = self.regranted.get(&id.local) {
             if now.saturating_duration_since(at) < lifetime {
                 return false;
             }
         }
-        self.regranted.insert(id, now);
+        self.regranted.insert(id.local, now);
         true
     }
 
@@ -717,8 +730,8 @@ enum Step {
 }
 
 /// The caller's groups from the in-process layer.
-fn local_groups(store: &CacheStore, id: TokenId, now: Moment) -> Option<Arc<GroupList>> {
-    match store.get_local_at(&CacheKey::new(Kind::Groups, id), now) {
+fn local_groups(store: &CacheStore, id: LocalId, now: Moment) -> Option<Arc<GroupList>> {
+    match store.get_local_at(&LocalKey::new(Kind::Groups, id), now) {
         Some((entry, _)) => match &entry.value {
             cache::Value::Groups(g) => Some(g.clone()),
             _ => None,

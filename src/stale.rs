@@ -32,7 +32,7 @@ pub fn remember(key: CacheKey, entry: &Entry, cache_ttl: Duration, stale_for: Du
         return;
     }
     STALE.put(
-        key,
+        key.local(),
         Entry {
             expires_at: Moment::now() + keep,
             ..entry.clone()
@@ -42,7 +42,7 @@ pub fn remember(key: CacheKey, entry: &Entry, cache_ttl: Duration, stale_for: Du
 
 /// A remembered answer for `key` whose token has not expired.
 pub fn recall(key: &CacheKey) -> Option<Entry> {
-    let entry = STALE.get(key)?;
+    let entry = STALE.get(&key.local())?;
     match &entry.value {
         Value::Introspection(info) if info.exp().is_some_and(|e| e > now_unix()) => Some(entry),
         _ => None,
@@ -50,7 +50,7 @@ pub fn recall(key: &CacheKey) -> Option<Entry> {
 }
 
 pub fn forget(key: &CacheKey) {
-    STALE.remove(key);
+    STALE.remove(&key.local());
 }
 
 pub fn forget_identity(identity: &str) {

@@ -1,10 +1,18 @@
-//! Cache keys: a keyed BLAKE3 hash of the token, never the token itself.
+//! Cache keys: keyed hashes of the token, never the token itself.
 //!
-//! The hashing key is derived from the client credentials and the authorization server's URL, so
-//! two services (or two authorization servers) never read each other's entries, and a fleet of
-//! processes with the same credentials computes the same keys for a shared backend.
+//! Two of them. The in-process layers key on a fast keyed PRF (SipHash-1-3, 128-bit output)
+//! under a key drawn at random for each process and mixed with the service's own key: the hot
+//! path hashes a token once, in a few tens of nanoseconds. Shared backends key on a keyed BLAKE3
+//! hash, whose key is derived from the client credentials and the authorization server's URL, so
+//! a fleet of processes with the same credentials computes the same keys, and two services (or
+//! two authorization servers) never read each other's entries. The BLAKE3 id is computed only
+//! where a backend or a seal needs it (a miss, a purge), never on a hit.
 
 use std::fmt::Write;
+use std::hash::Hasher as _;
+
+use once_cell::sync::Lazy;
+use siphasher::sip128::{Hasher128, SipHasher13};
 
 const BACKEND_KEY_CONTEXT: &str = "tokenchecker 2026-11 shared cache backend key v1";
 
@@ -21,19 +29,93 @@ impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Introspection, Kind::Groups, Kind::DependentTokens];
 }
 
-/// The 32-byte keyed hash of one token.
+/// The 32-byte keyed BLAKE3 hash of one token: its name in shared backends and seals.
 pub type TokenId = [u8; 32];
 
-/// One cache entry's key: what it holds and for which token.
+/// The 16-byte in-process keyed hash of one token (SipHash-1-3-128, per-process key).
+pub type LocalId = [u8; 16];
+
+/// Both hashes of one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenIds {
+    pub shared: TokenId,
+    pub local: LocalId,
+}
+
+/// For tests, benchmarks and fuzzing: ids from a given shared id (the local one is its head).
+impl From<TokenId> for TokenIds {
+    fn from(shared: TokenId) -> TokenIds {
+        let mut local = [0u8; 16];
+        local.copy_from_slice(&shared[..16]);
+        TokenIds { shared, local }
+    }
+}
+
+/// One cache entry's key: what it holds and for which token. Two keys are equal when their
+/// kinds and local ids are (the shared id is a function of the same token).
+#[derive(Debug, Clone, Copy)]
 pub struct CacheKey {
     pub kind: Kind,
+    /// The shared backends' id.
     pub id: TokenId,
+    pub local: LocalId,
+}
+
+/// The key of an in-process entry: what it holds and the token's local id (17 bytes: this is
+/// what each in-process cache slot keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalKey {
+    pub kind: Kind,
+    pub local: LocalId,
+}
+
+impl LocalKey {
+    #[inline]
+    pub fn new(kind: Kind, local: LocalId) -> Self {
+        LocalKey { kind, local }
+    }
+}
+
+/// The local id is already a keyed hash, uniform and unpredictable without the process's key:
+/// its first eight bytes are a perfectly good hash, with no need to hash it again.
+impl std::hash::Hash for LocalKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.local[..8]);
+        state.write_u64(u64::from_le_bytes(head) ^ self.kind as u64);
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &CacheKey) -> bool {
+        self.local() == other.local()
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl std::hash::Hash for CacheKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.local().hash(state)
+    }
 }
 
 impl CacheKey {
-    pub fn new(kind: Kind, id: TokenId) -> Self {
-        CacheKey { kind, id }
+    pub fn new(kind: Kind, ids: impl Into<TokenIds>) -> Self {
+        let ids = ids.into();
+        CacheKey {
+            kind,
+            id: ids.shared,
+            local: ids.local,
+        }
+    }
+
+    /// The in-process part of the key.
+    #[inline]
+    pub fn local(&self) -> LocalKey {
+        LocalKey::new(self.kind, self.local)
     }
 
     /// The key's text form for shared backends: `<prefix><kind>:<64 hex digits>`, the digits
@@ -68,18 +150,8 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// The id is already a keyed hash, uniform and unpredictable to anyone without the client
-/// credentials: its first eight bytes are a perfectly good hash, with no need to hash it again.
-impl std::hash::Hash for CacheKey {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&self.id[..8]);
-        state.write_u64(u64::from_le_bytes(head) ^ self.kind as u64);
-    }
-}
-
-/// A `BuildHasher` for maps keyed by [`CacheKey`]: takes the key's own hash as it is.
+/// A `BuildHasher` for maps keyed by [`LocalKey`] or [`CacheKey`]: takes the key's own hash as
+/// it is.
 #[derive(Clone, Copy, Default)]
 pub struct IdHash;
 
@@ -116,7 +188,17 @@ impl std::hash::BuildHasher for IdHash {
 #[derive(Clone)]
 pub struct KeyHasher {
     key: [u8; 32],
+    /// The SipHash key of the local ids: this process's random key mixed with `key`.
+    local_key: (u64, u64),
 }
+
+/// Drawn once per process: local ids mean nothing outside it.
+static PROCESS_KEY: Lazy<[u8; 32]> = Lazy::new(|| {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut k = [0u8; 32];
+    chacha20poly1305::aead::OsRng.fill_bytes(&mut k);
+    k
+});
 
 impl KeyHasher {
     pub fn new(client_id: &str, client_secret: &str, auth_url: &str) -> Self {
@@ -125,14 +207,34 @@ impl KeyHasher {
             material.extend_from_slice(&(part.len() as u64).to_le_bytes());
             material.extend_from_slice(part.as_bytes());
         }
+        let key = blake3::derive_key("tokenchecker 2026-11 cache key v1", &material);
+        let mixed = blake3::keyed_hash(&PROCESS_KEY, &key);
+        let half = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&mixed.as_bytes()[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
         KeyHasher {
-            key: blake3::derive_key("tokenchecker 2026-11 cache key v1", &material),
+            key,
+            local_key: (half(0), half(8)),
         }
     }
 
+    /// Both ids of a token: the shared one (BLAKE3) and the local one (SipHash).
     #[inline]
-    pub fn token_id(&self, token: &str) -> TokenId {
-        *blake3::keyed_hash(&self.key, token.as_bytes()).as_bytes()
+    pub fn token_id(&self, token: &str) -> TokenIds {
+        TokenIds {
+            shared: *blake3::keyed_hash(&self.key, token.as_bytes()).as_bytes(),
+            local: self.local_id(token),
+        }
+    }
+
+    /// The in-process id of a token: SipHash-1-3 with a 128-bit output (the hot path).
+    #[inline]
+    pub fn local_id(&self, token: &str) -> LocalId {
+        let mut h = SipHasher13::new_with_keys(self.local_key.0, self.local_key.1);
+        h.write(token.as_bytes());
+        h.finish128().as_bytes()
     }
 
     /// The backend key of an identity's index (the tokens of that identity a shared backend
@@ -159,11 +261,17 @@ mod tests {
         assert!(text.starts_with("p:g:"));
         assert_eq!(text.len(), 4 + 64);
         assert!(!text.contains("tok"));
-        let hex: String = a
-            .token_id("tok")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert!(!text.contains(&hex), "the backend key must not show the id");
+        let ids = a.token_id("tok");
+        for id in [&ids.shared[..], &ids.local[..]] {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(
+                !text.contains(&hex),
+                "the backend key must not show the ids"
+            );
+        }
+        // Local ids are this process's own, and differ per service too.
+        assert_eq!(a.local_id("tok"), ids.local);
+        assert_ne!(a.local_id("tok"), b.local_id("tok"));
+        assert_ne!(a.local_id("tok"), a.local_id("tok2"));
     }
 }

@@ -15,10 +15,10 @@ use std::time::Duration;
 use quick_cache::sync::Cache;
 use quick_cache::UnitWeighter;
 
-use super::keys::{CacheKey, IdHash};
+use super::keys::{IdHash, LocalKey};
 use super::{Entry, Moment};
 
-type Map = Cache<CacheKey, Entry, UnitWeighter, IdHash>;
+type Map = Cache<LocalKey, Entry, UnitWeighter, IdHash>;
 
 /// Hash tables start at most this large and grow with use (a checker configured for a million
 /// entries should not reserve them up front).
@@ -60,7 +60,7 @@ impl MemoryLayer {
     }
 
     #[inline]
-    fn get_from(map: &Map, key: &CacheKey, now: Moment) -> Option<Entry> {
+    fn get_from(map: &Map, key: &LocalKey, now: Moment) -> Option<Entry> {
         let entry = map.get(key)?;
         if !expired(&entry, now) {
             return Some(entry);
@@ -70,18 +70,18 @@ impl MemoryLayer {
     }
 
     #[inline]
-    pub fn get(&self, key: &CacheKey) -> Option<Entry> {
+    pub fn get(&self, key: &LocalKey) -> Option<Entry> {
         self.get_at(key, Moment::now())
     }
 
     /// [`Self::get`] with the current instant already read.
     #[inline]
-    pub fn get_at(&self, key: &CacheKey, now: Moment) -> Option<Entry> {
+    pub fn get_at(&self, key: &LocalKey, now: Moment) -> Option<Entry> {
         Self::get_from(&self.positive, key, now)
             .or_else(|| Self::get_from(&self.negative, key, now))
     }
 
-    pub fn put(&self, key: CacheKey, mut entry: Entry) {
+    pub fn put(&self, key: LocalKey, mut entry: Entry) {
         let now = Moment::now();
         entry.expires_at = entry.expires_at.min(now + self.max_ttl);
         if entry.is_negative() {
@@ -98,7 +98,7 @@ impl MemoryLayer {
         }
     }
 
-    pub fn remove(&self, key: &CacheKey) {
+    pub fn remove(&self, key: &LocalKey) {
         self.positive.remove(key);
         self.negative.remove(key);
     }
@@ -130,12 +130,12 @@ mod tests {
     use crate::introspection::Introspection;
     use std::sync::Arc;
 
-    fn key(i: u32) -> CacheKey {
-        let mut id = [0u8; 32];
+    fn key(i: u32) -> LocalKey {
+        let mut id = [0u8; 16];
         id[..4].copy_from_slice(&i.to_le_bytes());
         // Spread the ids like the keyed hash does (the first 8 bytes are the map's hash).
         id[4..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9).to_le_bytes());
-        CacheKey::new(Kind::Introspection, id)
+        LocalKey::new(Kind::Introspection, id)
     }
 
     fn entry(active: bool, ttl: Duration, identities: &[&str]) -> Entry {

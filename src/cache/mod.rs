@@ -35,7 +35,7 @@ use crate::introspection::DependentToken;
 use crate::stats::stats;
 use crate::status::Error;
 pub use identity_filter::IdentityFilter;
-pub use keys::{CacheKey, KeyHasher, Kind, TokenId};
+pub use keys::{CacheKey, KeyHasher, Kind, LocalId, LocalKey, TokenId, TokenIds};
 use memory::MemoryLayer;
 pub use moment::Moment;
 use shared::Shared;
@@ -184,12 +184,12 @@ impl CacheStore {
     /// embedded cache or the near cache, and while a shared backend is down, the fallback layer.
     #[inline]
     pub fn get_local(&self, key: &CacheKey) -> Option<(Entry, Source)> {
-        self.get_local_at(key, Moment::now())
+        self.get_local_at(&key.local(), Moment::now())
     }
 
     /// [`Self::get_local`] with the current instant already read.
     #[inline]
-    pub fn get_local_at(&self, key: &CacheKey, now: Moment) -> Option<(Entry, Source)> {
+    pub fn get_local_at(&self, key: &LocalKey, now: Moment) -> Option<(Entry, Source)> {
         if let Some(local) = &self.local {
             if let Some(e) = local.get_at(key, now) {
                 return Some((e, self.local_source));
@@ -217,13 +217,13 @@ impl CacheStore {
 
     fn put_near(&self, key: CacheKey, entry: &Entry) {
         if let (Some(near), Some(_)) = (&self.local, &self.shared) {
-            near.put(key, entry.clone());
+            near.put(key.local(), entry.clone());
         }
     }
 
     pub async fn put(&self, key: CacheKey, entry: Entry) {
         if let Some(local) = &self.local {
-            local.put(key, entry.clone());
+            local.put(key.local(), entry.clone());
         }
         if let Some(shared) = &self.shared {
             shared.put(key, &entry).await;
@@ -233,7 +233,7 @@ impl CacheStore {
     /// Removes the entry from every layer: this process's in-process layers and the backend.
     pub async fn remove(&self, key: &CacheKey) {
         if let Some(local) = &self.local {
-            local.remove(key);
+            local.remove(&key.local());
         }
         if let Some(shared) = &self.shared {
             shared.remove(key).await;
@@ -319,7 +319,7 @@ impl CacheStore {
                 let entry = Entry::new(fetched.value, fetched.ttl, fetched.identities);
                 if !fetched.ttl.is_zero() {
                     if let Some(local) = &store.local {
-                        local.put(key, entry.clone());
+                        local.put(key.local(), entry.clone());
                     }
                 }
                 Ok((entry, Source::Network))

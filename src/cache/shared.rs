@@ -42,7 +42,7 @@ use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
 use super::redis::RedisBackend;
 use super::sealing;
-use super::{CacheKey, Entry, Fetched, Kind, Moment, Source};
+use super::{CacheKey, Entry, Fetched, Kind, LocalKey, Moment, Source};
 use crate::config::{MemcachedConfig, RedisConfig};
 use crate::log::{log_debug, log_info, log_warn};
 use crate::stats::stats;
@@ -150,15 +150,20 @@ impl Shared {
         }
     }
 
-    /// The fallback layer's entry, consulted only while the breaker of the key's server skips
-    /// it (once the cool-down has passed, the caller goes to the backend, as the probe).
+    /// The fallback layer's entry, consulted only while a breaker skips its server (once the
+    /// cool-down has passed, the caller goes to the backend, as the probe). The hot path has only
+    /// the token's local id, not its backend key: with several Memcached servers, any skipping
+    /// one lets the fallback answer (its entries were written while their own server failed).
     #[inline]
-    pub fn get_fallback(&self, key: &CacheKey) -> Option<(Entry, Source)> {
+    pub fn get_fallback(&self, key: &LocalKey) -> Option<(Entry, Source)> {
         if !self.tripped() {
             return None;
         }
-        let text = key.to_text(&self.prefix);
-        if !self.backend.breaker(&text).skipping() {
+        let skipping = match &self.backend {
+            Backend::Redis(_, b) => b.skipping(),
+            Backend::Memcached(m) => m.breakers().any(Breaker::skipping),
+        };
+        if !skipping {
             return None;
         }
         self.fallback.get(key).map(|e| (e, Source::Memory))
@@ -323,7 +328,7 @@ impl Shared {
                 stats().backend_misses.inc();
                 None
             }
-            Err(Unavailable) => self.fallback.get(key).map(|e| (e, Source::Memory)),
+            Err(Unavailable) => self.fallback.get(&key.local()).map(|e| (e, Source::Memory)),
         }
     }
 
@@ -349,7 +354,7 @@ impl Shared {
         match self.guarded(text, self.raw_set(text, &sealed, ttl)).await {
             // A newer answer replaced whatever a pending removal was for.
             Ok(()) => self.forget_removal(text),
-            Err(Unavailable) => self.fallback.put(key, entry.clone()),
+            Err(Unavailable) => self.fallback.put(key.local(), entry.clone()),
         }
     }
 
@@ -357,7 +362,7 @@ impl Shared {
     /// fallback layer. If the backend cannot be reached, the removal is replayed later (see the
     /// module documentation).
     pub async fn remove(&self, key: &CacheKey) {
-        self.fallback.remove(key);
+        self.fallback.remove(&key.local());
         self.remove_text(key.to_text(&self.prefix)).await;
     }
 
