@@ -18,9 +18,9 @@
 //! Wire format: `0x01 ‖ nonce (24 bytes) ‖ ciphertext ‖ tag (16 bytes)`; the plaintext is a JSON
 //! payload holding the kind, the fetch and expiry instants (unix milliseconds, so the age and
 //! the lifetime survive the trip to another process), the entry's identity filter (see
-//! [`super::identity_filter`]) and the value. Version 1 (tokenchecker ≤ 0.2) carried the
-//! identity list instead; such values are treated as malformed (a miss, fetched again and
-//! overwritten).
+//! [`super::identity_filter`]) and the value. Values of an earlier, unreleased development
+//! format (the identity list instead of the filter) are treated as malformed: a miss, fetched
+//! again and overwritten.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -431,7 +431,7 @@ impl Shared {
         pending.insert(text, now + self.timeout);
         self.has_pending_removals.store(true, Ordering::Release);
         log_warn!(
-            "{}: a purge did not reach the cache backend; it is replayed when the backend answers              again ({} pending)",
+            "{}: a purge did not reach the cache backend; it is replayed when the backend answers again ({} pending)",
             self.source.name(),
             pending.len()
         );
