@@ -753,20 +753,5 @@ pub extern "C" fn tc_abi_version() -> u32 {
 /// static string, never freed.
 #[no_mangle]
 pub extern "C" fn tc_status_name(status: u32) -> *const c_char {
-    let name: &'static str = match status {
-        0 => "TC_OK\0",
-        1 => "TC_INVALID_ARGUMENT\0",
-        2 => "TC_INVALID_CONFIG\0",
-        3 => "TC_INACTIVE_TOKEN\0",
-        4 => "TC_INSUFFICIENT_SCOPE\0",
-        5 => "TC_WRONG_AUDIENCE\0",
-        6 => "TC_TOKEN_EXPIRED\0",
-        7 => "TC_NOT_AUTHORIZED\0",
-        8 => "TC_CREDENTIALS_REJECTED\0",
-        9 => "TC_AUTH_UNAVAILABLE\0",
-        10 => "TC_PANIC\0",
-        11 => "TC_WOULD_BLOCK\0",
-        _ => "TC_UNKNOWN\0",
-    };
-    name.as_ptr() as *const c_char
+    tc_status::c_name_of(status).as_ptr()
 }

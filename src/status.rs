@@ -43,23 +43,32 @@ pub enum tc_status {
 /// The Rust name of [`tc_status`].
 pub type Status = tc_status;
 
+/// Every status's name, in value order: the one list (`tc_status::name`, `tc_status_name`).
+const NAMES: [&std::ffi::CStr; 12] = [
+    c"TC_OK",
+    c"TC_INVALID_ARGUMENT",
+    c"TC_INVALID_CONFIG",
+    c"TC_INACTIVE_TOKEN",
+    c"TC_INSUFFICIENT_SCOPE",
+    c"TC_WRONG_AUDIENCE",
+    c"TC_TOKEN_EXPIRED",
+    c"TC_NOT_AUTHORIZED",
+    c"TC_CREDENTIALS_REJECTED",
+    c"TC_AUTH_UNAVAILABLE",
+    c"TC_PANIC",
+    c"TC_WOULD_BLOCK",
+];
+
 impl tc_status {
-    /// The stable name of the status, as used in error JSON (`"TC_INACTIVE_TOKEN"`, …).
     pub fn name(self) -> &'static str {
-        match self {
-            tc_status::TC_OK => "TC_OK",
-            tc_status::TC_INVALID_ARGUMENT => "TC_INVALID_ARGUMENT",
-            tc_status::TC_INVALID_CONFIG => "TC_INVALID_CONFIG",
-            tc_status::TC_INACTIVE_TOKEN => "TC_INACTIVE_TOKEN",
-            tc_status::TC_INSUFFICIENT_SCOPE => "TC_INSUFFICIENT_SCOPE",
-            tc_status::TC_WRONG_AUDIENCE => "TC_WRONG_AUDIENCE",
-            tc_status::TC_TOKEN_EXPIRED => "TC_TOKEN_EXPIRED",
-            tc_status::TC_NOT_AUTHORIZED => "TC_NOT_AUTHORIZED",
-            tc_status::TC_CREDENTIALS_REJECTED => "TC_CREDENTIALS_REJECTED",
-            tc_status::TC_AUTH_UNAVAILABLE => "TC_AUTH_UNAVAILABLE",
-            tc_status::TC_PANIC => "TC_PANIC",
-            tc_status::TC_WOULD_BLOCK => "TC_WOULD_BLOCK",
-        }
+        // The names are ASCII.
+        NAMES[self as usize].to_str().unwrap_or("TC_UNKNOWN")
+    }
+
+    /// The name of a status value, as a static C string ("TC_UNKNOWN" for a value this library
+    /// doesn't know).
+    pub fn c_name_of(value: u32) -> &'static std::ffi::CStr {
+        NAMES.get(value as usize).copied().unwrap_or(c"TC_UNKNOWN")
     }
 }
 
