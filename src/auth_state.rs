@@ -160,6 +160,10 @@ pub fn validate(config: &Config, info: &TokenInfo, now: i64) -> Result<(), Error
             ))
         }
     }
+    // The rest depends only on the answer and the configuration: checked once per pair.
+    if info.passed_rules(config.rules_id) {
+        return Ok(());
+    }
     let has = |s: &String| info.has_scope(s);
     let scopes_ok = match config.scope_match {
         ScopeMatch::Any => config.expected_scopes.iter().any(has),
@@ -193,6 +197,7 @@ pub fn validate(config: &Config, info: &TokenInfo, now: i64) -> Result<(), Error
             "the introspection answer carries no identity_set",
         ));
     }
+    info.mark_passed_rules(config.rules_id);
     Ok(())
 }
 

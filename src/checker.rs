@@ -67,7 +67,10 @@ impl Checker {
 
     /// Builds a checker. With `config.cache` set, the process-wide cache is replaced, but only
     /// once everything else succeeded: a failed creation leaves the current cache as it was.
-    pub fn new(config: Config) -> Result<Checker, Error> {
+    pub fn new(mut config: Config) -> Result<Checker, Error> {
+        static NEXT_RULES_ID: AtomicU64 = AtomicU64::new(1);
+        // This checker's rules, fixed from now on: its own id (see `Config::rules_id`).
+        config.rules_id = NEXT_RULES_ID.fetch_add(1, Ordering::Relaxed);
         let client = Arc::new(AuthClient::new(&config)?);
         let hasher = KeyHasher::new(&config.client_id, &config.client_secret, &config.auth_url);
         let per_try = config.connect_timeout + config.request_timeout;

@@ -65,6 +65,10 @@ pub struct Config {
     pub ca_certs: Vec<reqwest::Certificate>,
     /// `None`: reuse the process-wide cache as it is.
     pub cache: Option<CacheConfig>,
+    /// Tells a checker's rules apart from every other checker's in the process, so that a cached
+    /// answer can remember the last rules it passed. Given by `Checker::new` (the fields are
+    /// public and may change before); 0, as parsed: never remembered.
+    pub rules_id: u64,
 }
 
 /// `cache_config`: which backend, how long entries live, and the backend's own arguments.
@@ -301,6 +305,7 @@ impl Config {
             allow_insecure_http,
             ca_certs,
             cache,
+            rules_id: 0,
         })
     }
 }

@@ -68,11 +68,13 @@ impl Span {
 /// "client_id":…,"scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}` and a NUL: the stable
 /// document of the C ABI's answer handle ([`Self::stable_text`]); the result document is that
 /// text without its end, with the per-check members after it.
-#[derive(Clone)]
 pub struct TokenInfo {
     text: Box<str>,
     /// Unique to this answer in this process (a clone keeps it: same answer, same text).
     id: u64,
+    /// The `rules_id` of the last configuration whose scope, audience and identity rules this
+    /// answer passed (0: none): a hit of the same checker then checks only the clock.
+    rules_passed: AtomicU64,
     /// Meaningful with `HAS_EXP`, `HAS_NBF` (an `Option` would take twice the room).
     exp: i64,
     nbf: i64,
@@ -141,6 +143,7 @@ impl TokenInfo {
         TokenInfo {
             text: t.into_boxed_str(),
             id: NEXT_ANSWER_ID.fetch_add(1, Ordering::Relaxed),
+            rules_passed: AtomicU64::new(0),
             exp: intro.exp.unwrap_or(0),
             nbf: intro.nbf.unwrap_or(0),
             sub,
@@ -276,6 +279,19 @@ impl TokenInfo {
         self.id
     }
 
+    /// Whether this answer passed the scope, audience and identity rules of configuration
+    /// `rules_id` (they depend on nothing but the answer and the configuration).
+    #[inline]
+    pub fn passed_rules(&self, rules_id: u64) -> bool {
+        rules_id != 0 && self.rules_passed.load(Ordering::Relaxed) == rules_id
+    }
+
+    pub fn mark_passed_rules(&self, rules_id: u64) {
+        if rules_id != 0 {
+            self.rules_passed.store(rules_id, Ordering::Relaxed);
+        }
+    }
+
     /// The rendered fields, without the stable document's end.
     #[inline]
     fn fields(&self) -> &str {
@@ -346,6 +362,24 @@ fn push_items(t: &mut String, items: &[String]) -> Span {
     let span = Span::of(t, start);
     t.push(']');
     span
+}
+
+impl Clone for TokenInfo {
+    fn clone(&self) -> TokenInfo {
+        TokenInfo {
+            text: self.text.clone(),
+            id: self.id,
+            rules_passed: AtomicU64::new(self.rules_passed.load(Ordering::Relaxed)),
+            exp: self.exp,
+            nbf: self.nbf,
+            sub: self.sub,
+            identities: self.identities,
+            scopes: self.scopes,
+            aud: self.aud,
+            identity_count: self.identity_count,
+            flags: self.flags,
+        }
+    }
 }
 
 /// Equal answers: the same text (the id tells two fetches of the same answer apart, and does not
@@ -548,10 +582,10 @@ mod tests {
 
     #[test]
     fn what_the_cache_holds_per_token_stays_small() {
-        // `TokenInfo` is one allocation (plus its text's): 96 bytes with its reference counts (the
-        // answer id for the C ABI's handle took 8), a 112-byte heap chunk. An `Entry` sits in its
+        // `TokenInfo` is one allocation (plus its text's): 104 bytes with its reference counts
+        // (the answer id and the last rules passed took 16), a 112-byte heap chunk. An `Entry` sits in its
         // cache slot (two per token).
-        assert!(std::mem::size_of::<TokenInfo>() <= 80);
+        assert!(std::mem::size_of::<TokenInfo>() <= 88);
         assert!(std::mem::size_of::<crate::cache::Entry>() <= 40);
     }
 

@@ -122,6 +122,23 @@ fn rules_apply_to_cache_hits_too() {
         status(other_aud.check(fixtures::TOK_VALID)),
         tc_status::TC_WRONG_AUDIENCE
     );
+    // Alternating, and with a configuration cloned and changed before its checker was made:
+    // every checker's rules on every hit (a cached answer remembers only which rules it passed).
+    assert!(wide.check(fixtures::TOK_VALID).is_ok());
+    let mut changed = wide.config().clone();
+    changed.expected_scopes = vec!["urn:other".into()];
+    let changed = tokenchecker::Checker::new(changed).unwrap();
+    for _ in 0..3 {
+        assert!(wide.check(fixtures::TOK_VALID).is_ok());
+        assert_eq!(
+            status(changed.check(fixtures::TOK_VALID)),
+            tc_status::TC_INSUFFICIENT_SCOPE
+        );
+        assert_eq!(
+            status(narrow.check(fixtures::TOK_VALID)),
+            tc_status::TC_INSUFFICIENT_SCOPE
+        );
+    }
     assert_eq!(
         fake.counters().introspect,
         1,
