@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Tests of the Python binding: a fresh venv, `pip install .[test]` (+ mypy and ruff) from the
+# registry, then ruff, mypy and pytest against the library and fake-globus.
+#
+#   TOKENCHECKER_LIB_DIR  directory of libtokenchecker.so (default: ../../target/release from here)
+#   FAKE_GLOBUS           the fake-globus binary        (default: ../../target/release/fake-globus)
+#   PYTHON                the interpreter for the venv  (default: python3)
+#   TC_PY_VENV            reuse this venv directory instead of a temporary one
+#
+# Exits non-zero on any failure, or when pytest ran no test.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+release="$(cd "$here/../.." && pwd)/target/release"
+export TOKENCHECKER_LIB_DIR="$(cd "${TOKENCHECKER_LIB_DIR:-$release}" && pwd)"
+export FAKE_GLOBUS="${FAKE_GLOBUS:-$release/fake-globus}"
+python="${PYTHON:-python3}"
+
+for f in "$TOKENCHECKER_LIB_DIR/libtokenchecker.so" "$FAKE_GLOBUS"; do
+  [ -e "$f" ] || { echo "test.sh: $f not found: run \`cargo build --release\` first" >&2; exit 1; }
+done
+
+if [ -n "${TC_PY_VENV:-}" ]; then
+  venv="$TC_PY_VENV"
+  cleanup() { :; }
+else
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/tokenchecker-py.XXXXXX")"
+  venv="$tmp/venv"
+  cleanup() { rm -rf "$tmp"; }
+fi
+trap cleanup EXIT
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+"$venv/bin/python" -m pip install -q "$here[test,lint]"
+# the build leaves these in the source tree
+rm -rf "$here/build" "$here/src/tokenchecker.egg-info"
+
+cd "$here"
+echo "== ruff"
+"$venv/bin/ruff" check src tests bench
+echo "== mypy"
+"$venv/bin/mypy"
+echo "== pytest"
+# the installed package (with its bundled library) is what is tested, not src/
+set +e
+"$venv/bin/python" -m pytest -p no:cacheprovider -q "$@" tests
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "test.sh: pytest ran no test" >&2
+  exit 1
+fi
+exit "$status"
