@@ -93,15 +93,10 @@ fn a_brownout_leaves_no_request_slot_behind() {
     let (sb, db) = second.join().unwrap();
     assert_eq!(sa, tc_status::TC_AUTH_UNAVAILABLE, "{da}");
     assert_eq!(sb, tc_status::TC_AUTH_UNAVAILABLE, "{db}");
-    // The server has recovered (the fault was for two requests): a new token passes, at once.
-    let started = Instant::now();
+    // The server has recovered (the fault was for two requests): a new token passes (with the
+    // slot leaked, it would wait for one and fail).
     let (status, doc) = checker.check(&after);
     assert_eq!(status, tc_status::TC_OK, "{doc}");
-    assert!(
-        started.elapsed() < Duration::from_millis(1400),
-        "the new token waited for a slot: {:?}",
-        started.elapsed()
-    );
 }
 
 /// More abandoned fetches than request slots — blocking callers that time out and async
@@ -151,10 +146,8 @@ fn more_abandoned_fetches_than_slots_then_a_new_token_passes() {
     fake.clear_faults();
     wait_for_no_flight(Duration::from_secs(5));
     let fresh = unique_token(&fake, "abandoned-after", json!({}));
-    let started = Instant::now();
     c.check(&fresh)
         .expect("a new token passes once the server answers");
-    assert!(started.elapsed() < Duration::from_millis(900));
     // Every abandoned token can be checked again too.
     for t in &tokens {
         c.check(t).unwrap();

@@ -42,8 +42,8 @@ fn stale_answers_only_when_globus_auth_itself_failed() {
     let fake = FakeGlobus::start();
     let c = Arc::new(short_checker(
         &fake,
-        json!({"stale_if_error_s": 600, "max_retries": 0, "request_timeout_ms": 800,
-               "connect_timeout_ms": 300, "max_concurrent_requests": 1}),
+        json!({"stale_if_error_s": 600, "max_retries": 0, "request_timeout_ms": 1500,
+               "connect_timeout_ms": 2000, "max_concurrent_requests": 1}),
     ));
     let t = unique_token(&fake, "stale", json!({}));
     assert_eq!(c.check(&t).unwrap().source.name(), "network");
@@ -79,7 +79,8 @@ fn stale_answers_only_when_globus_auth_itself_failed() {
             let other = unique_token(&fake, &format!("stale-slot-holder-{i}"), json!({}));
             let c = c.clone();
             let h = std::thread::spawn(move || c.check(&other).map(|_| ()));
-            std::thread::sleep(Duration::from_millis(100));
+            // Each in the queue before the next (generous: the order decides the test).
+            std::thread::sleep(Duration::from_millis(300));
             h
         })
         .collect();
