@@ -241,18 +241,18 @@ export declare function version(): string;
 export declare function inFlight(): number;
 
 export interface ResultMemoOptions {
-  /** Most result documents held (default 4096); 0 turns the memo off. Integer in [0, 1048576]. */
+  /** Most answers held (default 4096); 0 turns the memo off. Integer in [0, 1048576]. */
   maxEntries?: number;
-  /** Longest result document memoised, bytes (default 8192). */
+  /** Longest answer text memoised, bytes (default 8192; longer ones are decoded on every check). */
   maxBytes?: number;
 }
 
 export interface ResultMemoStats {
   maxEntries: number;
   maxBytes: number;
-  /** Documents held now. */
+  /** Answers held now (keyed by the library's answer id). */
   entries: number;
-  /** Bytes of documents held (their decoded objects not counted). */
+  /** Total size of the held answers' texts, bytes (a size measure: only their decoded objects are kept). */
   bytes: number;
   hits: number;
   misses: number;
@@ -260,8 +260,8 @@ export interface ResultMemoStats {
 }
 
 /**
- * check()'s result memo for this thread (shared by its checkers): its statistics; with options,
- * first sets new bounds and empties it (counters included). Throws TokenCheckerError
- * (TC_INVALID_ARGUMENT) on a bad option.
+ * check()'s answer memo for this thread (shared by its checkers; answer id -> decoded answer): its
+ * statistics; with options, first sets new bounds and empties it (counters included). Throws
+ * TokenCheckerError (TC_INVALID_ARGUMENT) on a bad option.
  */
 export declare function resultMemo(options?: ResultMemoOptions): ResultMemoStats;

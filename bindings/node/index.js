@@ -1,14 +1,14 @@
 'use strict';
 // Node.js binding of tokenchecker: a thin layer over the C addon (src/addon.c).
 //
-// The addon returns `[status, json]` when it knows the answer at once (a cache hit through
-// tc_try_check, an invalid argument) and otherwise calls back later, exactly once, with
-// `(status, json)` from the library's own runtime through one threadsafe function.
+// The addon returns `[status, json]` when it knows the answer at once (a cached failure, an
+// invalid argument) and otherwise calls back later, exactly once, with `(status, json)` from
+// the library's own runtime through one threadsafe function.
 //
-// check() goes through `checkCached` first: a cached success comes back as the frozen object
-// `decodeCheckResult` made for that result document (memoised by the addon, keyed by the
-// document's bytes, never by the token), plus the cache source and age in `scratch`; check()
-// then copies it into a fresh AuthState without any JSON parsing.
+// check() goes through `checkAnswer` first (tc_try_check_answer): a cached success leaves the
+// answer's id, source and age in `native.answerOut` and returns nothing else. The answer memo
+// below maps the id (unique per cached answer, never reused) to the frozen object decoded once
+// from the answer's stable text; check() copies it into a fresh AuthState without any parsing.
 
 const path = require('path');
 
@@ -135,34 +135,121 @@ function toAuthState(d) {
   return state;
 }
 
-// ---- the memoised fast path of check() --------------------------------------------------------
+// ---- the answer memo of check() ---------------------------------------------------------------
+//
+// Per thread (module state: each worker loads its own), shared by the thread's checkers. Keys
+// are answer ids, values frozen templates decoded from the answer's stable text; nothing in it
+// is ever handed out (stateFrom copies). It never answers by itself: every check() still asks
+// the library, which gives the id, so expiry, purges and failures are the library's. Bounded
+// (maxEntries, default 4096); replacement is FIFO (a ring of ids); once full a new id is admitted
+// one time in 16, at random, so a working set larger than the bound keeps most of it useful
+// instead of churning. A purge or refetch gives a new id: the old entry is simply never hit
+// again and leaves in its turn (purge()/purgeIdentity() empty the memo anyway: "forget").
 
-/** Cache sources, in the addon's order (src/addon.c SOURCES). */
+/** Cache sources, in the addon's order (src/addon.c SOURCES): answerOut[1] indexes this. */
 const SOURCES = Object.freeze(['network', 'coalesced', 'memory', 'near', 'redis', 'memcached', 'stale']);
+const IDENTITY_PREFIX = 'urn:globus:auth:identity:';
 
-/** checkCached's out-parameters: [cache age in ms, source index, memoised?]. Never exported. */
-const scratch = new Float64Array(3);
+/** [answer id (0: not cached), source index, age in ms], written by native.checkAnswer. */
+const out = native.answerOut;
 
-/**
- * Called by the addon for a result document its memo does not hold. With `keep`, the object
- * it returns becomes the memo's, shared by every later check that renders the same document:
- * it is frozen, never handed out, and only copied from (see stateFrom). Without, it is this
- * call's AuthState.
- */
-function decodeCheckResult(json, keep) {
-  const s = toAuthState(JSON.parse(json));
-  if (!keep) return s;
-  s.cache = null;
-  return Object.freeze(s);
+const memo = {
+  map: new Map(), // answer id -> frozen template
+  ring: [], // the map's ids in insertion order, from `hand` (FIFO replacement)
+  hand: 0,
+  maxEntries: 4096,
+  maxBytes: 8192,
+  bytes: 0,
+  hits: 0,
+  misses: 0,
+  evictions: 0,
+};
+const kBytes = Symbol('bytes'); // a template's stable-text length in bytes
+
+function memoClear() {
+  memo.map.clear();
+  memo.ring = [];
+  memo.hand = 0;
+  memo.bytes = 0;
 }
 
-const copy = (a) => (Array.isArray(a) ? a.slice() : a);
+/** An AuthState (without cache) from an answer's stable text (see tc_answer_text). */
+function fromAnswer(d) {
+  const sub = d.sub ?? null;
+  const identities = d.identities;
+  return {
+    active: d.active,
+    sub,
+    effectiveIdentity: sub === null ? null : IDENTITY_PREFIX + sub,
+    identities,
+    username: d.username ?? null,
+    name: d.name ?? null,
+    email: d.email ?? null,
+    clientId: d.client_id ?? null,
+    scopes: d.scopes,
+    aud: d.aud,
+    exp: d.exp ?? null,
+    nbf: d.nbf ?? null,
+    iat: d.iat ?? null,
+    groups: null,
+    groupsStatus: 'not_fetched',
+    groupsError: null,
+    principals: identities.map((i) => IDENTITY_PREFIX + i),
+    cache: null,
+  };
+}
 
 /**
- * A fresh AuthState from a memoised template: its own object, its own arrays (slicing a small
- * unfrozen array costs a few ns; the caller may modify the result as before) and its own cache.
+ * The AuthState for the answer checkAnswer just gave (id, source and age in `out`), which the
+ * memo does not hold: decoded from its stable text (fetched from the addon only now); its
+ * template is kept when admitted, else the decoded state is handed out as is.
  */
-function stateFrom(t, ageMs, source) {
+function memoMiss(id) {
+  memo.misses++;
+  const text = native.answerText();
+  const s = fromAnswer(JSON.parse(text));
+  const bytes = Buffer.byteLength(text);
+  const m = memo.map;
+  if (memo.maxEntries === 0 || bytes > memo.maxBytes ||
+      (m.size >= memo.maxEntries && Math.random() >= 1 / 16)) {
+    s.cache = { source: SOURCES[out[1]] ?? 'unknown', ageMs: out[2] };
+    return s;
+  }
+  if (m.size >= memo.maxEntries) {
+    // the oldest entry: from the ring (a Map's iterator would skip its deleted slots, O(n))
+    const oldId = memo.ring[memo.hand];
+    memo.bytes -= m.get(oldId)[kBytes];
+    m.delete(oldId);
+    memo.ring[memo.hand] = id;
+    memo.hand = memo.hand + 1 === memo.maxEntries ? 0 : memo.hand + 1;
+    memo.evictions++;
+  } else {
+    memo.ring.push(id);
+  }
+  // (the arrays are this template's own, fresh from JSON.parse)
+  Object.freeze(s.identities);
+  Object.freeze(s.scopes);
+  Object.freeze(s.aud);
+  Object.freeze(s.principals);
+  s[kBytes] = bytes;
+  m.set(id, Object.freeze(s));
+  memo.bytes += bytes;
+  return stateFrom(s, out[1], out[2]);
+}
+
+function copy(a) {
+  const n = a.length;
+  const c = new Array(n);
+  for (let i = 0; i < n; i++) c[i] = a[i];
+  return c;
+}
+
+/**
+ * A fresh AuthState from a memoised template: its own object, its own arrays (the caller may
+ * modify the result) and its own cache. (A loop copies: `slice()` of a frozen array takes
+ * V8's slow path, ~1 µs.)
+ */
+function stateFrom(t, source, ageMs) {
   return {
     active: t.active,
     sub: t.sub,
@@ -177,11 +264,11 @@ function stateFrom(t, ageMs, source) {
     exp: t.exp,
     nbf: t.nbf,
     iat: t.iat,
-    groups: copy(t.groups),
+    groups: null,
     groupsStatus: t.groupsStatus,
     groupsError: t.groupsError,
     principals: copy(t.principals),
-    cache: { source: SOURCES[source], ageMs },
+    cache: { source: SOURCES[source] ?? 'unknown', ageMs },
   };
 }
 
@@ -257,7 +344,15 @@ function scopesOf(doc) {
 }
 
 /**
- * A configuration for the library: `{json, scopes, unknown}`. camelCase options become the
+ * Whether checks fetch groups eagerly: their cached answers then carry groups, which the answer
+ * handle does not, so check() takes the document path (tc_try_check, JSON.parse per call).
+ */
+function eagerOf(doc) {
+  return isPlainObject(doc) && doc.fetch_groups === 'eager';
+}
+
+/**
+ * A configuration for the library: `{json, scopes, unknown, eager}`. camelCase options become the
  * library's snake_case keys (cacheConfig's keys too); keys already in snake_case pass through;
  * unknown keys are passed on too (the library names them in its TC_INVALID_CONFIG error, or a
  * newer library knows them) and listed in `unknown` as `{option, key}` for configError. A string
@@ -274,7 +369,7 @@ function prepareConfig(config) {
     const unknown = isPlainObject(doc)
       ? Object.keys(doc).filter((key) => !KNOWN_KEYS.has(key)).map((key) => ({ option: key, key }))
       : [];
-    return { json: config, scopes: scopesOf(doc), unknown };
+    return { json: config, scopes: scopesOf(doc), unknown, eager: eagerOf(doc) };
   }
   if (!isPlainObject(config)) {
     throw new TokenCheckerError(
@@ -299,7 +394,7 @@ function prepareConfig(config) {
       out[key] = value;
     }
   }
-  return { json: JSON.stringify(out), scopes: scopesOf(out), unknown };
+  return { json: JSON.stringify(out), scopes: scopesOf(out), unknown, eager: eagerOf(out) };
 }
 
 /** camelCase options -> the library's JSON document (see prepareConfig). */
@@ -350,6 +445,7 @@ function configError(err, prepared) {
 
 const kHandle = Symbol('tokenchecker.handle');
 const kScopes = Symbol('tokenchecker.scopes');
+const kEager = Symbol('tokenchecker.eager');
 const AUTHORIZE_OPTIONS = new Set(['allowPublic', 'allowAllAuthenticatedUsers']);
 
 function authorizeRequest(allowedPrincipals, options) {
@@ -378,6 +474,7 @@ class TokenChecker {
   #handle;
   #closed = false;
   #expectedScopes;
+  #eager;
 
   /**
    * Creates a checker. `config` is an options object (camelCase) or a raw JSON string given to
@@ -389,6 +486,7 @@ class TokenChecker {
     if (config !== null && typeof config === 'object' && config[kHandle] !== undefined) {
       this.#handle = config[kHandle];
       this.#expectedScopes = config[kScopes];
+      this.#eager = config[kEager];
       return;
     }
     const prepared = prepareConfig(config);
@@ -396,6 +494,7 @@ class TokenChecker {
     if (answer[0] !== 0) throw configError(errorFrom(answer[0], answer[1]), prepared);
     this.#handle = answer[1];
     this.#expectedScopes = Object.freeze(prepared.scopes);
+    this.#eager = prepared.eager;
   }
 
   /** Like the constructor, but runs the library's creation (and credential check) off the event loop. */
@@ -404,7 +503,9 @@ class TokenChecker {
       const prepared = prepareConfig(config);
       const answer = native.createAsync(prepared.json, (status, value) => {
         if (status !== 0) reject(configError(errorFrom(status, value), prepared));
-        else resolve(new TokenChecker({ [kHandle]: value, [kScopes]: Object.freeze(prepared.scopes) }));
+        else resolve(new TokenChecker({
+          [kHandle]: value, [kScopes]: Object.freeze(prepared.scopes), [kEager]: prepared.eager,
+        }));
       });
       if (answer !== undefined) reject(configError(errorFrom(answer[0], answer[1]), prepared));
     });
@@ -446,28 +547,33 @@ class TokenChecker {
   /**
    * Checks a token. Resolves to an AuthState (a new object on every call); rejects with a
    * TokenCheckerError. Answers from the in-process cache synchronously (the promise is already
-   * settled; a success is decoded through the result memo, see README.md), else asynchronously
-   * on the library's runtime.
+   * settled; a success is built from the answer memo, see README.md), else asynchronously on
+   * the library's runtime.
    */
   check(token) {
     if (this.#closed) return Promise.reject(closedError());
+    if (this.#eager) return this.#call(native.check, token);
     let answer;
     try {
-      answer = native.checkCached(this.#handle, token, scratch, decodeCheckResult);
+      answer = native.checkAnswer(this.#handle, token);
+      if (answer === undefined) {
+        const id = out[0];
+        if (id === 0) return this.#call(native.checkAsync, token);
+        const t = memo.map.get(id);
+        if (t === undefined) return Promise.resolve(memoMiss(id));
+        memo.hits++;
+        return Promise.resolve(stateFrom(t, out[1], out[2]));
+      }
     } catch (e) {
       return Promise.reject(e);
-    }
-    if (answer === undefined) return this.#checkAsync(token);
-    if (!Array.isArray(answer)) {
-      return Promise.resolve(scratch[2] === 1 ? stateFrom(answer, scratch[0], scratch[1]) : answer);
     }
     return new Promise((resolve, reject) => settle(answer[0], answer[1], resolve, reject, toAuthState));
   }
 
-  /** A check that is not cached: on the library's runtime. */
-  #checkAsync(token) {
+  /** A check through the result document: `fn` is native.check (cache, then async) or checkAsync. */
+  #call(fn, token) {
     return new Promise((resolve, reject) => {
-      const answer = native.checkAsync(this.#live(), token, (status, json) =>
+      const answer = fn(this.#live(), token, (status, json) =>
         settle(status, json, resolve, reject, toAuthState),
       );
       if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, toAuthState);
@@ -510,9 +616,10 @@ class TokenChecker {
    */
   purge(token) {
     return new Promise((resolve, reject) => {
-      const answer = native.purge(this.#live(), token, (status, json) =>
-        settle(status, json, resolve, reject, null, 'purge'),
-      );
+      const answer = native.purge(this.#live(), token, (status, json) => {
+        memoClear();
+        settle(status, json, resolve, reject, null, 'purge');
+      });
       if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, null, 'purge');
     });
   }
@@ -520,9 +627,10 @@ class TokenChecker {
   /** Removes everything cached for tokens of one identity (id or identity principal). */
   purgeIdentity(identityId) {
     return new Promise((resolve, reject) => {
-      const answer = native.purgeIdentity(this.#live(), identityId, (status, json) =>
-        settle(status, json, resolve, reject, null, 'purgeIdentity'),
-      );
+      const answer = native.purgeIdentity(this.#live(), identityId, (status, json) => {
+        memoClear();
+        settle(status, json, resolve, reject, null, 'purgeIdentity');
+      });
       if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, null, 'purgeIdentity');
     });
   }
@@ -791,23 +899,32 @@ function inFlight() {
 
 const MEMO_OPTIONS = new Set(['maxEntries', 'maxBytes']);
 
+function memoBound(options, key, max) {
+  const v = options[key];
+  if (v === undefined) return memo[key];
+  if (!Number.isInteger(v) || v < 0 || v > max) throw invalidArgument(`${key} must be an integer in [0, ${max}]`);
+  return v;
+}
+
 /**
- * The memo of check()'s cached path in this thread (shared by its checkers): its statistics
- * `{maxEntries, maxBytes, entries, bytes, hits, misses, evictions}`. With options, first sets
- * new bounds and empties it: `maxEntries` (default 4096; 0 turns the memo off) and `maxBytes`,
- * the longest result document memoised (default 8192).
+ * The answer memo of check()'s cached path in this thread (shared by its checkers): its
+ * statistics `{maxEntries, maxBytes, entries, bytes, hits, misses, evictions}`. With options,
+ * first sets new bounds and empties it (counters included): `maxEntries` (default 4096; 0
+ * turns the memo off) and `maxBytes`, the longest answer text memoised (default 8192).
  */
 function resultMemo(options) {
-  if (options === undefined) return native.memo();
-  if (!isPlainObject(options)) throw invalidArgument('the resultMemo options must be an object');
-  for (const key of Object.keys(options)) {
-    if (!MEMO_OPTIONS.has(key)) throw invalidArgument(`unknown resultMemo option '${key}' (maxEntries, maxBytes)`);
+  if (options !== undefined) {
+    if (!isPlainObject(options)) throw invalidArgument('the resultMemo options must be an object');
+    for (const key of Object.keys(options)) {
+      if (!MEMO_OPTIONS.has(key)) throw invalidArgument(`unknown resultMemo option '${key}' (maxEntries, maxBytes)`);
+    }
+    const maxEntries = memoBound(options, 'maxEntries', 1048576);
+    const maxBytes = memoBound(options, 'maxBytes', 67108864);
+    memoClear();
+    Object.assign(memo, { maxEntries, maxBytes, hits: 0, misses: 0, evictions: 0 });
   }
-  try {
-    return native.memo(options.maxEntries, options.maxBytes);
-  } catch (e) {
-    throw invalidArgument(e.message);
-  }
+  const { maxEntries, maxBytes, bytes, hits, misses, evictions } = memo;
+  return { maxEntries, maxBytes, entries: memo.map.size, bytes, hits, misses, evictions };
 }
 
 module.exports = {
@@ -826,5 +943,6 @@ module.exports = {
   _configKeys: CONFIG_KEYS,
   _snake: snake,
   _sources: SOURCES,
+  _memo: memo,
   _httpError: httpError,
 };

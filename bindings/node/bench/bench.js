@@ -11,13 +11,19 @@
 //                    Settled promises never give the event loop a turn, so both loops yield
 //                    (setImmediate) every 100 checks / every batch, like a server handling
 //                    requests; the loop delay reported is then the cost of such a slice.
-//                    These check one hot token, so check()'s result memo always hits; then the
+//                    These check one hot token, so check()'s answer memo always hits; then the
 //                    same batches cycle over `distinct` cached tokens of distinct users (within
 //                    the memo's bound: hits) and over `distinct_over` of them (more than the
 //                    memo holds, cycled: a plain LRU would miss every time; once full the memo
 //                    admits one miss in 16, so it keeps serving most of them). Throughput is
 //                    also given per CPU-second of this process (`cpu_per_sec`): on a shared
 //                    machine that is the part other jobs cannot steal.
+//                    For comparison, in the same run: the same batches resolving each promise
+//                    with a no-op native call taking the same arguments (the ceiling of a
+//                    native call + promise + Promise.all), and the bare native checkAnswer
+//                    (tc_try_check_answer through N-API, no promise, no object) in a loop.
+//                    Last, one hot token of a checker with fetchGroups 'eager' (its answers carry
+//                    groups, which the answer handle does not: the document path, JSON.parse).
 //   2. async path  - cache misses (distinct new tokens) through tc_check_async and the
 //                    threadsafe function, `concurrency` in flight at once, fake server latency 0.
 //   3. in flight   - the same with a slow server (`latency` ms): how many checks overlap and
@@ -142,7 +148,7 @@ async function main() {
       return { checks: n, per_sec: Math.round(n / secs), ...summarize(lat) };
     });
     // `tokens` cycled in batches of BATCH check() promises, awaited with Promise.all
-    const pipelined = (tokens, total) => withLoopMonitor(async () => {
+    const pipelined = (tokens, total, c = checker) => withLoopMonitor(async () => {
       const memo0 = resultMemo();
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
@@ -151,7 +157,7 @@ async function main() {
       while (done < total) {
         const batch = [];
         for (let i = 0; i < BATCH && done + i < total; i++) {
-          batch.push(checker.check(tokens[k]));
+          batch.push(c.check(tokens[k]));
           if (++k === tokens.length) k = 0;
         }
         const states = await Promise.all(batch);
@@ -170,6 +176,32 @@ async function main() {
     });
     results.sync_pipelined = await pipelined([hot], HITS);
 
+    // the ceilings: a no-op native call per promise, and the bare native call
+    const native = require('..')._native;
+    const [, raw] = native.create(require('..')._configToJson(h.config(fake, { verifyCredentials: false })));
+    results.noop_pipelined = await withLoopMonitor(async () => {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let done = 0; done < HITS; done += BATCH) {
+        const batch = [];
+        for (let i = 0; i < BATCH; i++) batch.push(Promise.resolve(native.noop(raw, hot)));
+        await Promise.all(batch);
+        await yieldToLoop();
+      }
+      const secs = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      return { calls: HITS, per_sec: Math.round(HITS / secs), cpu_per_sec: Math.round(HITS / ((cpu.user + cpu.system) / 1e6)) };
+    });
+    results.native_check_answer = (() => {
+      const n = Math.min(HITS, 1000000);
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) {
+        if (native.checkAnswer(raw, hot) !== undefined || native.answerOut[0] === 0) throw new Error('expected a cached answer');
+      }
+      return { calls: n, per_sec: Math.round(n / ((performance.now() - t0) / 1000)) };
+    })();
+    native.close(raw);
+
     // distinct users (distinct result documents), all cached
     const spec = (i) => {
       const sub = require('crypto').randomUUID();
@@ -185,6 +217,16 @@ async function main() {
     await warm(over);
     results.sync_distinct_over = await pipelined(over, Math.min(HITS, 100000));
     results.sync_distinct_over.memo_max_entries = resultMemo().maxEntries;
+
+    // fetchGroups 'eager': cached answers carry groups, so check() takes the document path
+    const eager = new TokenChecker(h.config(fake, { verifyCredentials: false, fetchGroups: 'eager' }));
+    try {
+      const member = await h.newToken(fake, { groups: [h.GROUP_MEMBER] });
+      await eager.check(member);
+      results.sync_eager = await pipelined([member], Math.min(HITS, 300000), eager);
+    } finally {
+      eager.close();
+    }
 
     // ---- 2. async path: misses ------------------------------------------------------------
     const cold = await addTokens(fake, MISSES, 'miss');
@@ -244,9 +286,14 @@ async function main() {
   line('', `${sq.per_sec.toLocaleString()} checks/s   p50 ${sq.p50_us} µs   p99 ${sq.p99_us} µs   loop delay p99 ${sq.loop.p99_ms} ms`);
   const sp = r.sync_pipelined;
   line(`sync path, batches of ${sp.batch}`, `${sp.per_sec.toLocaleString()} checks/s (${sp.cpu_per_sec.toLocaleString()} per CPU-s)   loop delay p99 ${sp.loop.p99_ms} ms (max ${sp.loop.max_ms} ms, ${sp.loop.samples} samples; loop yields every batch)`);
+  const np = r.noop_pipelined;
+  line(`  vs no-op native call, batches`, `${np.per_sec.toLocaleString()} calls/s (${np.cpu_per_sec.toLocaleString()} per CPU-s)   loop delay p99 ${np.loop.p99_ms} ms`);
+  line(`  vs bare native checkAnswer loop`, `${r.native_check_answer.per_sec.toLocaleString()} calls/s (no promise, no object)`);
   for (const [label, d] of [['', r.sync_distinct], [' (> memo)', r.sync_distinct_over]]) {
-    line(`  ${d.tokens} distinct tokens${label}`, `${d.per_sec.toLocaleString()} checks/s (${d.cpu_per_sec.toLocaleString()} per CPU-s)   loop delay p99 ${d.loop.p99_ms} ms (max ${d.loop.max_ms} ms)   result memo: ${d.memo_hits} hits, ${d.memo_misses} misses`);
+    line(`  ${d.tokens} distinct tokens${label}`, `${d.per_sec.toLocaleString()} checks/s (${d.cpu_per_sec.toLocaleString()} per CPU-s)   loop delay p99 ${d.loop.p99_ms} ms (max ${d.loop.max_ms} ms)   answer memo: ${d.memo_hits} hits, ${d.memo_misses} misses`);
   }
+  const se = r.sync_eager;
+  line(`  1 token, fetchGroups 'eager'`, `${se.per_sec.toLocaleString()} checks/s (${se.cpu_per_sec.toLocaleString()} per CPU-s)   loop delay p99 ${se.loop.p99_ms} ms (document path: tc_try_check + JSON.parse)`);
   const am = r.async_misses;
   line(`async path (misses, ${am.concurrency} in flight)`, `${am.per_sec.toLocaleString()} checks/s   p50 ${am.p50_us} µs   p99 ${am.p99_us} µs   loop delay p99 ${am.loop.p99_ms} ms   (${am.introspections} introspections)`);
   const as = r.async_slow_server;

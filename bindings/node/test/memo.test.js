@@ -1,6 +1,7 @@
 'use strict';
-// The result memo of check()'s cached path (src/addon.c, "the result memo"): correctness,
-// independence of the returned objects, failures untouched, the size bound, purges, workers.
+// The answer memo of check()'s cached path (index.js, "the answer memo"; the addon's
+// checkAnswer/answerText): keyed by answer id, correctness, independence of the returned
+// objects, failures untouched, the size bound, purges and refetches (new id, new data), workers.
 const { describe, it, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
@@ -106,20 +107,99 @@ describe('result memo', () => {
     assert.equal(m.hits - before.hits, 100);
   });
 
-  it('the memo is keyed by the result document: tokens with identical answers share one entry', async () => {
+  it('the memo is keyed by answer id: every cached answer has its own, identical ones too', async () => {
     const now = Math.floor(Date.now() / 1000);
     const spec = { ...userSpec(1), exp: now + 3600, iat: now - 10, nbf: now - 10 };
     const a = await h.newToken(fake, spec, 'memo-same');
     const b = await h.newToken(fake, spec, 'memo-same');
     const other = await h.newToken(fake, { ...spec, email: 'other@example.org' }, 'memo-same');
-    for (const t of [a, b, other]) await checker.check(t);
-    for (const t of [a, b, other]) await checker.check(t);
+    for (const t of [a, b, other]) await checker.check(t); // network
+    for (let round = 0; round < 2; round++) for (const t of [a, b, other]) await checker.check(t);
     const m = resultMemo();
-    assert.equal(m.entries, 2);
-    assert.equal(m.misses, 2);
-    assert.equal(m.hits, 1);
+    assert.equal(m.entries, 3);
+    assert.equal(m.misses, 3);
+    assert.equal(m.hits, 3);
+    const ids = [...tc._memo.map.keys()];
+    assert.equal(new Set(ids).size, 3);
+    for (const id of ids) assert.ok(Number.isInteger(id) && id > 0, String(id));
     assert.equal((await checker.check(other)).email, 'other@example.org');
     assert.equal((await checker.check(a)).email, spec.email);
+    assert.deepEqual(withoutCache(await checker.check(a)), withoutCache(await checker.check(b)));
+  });
+
+  it('a purge and refetch gives a new id and new data', async () => {
+    const n = tc._native;
+    const t = await h.newToken(fake, userSpec(21), 'memo-refetch');
+    await checker.check(t);
+    assert.equal((await checker.check(t)).username, 'user21@example.org');
+    const [, handle] = n.create(tc._configToJson(h.config(fake, { verifyCredentials: false })));
+    try {
+      assert.equal(n.checkAnswer(handle, t), undefined);
+      const id1 = n.answerOut[0];
+      assert.ok(tc._memo.map.has(id1));
+      assert.equal(n.checkAnswer(handle, t), undefined);
+      assert.equal(n.answerOut[0], id1, 'every hit of one cached answer has its id');
+      await fake.addTokens({ [t]: userSpec(22) }); // the server's answer changes
+      assert.equal((await checker.check(t)).username, 'user21@example.org', 'still cached');
+      await checker.purge(t);
+      assert.equal(resultMemo().entries, 0);
+      const fresh = await checker.check(t);
+      assert.equal(fresh.cache.source, 'network');
+      assert.equal(fresh.username, 'user22@example.org');
+      const hit = await checker.check(t);
+      assert.equal(hit.cache.source, 'memory');
+      assert.equal(hit.username, 'user22@example.org');
+      assert.equal(n.checkAnswer(handle, t), undefined);
+      const id2 = n.answerOut[0];
+      assert.ok(id2 > id1, `${id2} > ${id1}`);
+      assert.ok(tc._memo.map.has(id2));
+      assert.equal(JSON.parse(n.answerText()).username, 'user22@example.org');
+    } finally {
+      n.close(handle);
+    }
+  });
+
+  it('an answer fetched again after its entry expired has a new id: the old entry is never hit again', async () => {
+    const cacheConfig = { backend: 'memory', timeout: 300, maxEntries: 100000 };
+    const short = new TokenChecker(h.config(fake, { verifyCredentials: false, cacheConfig: { ...cacheConfig, timeout: 1 } }));
+    try {
+      const t = await h.newToken(fake, userSpec(24), 'memo-expired');
+      await short.check(t);
+      assert.equal((await short.check(t)).username, 'user24@example.org');
+      const [id1] = tc._memo.map.keys();
+      await fake.addTokens({ [t]: userSpec(25) });
+      await h.sleep(1200);
+      assert.equal((await short.check(t)).cache.source, 'network');
+      const hit = await short.check(t);
+      assert.equal(hit.cache.source, 'memory');
+      assert.equal(hit.username, 'user25@example.org');
+      const m = resultMemo();
+      assert.equal(m.entries, 2);
+      assert.equal(m.hits, 0);
+      assert.equal(m.misses, 2);
+      assert.ok(tc._memo.map.has(id1), 'the old entry stays until evicted, never hit');
+      assert.equal((await short.check(t)).username, 'user25@example.org');
+      assert.equal(resultMemo().hits, 1);
+    } finally {
+      short.close();
+      new TokenChecker(h.config(fake, { verifyCredentials: false, cacheConfig })).close(); // as before()
+    }
+  });
+
+  it('answers with several identities, and the document path, build the same AuthState', async () => {
+    const [x, y] = [crypto.randomUUID(), crypto.randomUUID()];
+    const t = await h.newToken(fake, userSpec(23, { sub: x, identity_set: [x, y], aud: ['test-client', 'other'] }), 'memo-ids');
+    const network = await checker.check(t); // the result document, decoded
+    const memoised = await checker.check(t); // the answer's stable text, decoded
+    const hit = await checker.check(t); // the memo's template, copied
+    assert.deepEqual(network.identities, [x, y]);
+    assert.deepEqual(network.principals, [h.IDENTITY(x), h.IDENTITY(y)]);
+    assert.equal(network.effectiveIdentity, h.IDENTITY(x));
+    assert.deepEqual(Object.keys(memoised), Object.keys(network));
+    assert.deepEqual(Object.keys(hit), Object.keys(network));
+    assert.deepEqual(withoutCache(memoised), withoutCache(network));
+    assert.deepEqual(withoutCache(hit), withoutCache(network));
+    assert.deepEqual(Object.keys(hit.cache), ['source', 'ageMs']);
   });
 
   it('every returned AuthState is an independent copy (objects, arrays, cache)', async () => {
@@ -165,6 +245,8 @@ describe('result memo', () => {
       assert.deepEqual(withoutCache(a), withoutCache(first));
       a.groups.push('x');
       assert.deepEqual((await eager.check(t)).groups.slice().sort(), [h.GROUP_ADMIN, h.GROUP_MEMBER].sort());
+      // the answer handle carries no groups: eager checks take the document path, not the memo
+      assert.equal(resultMemo().entries, 0);
     } finally {
       eager.close();
     }
@@ -255,7 +337,7 @@ describe('result memo', () => {
     }
     const m = resultMemo();
     assert.equal(m.entries, 16);
-    // once full, a miss replaces an entry one time in 16 (at random): ~36 of the 584 misses
+    // once full, a miss replaces the oldest entry one time in 16 (at random): ~36 of the 584 misses
     assert.ok(m.evictions > 0 && m.evictions < 150, `evictions ${m.evictions}`);
     assert.ok(m.bytes > 0 && m.bytes <= 16 * m.maxBytes);
   });
@@ -308,12 +390,12 @@ describe('result memo', () => {
     }
     const m = resultMemo();
     assert.equal(m.entries, 50);
-    // plain LRU would miss every time; admitting 1 miss in 16 keeps most of the 50 useful
+    // plain LRU or FIFO would miss every time; admitting 1 miss in 16 keeps most of the 50 useful
     assert.ok(m.hits > m.misses, `hits ${m.hits}, misses ${m.misses}`);
     assert.ok(m.evictions < m.misses / 4, `evictions ${m.evictions}, misses ${m.misses}`);
   });
 
-  it('maxEntries 0 turns it off, maxBytes skips long documents; results stay correct', async () => {
+  it('maxEntries 0 turns it off, maxBytes skips long answers; results stay correct', async () => {
     const { tokens, specs } = await addUsers(5, 'memo-off');
     for (const t of tokens) await checker.check(t);
     resultMemo({ maxEntries: 0 });
@@ -324,7 +406,7 @@ describe('result memo', () => {
     assert.equal(Object.isFrozen(off) || Object.isFrozen(off.scopes), false);
     off.scopes.push('mine');
     assert.ok(!(await checker.check(tokens[0])).scopes.includes('mine'));
-    resultMemo({ maxEntries: 64, maxBytes: 100 }); // every document is longer
+    resultMemo({ maxEntries: 64, maxBytes: 100 }); // every answer's text is longer
     for (const t of tokens) assert.equal((await checker.check(t)).email, specs[t].email);
     assert.equal(resultMemo().entries, 0);
     resultMemo({ maxEntries: 64, maxBytes: 8192 });
@@ -354,48 +436,48 @@ describe('result memo', () => {
     assert.equal(resultMemo().maxEntries, 4096);
   });
 
-  it('the native fast path rejects a bad scratch or handle without touching the library', () => {
+  it('the native answer path: ids, source and age in answerOut, the text on demand, bad handles', async () => {
     const n = tc._native;
-    assert.throws(() => n.checkCached({}, 'tok-valid', new Float64Array(3), () => ({})), TypeError);
-    const [, handle] = n.create(tc._configToJson(h.config(fake, { verifyCredentials: false })));
-    try {
-      assert.throws(() => n.checkCached(handle, 'tok-valid', new Float64Array(2), () => ({})), TypeError);
-      assert.throws(() => n.checkCached(handle, 'tok-valid', new Uint32Array(2), () => ({})), TypeError);
-      assert.throws(() => n.checkCached(handle, 'tok-valid', [0, 0], () => ({})), TypeError);
-    } finally {
-      n.close(handle);
-    }
-  });
-
-  it('a decoder failure falls back to the plain answer', async () => {
-    const n = tc._native;
-    const t = await h.newToken(fake, userSpec(12), 'memo-fallback');
+    const out = n.answerOut;
+    assert.ok(out instanceof Float64Array && out.length === 3);
+    assert.throws(() => n.checkAnswer({}, 'tok-valid'), TypeError);
+    assert.throws(() => n.checkAnswer(), TypeError);
+    const t = await h.newToken(fake, userSpec(12), 'memo-native');
     await checker.check(t);
     const [, handle] = n.create(tc._configToJson(h.config(fake, { verifyCredentials: false })));
     try {
-      const scratch = new Float64Array(3);
-      const answer = n.checkCached(handle, t, scratch, () => { throw new Error('boom'); });
-      assert.ok(Array.isArray(answer));
-      assert.equal(answer[0], 0);
-      assert.equal(JSON.parse(answer[1]).username, 'user12@example.org');
-      const notObject = n.checkCached(handle, t, scratch, () => 42);
-      assert.ok(Array.isArray(notObject));
-      const ok = n.checkCached(handle, t, scratch, (json, keep) => ({ decoded: JSON.parse(json).username, keep }));
-      assert.deepEqual(ok, { decoded: 'user12@example.org', keep: true });
-      assert.equal(scratch[1], 2); // 'memory'
-      assert.ok(scratch[0] >= 0);
-      assert.equal(scratch[2], 1); // the memo's object
-      // from the memo now: decode is not called
-      assert.equal(n.checkCached(handle, t, scratch, () => assert.fail('decoded again')), ok);
-      // with the memo off, decode is asked for a one-off object, handed out as is
-      resultMemo({ maxEntries: 0 });
-      const once = n.checkCached(handle, t, scratch, (json, keep) => ({ keep }));
-      assert.deepEqual(once, { keep: false });
-      assert.equal(scratch[2], 0);
-      assert.equal(n.checkCached(handle, h.uniqueToken('nope'), scratch, () => assert.fail()), undefined);
+      assert.equal(n.checkAnswer(handle, t), undefined);
+      const id = out[0];
+      assert.ok(id > 0);
+      assert.equal(out[1], 2); // 'memory'
+      assert.equal(tc._sources[out[1]], 'memory');
+      assert.ok(out[2] >= 0);
+      const text = n.answerText();
+      assert.deepEqual(Object.keys(JSON.parse(text)),
+        ['active', 'sub', 'identities', 'username', 'name', 'email', 'client_id', 'scopes', 'aud', 'exp', 'nbf', 'iat']);
+      assert.equal(JSON.parse(text).username, 'user12@example.org');
+      assert.equal(n.answerText(), null, 'released once read');
+      assert.equal(n.checkAnswer(handle, t), undefined);
+      assert.equal(out[0], id);
+      assert.equal(n.answerText(), text, 'the same bytes for every hit');
+      // not cached: id 0, nothing held
+      assert.equal(n.checkAnswer(handle, h.uniqueToken('nope')), undefined);
+      assert.equal(out[0], 0);
+      assert.equal(n.answerText(), null);
+      // failures: [status, json]
+      const inactive = await h.newToken(fake, { active: false }, 'memo-native');
+      await rejectsWith(checker.check(inactive), 'TC_INACTIVE_TOKEN');
+      const [st, json] = n.checkAnswer(handle, inactive);
+      assert.equal(st, tc.Status.TC_INACTIVE_TOKEN);
+      assert.equal(JSON.parse(json).error.code, 'TC_INACTIVE_TOKEN');
+      assert.equal(n.checkAnswer(handle, '')[0], tc.Status.TC_INVALID_ARGUMENT);
+      assert.match(n.checkAnswer(handle, 42)[1], /must be a string/);
+      assert.match(n.checkAnswer(handle, 'a\u0000b')[1], /NUL/);
+      assert.equal(n.noop(handle, t), undefined);
     } finally {
       n.close(handle);
     }
+    assert.equal(JSON.parse(n.checkAnswer(handle, t)[1]).error.code, 'TC_CLOSED');
   });
 });
 
