@@ -191,8 +191,10 @@ impl Checker {
     fn lookup_local(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
         let id = self.local_id(token)?;
         let store = cache::current();
-        // One clock read serves the entry's expiry and the answer's age.
-        let now = Moment::now();
+        // One clock read serves the entry's expiry and the answer's age: the coarse clock (an
+        // entry may be served a few milliseconds past its expiry; its token's `exp` is still
+        // checked in whole seconds).
+        let now = Moment::now_coarse();
         let Some((entry, source)) =
             store.get_local_at(&LocalKey::new(Kind::Introspection, id), now)
         else {
@@ -223,7 +225,7 @@ impl Checker {
             _ if info.active() => stats().hits.inc(),
             _ => stats().negative_hits.inc(),
         }
-        validate(&self.config, info, now_unix())?;
+        validate(&self.config, info, cache::moment::unix_now_coarse())?;
         Ok(AuthState {
             info: info.clone(),
             groups,
