@@ -2,14 +2,18 @@ package tokenchecker
 
 /*
 #include <stdlib.h>
+#include <string.h>
 #include "tokenchecker.h"
 */
 import "C"
 
 import (
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
+	"unsafe"
 )
 
 // Checker checks bearer tokens with the tokenchecker library. It is safe for concurrent use by
@@ -17,27 +21,23 @@ import (
 // Close is released then, but don't rely on that.
 type Checker struct {
 	h       *handle
-	memo    *stateMemo // decoded results (memo.go)
+	memo    *answerMemo // decoded answers (authstate.go)
 	cleanup runtime.Cleanup
 	scopes  []string // expected_scopes, for the insufficient_scope challenge (WriteError)
+	eager   bool     // fetch_groups "eager": Check's results have groups
 }
 
-// handle owns the C checker. It is separate from Checker so that the cleanup registered on a
-// Checker can reach it without keeping the Checker alive.
-//
-// mu makes Close safe against calls in flight: every call holds the read lock while C uses the
-// pointer, and free takes the write lock, so tc_free never runs during a call, and a call
-// after free finds ptr nil (ErrClosed). Async calls hold the lock only while starting: the
-// library gives the started work its own reference to the checker.
+// handle owns the C checker (apart from Checker, for the cleanup). Calls hold the read lock
+// while C uses ptr (async ones while starting: the work takes its own reference); free takes
+// the write lock, so tc_free never runs during a call, and later calls find ptr nil.
 type handle struct {
 	mu  sync.RWMutex
 	ptr *C.tc_checker
 }
 
 // New creates a checker. With VerifyCredentials (the default) it introspects once, and fails
-// with ErrCredentialsRejected when the authorization server refuses the client credentials; an
-// unreachable server does not make it fail. With CacheConfig it replaces the process-wide
-// cache.
+// with ErrCredentialsRejected when the server refuses the client credentials (not when it is
+// unreachable). With CacheConfig it replaces the process-wide cache.
 func New(cfg Config) (*Checker, error) {
 	if err := checkABI(); err != nil {
 		return nil, err
@@ -46,52 +46,47 @@ func New(cfg Config) (*Checker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cdoc, err := cString(doc, "the configuration")
-	if err != nil {
+	if err := noNUL(doc, "the configuration"); err != nil {
 		err.(*Error).Code = StatusInvalidConfig
 		return nil, err
 	}
-	defer freeCString(cdoc)
+	cdoc := C.CString(doc)
+	defer C.free(unsafe.Pointer(cdoc))
 	var ptr *C.tc_checker
 	var cerr *C.char
-	status := Status(C.tc_new(cdoc, &ptr, &cerr))
-	edoc := takeDoc(cerr)
-	if status != StatusOK {
-		return nil, errorFromDoc(status, edoc)
+	if status := Status(C.tc_new(cdoc, &ptr, &cerr)); status != StatusOK {
+		return nil, errorFromDoc(status, takeDoc(cerr))
 	}
 	h := &handle{ptr: ptr}
-	c := &Checker{h: h, memo: newStateMemo(memoCapacity), scopes: cfg.expectedScopes()}
+	c := &Checker{h: h, memo: newAnswerMemo(memoCapacity)}
+	c.scopes, c.eager = settings(doc)
 	c.cleanup = runtime.AddCleanup(c, (*handle).free, h)
 	return c, nil
 }
 
-// Close releases the checker. It waits for calls using the checker in C to return (not for
-// async checks to finish: those keep their own reference and complete normally). Later calls
-// return ErrClosed. Close is idempotent and always returns nil.
+// Close releases the checker once calls using it in C return (async work completes on its own
+// reference); later calls return ErrClosed. Idempotent; always nil.
 func (c *Checker) Close() error {
-	if c == nil || c.h == nil {
-		return nil
+	if c != nil && c.h != nil {
+		c.cleanup.Stop()
+		c.h.free()
+		c.memo.reset()
+		runtime.KeepAlive(c)
 	}
-	c.cleanup.Stop()
-	c.h.free()
-	c.memo.close()
-	runtime.KeepAlive(c)
 	return nil
 }
 
-// acquire read-locks the checker for one C call, or returns nil when it is closed (or a zero
-// Checker). Release with h.mu.RUnlock() as soon as C no longer uses h.ptr.
+// acquire read-locks h for a C call (h.mu.RUnlock() after); nil when closed or a zero Checker.
 func (c *Checker) acquire() *handle {
 	if c == nil || c.h == nil {
 		return nil
 	}
-	h := c.h
-	h.mu.RLock()
-	if h.ptr == nil {
-		h.mu.RUnlock()
+	c.h.mu.RLock()
+	if c.h.ptr == nil {
+		c.h.mu.RUnlock()
 		return nil
 	}
-	return h
+	return c.h
 }
 
 func (h *handle) free() {
@@ -100,55 +95,6 @@ func (h *handle) free() {
 	if h.ptr != nil {
 		C.tc_free(h.ptr)
 		h.ptr = nil
-	}
-}
-
-// Purge removes everything cached for one token (its introspection, groups and dependent
-// tokens) from every cache layer, for example when the token is revoked. The token need not
-// be valid.
-func (c *Checker) Purge(token string) error {
-	ctok, err := cString(token, "the token")
-	if err != nil {
-		return err
-	}
-	defer freeCString(ctok)
-	// The memo holds no token, so it cannot tell which entry is this token's: it is emptied
-	// (it never answers by itself, but a revoked caller's data need not linger in it).
-	defer c.memo.reset()
-	return c.simple("cannot purge the token: it is empty, too long, or holds characters a bearer token cannot hold",
-		func(p *C.tc_checker) C.tc_status { return C.tc_purge(p, ctok) })
-}
-
-// PurgeIdentity removes everything cached for tokens of one identity (an identity id or its
-// "urn:globus:auth:identity:" principal) from this process's cache.
-func (c *Checker) PurgeIdentity(identityID string) error {
-	cid, err := cString(identityID, "the identity id")
-	if err != nil {
-		return err
-	}
-	defer freeCString(cid)
-	defer c.memo.reset()
-	return c.simple("cannot purge the identity: pass a non-empty identity id",
-		func(p *C.tc_checker) C.tc_status { return C.tc_purge_identity(p, cid) })
-}
-
-// simple runs a call without a result document under the read lock.
-// invalid is the message of a TC_INVALID_ARGUMENT answer.
-func (c *Checker) simple(invalid string, call func(*C.tc_checker) C.tc_status) error {
-	h := c.acquire()
-	if h == nil {
-		return ErrClosed
-	}
-	status := Status(call(h.ptr))
-	h.mu.RUnlock()
-	runtime.KeepAlive(c)
-	switch status {
-	case StatusOK:
-		return nil
-	case StatusInvalidArgument:
-		return &Error{Code: status, Message: invalid}
-	default:
-		return &Error{Code: status, Message: "the purge failed"}
 	}
 }
 
@@ -165,13 +111,85 @@ func checkABI() error {
 }
 
 // Version is the library's version, "MAJOR.MINOR.PATCH".
-func Version() string {
-	return C.GoString(C.tc_version())
+func Version() string { return C.GoString(C.tc_version()) }
+
+// StatusName is the library's name for a status code (tc_status_name), "TC_UNKNOWN" for a code
+// it does not know.
+func StatusName(s Status) string { return C.GoString(C.tc_status_name(C.uint32_t(s))) }
+
+// Statistics are the library's process-wide counters (all checkers together).
+type Statistics struct {
+	Checks         uint64 `json:"checks"`
+	Hits           uint64 `json:"hits"`
+	NegativeHits   uint64 `json:"negative_hits"`
+	Misses         uint64 `json:"misses"`
+	CoalescedWaits uint64 `json:"coalesced_waits"`
+	WaiterTimeouts uint64 `json:"waiter_timeouts"`
+	Purges         uint64 `json:"purges"`
+	CacheResets    uint64 `json:"cache_resets"`
+	Requests       struct {
+		Introspect     uint64 `json:"introspect"`
+		DependentToken uint64 `json:"dependent_token"`
+		Groups         uint64 `json:"groups"`
+		Retries        uint64 `json:"retries"`
+	} `json:"requests"`
+	Errors struct {
+		Introspect     uint64 `json:"introspect"`
+		DependentToken uint64 `json:"dependent_token"`
+		Groups         uint64 `json:"groups"`
+		Backend        uint64 `json:"backend"`
+	} `json:"errors"`
+	Backend struct {
+		Hits            uint64 `json:"hits"`
+		Misses          uint64 `json:"misses"`
+		RejectedEntries uint64 `json:"rejected_entries"`
+		BreakerSkips    uint64 `json:"breaker_skips"`
+		LockAcquired    uint64 `json:"lock_acquired"`
+		LockWaits       uint64 `json:"lock_waits"`
+	} `json:"backend"`
+	// StaleServed counts answers served stale (CacheSource "stale", Config.StaleIfErrorS).
+	StaleServed uint64 `json:"stale_served"`
+	// RequestsShed counts requests refused for want of a slot (Config.MaxConcurrentRequests).
+	RequestsShed uint64 `json:"requests_shed"`
+
+	Cache struct {
+		Backend      string        `json:"backend"`
+		Timeout      time.Duration `json:"-"`
+		TimeoutS     float64       `json:"timeout_s"`
+		LocalEntries uint64        `json:"local_entries"`
+		InFlight     uint64        `json:"in_flight"`
+	} `json:"cache"`
+
+	// Raw is the whole document, including counters newer than this binding.
+	Raw map[string]any `json:"-"`
 }
 
-// StatusName is the library's own name for a status code (tc_status_name: as Status.String,
-// but asked of the library, so it also knows codes newer than this binding; "TC_UNKNOWN" for
-// a code it does not know).
-func StatusName(s Status) string {
-	return C.GoString(C.tc_status_name(C.uint32_t(s)))
+// Stats returns the library's process-wide counters.
+func Stats() (*Statistics, error) {
+	var out *C.char
+	status := Status(C.tc_stats(&out))
+	doc := takeDoc(out)
+	if status != StatusOK {
+		return nil, errorFromDoc(status, doc)
+	}
+	var s Statistics
+	err := json.Unmarshal(doc, &s)
+	if err == nil {
+		err = json.Unmarshal(doc, &s.Raw)
+	}
+	if err != nil {
+		return nil, &Error{Code: StatusPanic, Message: "the library's stats document did not decode: " + err.Error()}
+	}
+	s.Cache.Timeout = time.Duration(s.Cache.TimeoutS * float64(time.Second))
+	return &s, nil
+}
+
+// takeDoc copies a library-owned document into Go memory and releases it.
+func takeDoc(p *C.char) []byte {
+	if p == nil {
+		return nil
+	}
+	b := C.GoBytes(unsafe.Pointer(p), C.int(C.strlen(p)))
+	C.tc_string_free(p)
+	return b
 }

@@ -8,12 +8,9 @@ import (
 )
 
 // Config is the checker configuration. Field tags are the library's configuration keys, every
-// one of them (README.md of the library documents each; a test compares the tags with the
-// library's keys); zero values are left out, so the library's defaults apply. Fields where
-// zero is a meaningful setting that is not the default are pointers: use Bool and Int.
-//
-// When RawJSON is not empty it is passed to the library verbatim and every other field is
-// ignored.
+// one of them (the library's README.md documents each); zero values are left out, so the
+// library's defaults apply; where zero is a setting that is not the default, fields are
+// pointers (Bool, Int). A non-empty RawJSON is passed verbatim, every other field ignored.
 type Config struct {
 	ClientID         string   `json:"client_id,omitempty"`         // required
 	ClientSecret     string   `json:"client_secret,omitempty"`     // required
@@ -52,12 +49,10 @@ type Config struct {
 	RawJSON string `json:"-"`
 }
 
-// CacheConfig is the "cache_config" key. The cache is process-wide: a checker created with a
-// CacheConfig replaces the cache every checker of the process uses.
-//
-// Extra holds the backend's other keys ("max_entries", "url", "sentinels", "near_cache_ttl", …);
-// Backend and Timeout, when set, take precedence over the same keys in Extra. A zero Timeout
-// means the library default (30 s); to ask for 0 put "timeout": 0 in Extra.
+// CacheConfig is the "cache_config" key: a checker created with one replaces the process-wide
+// cache. Extra holds the backend's other keys ("max_entries", "url", "sentinels", …); Backend
+// and Timeout, when set, take precedence over them. A zero Timeout is the library default
+// (30 s); to ask for 0 put "timeout": 0 in Extra.
 type CacheConfig struct {
 	Backend string         // "memory" (default), "redis", "redis_cluster", "redis_sentinel" or "memcached"
 	Timeout time.Duration  // upper bound of every entry's lifetime; sent in seconds
@@ -109,36 +104,26 @@ func (c Config) String() string {
 // GoString keeps %#v from printing the client secret too.
 func (c Config) GoString() string { return c.String() }
 
-// expectedScopes is the configuration's expected_scopes, as the library reads them (a list, or
-// a string of space-separated scopes); nil when RawJSON does not hold them.
-func (c Config) expectedScopes() []string {
-	raw := json.RawMessage(nil)
-	if c.RawJSON == "" {
-		raw, _ = json.Marshal(c.ExpectedScopes)
-	} else {
-		var doc struct {
-			ExpectedScopes json.RawMessage `json:"expected_scopes"`
-		}
-		if json.Unmarshal([]byte(c.RawJSON), &doc) != nil {
-			return nil
-		}
-		raw = doc.ExpectedScopes
+// settings are a configuration document's expected_scopes as the library reads them (a list,
+// or a string of space-separated scopes), and whether its fetch_groups is "eager".
+func settings(doc string) (scopes []string, eager bool) {
+	var d struct {
+		ExpectedScopes json.RawMessage `json:"expected_scopes"`
+		FetchGroups    string          `json:"fetch_groups"`
 	}
+	_ = json.Unmarshal([]byte(doc), &d)
 	var list []string
-	if json.Unmarshal(raw, &list) == nil {
-		out := make([]string, 0, len(list))
-		for _, s := range list {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
+	if json.Unmarshal(d.ExpectedScopes, &list) != nil {
+		var one string
+		_ = json.Unmarshal(d.ExpectedScopes, &one)
+		list = strings.Fields(one)
+	}
+	for _, s := range list {
+		if s = strings.TrimSpace(s); s != "" {
+			scopes = append(scopes, s)
 		}
-		return out
 	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return strings.Fields(s)
-	}
-	return nil
+	return scopes, d.FetchGroups == "eager"
 }
 
 // Bool returns a pointer to b, for Config.VerifyCredentials.

@@ -14,13 +14,6 @@
 //	defer checker.Close()
 //	http.Handle("/api/", checker.Middleware(api)) // 401/403/503 for the caller, AuthState for api
 //
-// Check, Authorize and DependentToken answer cached tokens at once, on the calling goroutine;
-// otherwise the library works on its own threads and the call waits for it or for its context.
-// Errors are *Error values: match their kind with errors.Is(err, ErrInactiveToken) and
-// friends, or read the code with errors.As.
-//
-// The cache is shared by every Checker of the process: a Config with CacheConfig replaces it
-// for all of them.
-//
-// Building needs the native library; see README.md.
+// Cached tokens are answered at once; otherwise calls wait for the library's threads or their
+// context. Errors are *Error values. Building needs the native library (README.md).
 package tokenchecker

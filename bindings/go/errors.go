@@ -7,12 +7,7 @@ import (
 
 // Error is a failure reported by the library (or found by this binding before calling it).
 // Match a kind with errors.Is(err, ErrInactiveToken) (codes are compared, not messages), or
-// get the code with errors.As:
-//
-//	var tcErr *tokenchecker.Error
-//	if errors.As(err, &tcErr) && tcErr.Code.IsTokenProblem() { … }
-//
-// Messages never contain a token or a secret.
+// read the code with errors.As. Messages never contain a token or a secret.
 type Error struct {
 	Code    Status
 	Message string
@@ -20,25 +15,23 @@ type Error struct {
 
 // Error returns "tokenchecker: <message> (TC_CODE; <what to do>)".
 func (e *Error) Error() string {
-	msg := e.Message
+	msg, code := e.Message, e.Code.String()
 	if msg == "" {
 		msg = "failed"
 	}
-	if hint := e.Code.hint(); hint != "" {
-		return "tokenchecker: " + msg + " (" + e.Code.String() + "; " + hint + ")"
+	if hint := hints[e.Code]; hint != "" {
+		code += "; " + hint
 	}
-	return "tokenchecker: " + msg + " (" + e.Code.String() + ")"
+	return "tokenchecker: " + msg + " (" + code + ")"
 }
 
-// Is reports whether target is an *Error with the same code, so that every error of one kind
-// matches its sentinel: errors.Is(err, ErrInactiveToken).
+// Is reports whether target is an *Error with the same code: errors.Is(err, ErrInactiveToken).
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t != nil && e != nil && t.Code == e.Code
 }
 
-// Sentinels, one per status, for errors.Is. Their messages describe the kind of failure; the
-// errors actually returned carry the library's own, more precise message.
+// Sentinels, one per status, for errors.Is (returned errors carry the library's message).
 var (
 	ErrInvalidArgument     = &Error{StatusInvalidArgument, "invalid argument"}
 	ErrInvalidConfig       = &Error{StatusInvalidConfig, "invalid configuration"}
@@ -56,84 +49,66 @@ var (
 // ErrClosed is returned by every method of a Checker after Close.
 var ErrClosed = errors.New("tokenchecker: the checker is closed; create a new one with New")
 
-// hint says what to do about an error of this kind.
-func (s Status) hint() string {
-	switch s {
-	case StatusInvalidArgument:
-		return "pass a non-empty bearer token of visible ASCII characters, within max_token_bytes"
-	case StatusInvalidConfig:
-		return "fix the configuration key named in the message"
-	case StatusInactiveToken, StatusTokenExpired:
-		return "the client must obtain a new access token"
-	case StatusInsufficientScope:
-		return "the client must request a token with the expected scopes"
-	case StatusWrongAudience:
-		return "the client must request a token for this service"
-	case StatusNotAuthorized:
-		return "the caller needs to be granted access"
-	case StatusCredentialsRejected:
-		return "check client_id and client_secret"
-	case StatusAuthUnavailable:
-		return "retry later; check auth_url, groups_url and the network"
-	case StatusPanic:
-		return "this is a library bug, please report it; the process is still usable"
-	case StatusWouldBlock:
-		return "use the blocking or context-aware call instead"
-	}
-	return ""
+// hints say what to do about an error of each kind.
+var hints = map[Status]string{
+	StatusInvalidArgument:     "pass a non-empty bearer token of visible ASCII characters, within max_token_bytes",
+	StatusInvalidConfig:       "fix the configuration key named in the message",
+	StatusInactiveToken:       "the client must obtain a new access token",
+	StatusTokenExpired:        "the client must obtain a new access token",
+	StatusInsufficientScope:   "the client must request a token with the expected scopes",
+	StatusWrongAudience:       "the client must request a token for this service",
+	StatusNotAuthorized:       "the caller needs to be granted access",
+	StatusCredentialsRejected: "check client_id and client_secret",
+	StatusAuthUnavailable:     "retry later; check auth_url, groups_url and the network",
+	StatusPanic:               "this is a library bug, please report it; the process is still usable",
+	StatusWouldBlock:          "use the blocking or context-aware call instead",
 }
 
 // errorFromDoc builds the error of a failed call from its status and error document
 // {"error": {"code": "TC_…", "message": "…"}}; the status is authoritative.
 func errorFromDoc(status Status, doc []byte) *Error {
-	msg, ok := fastErrorMessage(string(doc))
-	if !ok {
-		var wire struct {
-			Error struct {
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(doc, &wire) == nil {
-			msg = wire.Error.Message
-		}
+	var wire struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
 	}
-	if msg == "" {
-		msg = "the library reported " + status.String() + " without a message"
+	_ = json.Unmarshal(doc, &wire)
+	if wire.Error.Message == "" {
+		wire.Error.Message = "the library reported " + status.String() + " without a message"
 	}
-	return &Error{Code: status, Message: msg}
+	return &Error{Code: status, Message: wire.Error.Message}
 }
 
-// fastErrorMessage reads the message of an error document with the scanner of decode.go;
-// false when encoding/json should decide.
-func fastErrorMessage(doc string) (string, bool) {
-	s := scanner{b: doc, ok: true}
-	msg := ""
-	if !s.openObject() {
-		return "", false
+// Status is a tc_status code of the C ABI. Values never change.
+type Status uint32
+
+// The library's status codes (TC_OK … TC_WOULD_BLOCK in tokenchecker.h).
+const (
+	StatusOK                  Status = 0  // TC_OK
+	StatusInvalidArgument     Status = 1  // TC_INVALID_ARGUMENT
+	StatusInvalidConfig       Status = 2  // TC_INVALID_CONFIG
+	StatusInactiveToken       Status = 3  // TC_INACTIVE_TOKEN
+	StatusInsufficientScope   Status = 4  // TC_INSUFFICIENT_SCOPE
+	StatusWrongAudience       Status = 5  // TC_WRONG_AUDIENCE
+	StatusTokenExpired        Status = 6  // TC_TOKEN_EXPIRED
+	StatusNotAuthorized       Status = 7  // TC_NOT_AUTHORIZED
+	StatusCredentialsRejected Status = 8  // TC_CREDENTIALS_REJECTED
+	StatusAuthUnavailable     Status = 9  // TC_AUTH_UNAVAILABLE
+	StatusPanic               Status = 10 // TC_PANIC
+	StatusWouldBlock          Status = 11 // TC_WOULD_BLOCK
+)
+
+// String is the C name of the status ("TC_INACTIVE_TOKEN"), as in the library's error
+// documents: the library's tc_status_name (StatusName), "TC_UNKNOWN" for a code it does not
+// know.
+func (s Status) String() string { return StatusName(s) }
+
+// IsTokenProblem reports whether the status blames the caller's token (inactive, expired,
+// wrong scope or audience): the client should get a new token. HTTP servers answer 401.
+func (s Status) IsTokenProblem() bool {
+	switch s {
+	case StatusInactiveToken, StatusInsufficientScope, StatusWrongAudience, StatusTokenExpired:
+		return true
 	}
-	for first := true; ; first = false {
-		key, ok := s.nextKey(first)
-		if !ok {
-			break
-		}
-		if key != "error" || !s.openObject() {
-			return "", false
-		}
-		for first := true; ; first = false {
-			key, ok := s.nextKey(first)
-			if !ok {
-				break
-			}
-			switch key {
-			case "message":
-				msg = s.str()
-			case "code":
-				s.str()
-			default:
-				return "", false
-			}
-		}
-	}
-	s.ws()
-	return msg, s.ok && s.i == len(s.b)
+	return false
 }

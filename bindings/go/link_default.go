@@ -2,11 +2,7 @@
 
 package tokenchecker
 
-// Default linking: the library built in this repository with
-// `cargo build --release -p tokenchecker` (see README.md). Flags from CGO_CFLAGS and
-// CGO_LDFLAGS come before these, so they can point at an installed copy instead; build with
-// -tags tokenchecker_pkgconfig to use pkg-config, or -tags tokenchecker_nolink to give every
-// flag yourself.
+// The library built in this repository (README.md); -tags tokenchecker_pkgconfig, _nolink.
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../include

@@ -2,8 +2,7 @@
 
 package tokenchecker
 
-// Linking through pkg-config (build with -tags tokenchecker_pkgconfig): needs tokenchecker.pc
-// on PKG_CONFIG_PATH, as scripts/install installs it (README.md).
+// -tags tokenchecker_pkgconfig: tokenchecker.pc on PKG_CONFIG_PATH (scripts/install, README.md).
 
 /*
 #cgo pkg-config: tokenchecker

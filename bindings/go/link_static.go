@@ -2,8 +2,7 @@
 
 package tokenchecker
 
-// Static linking through pkg-config (build with -tags tokenchecker_static): needs
-// tokenchecker-static.pc on PKG_CONFIG_PATH, as scripts/install installs it (README.md).
+// -tags tokenchecker_static: tokenchecker-static.pc on PKG_CONFIG_PATH (scripts/install).
 
 /*
 #cgo pkg-config: tokenchecker-static

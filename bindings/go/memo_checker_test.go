@@ -13,9 +13,10 @@ import (
 	"github.com/tokenchecker/tokenchecker/bindings/go/internal/fakeglobus"
 )
 
-// The result memo through the public API: different callers get different states, a cached
-// answer equals the network one, a modified result does not leak into the next call, and
-// the memo stays within its bound.
+// The answer memo through the public API: different callers get different states, a cached
+// answer (decoded from tc_answer_text) equals the network one (decoded from the result
+// document), a modified result does not leak into the next call, a refetch is a new entry,
+// and the memo stays within its bound.
 
 func bobSpec() fakeglobus.Spec {
 	return fakeglobus.Spec{
@@ -132,6 +133,67 @@ func TestMemoThroughCheck(t *testing.T) {
 	got.Expiry, got.NotBefore, got.IssuedAt = want[alice].Expiry, want[alice].NotBefore, want[alice].IssuedAt
 	if !reflect.DeepEqual(got, want[alice]) {
 		t.Fatalf("after Purge: %+v", s)
+	}
+}
+
+// A purge and refetch gives the token's answer a new id, and the memo the new answer's data.
+func TestMemoRefetchHasNewID(t *testing.T) {
+	c := newChecker(t)
+	tok := newToken(t, nil)
+	cached := func(wantUsername string) uint64 {
+		t.Helper()
+		for _, source := range []string{"network", "memory"} {
+			s, err := c.Check(ctx, tok)
+			if err != nil || s.CacheSource != source || s.Username != wantUsername {
+				t.Fatalf("%+v %v; want %s from %s", s, err, wantUsername, source)
+			}
+		}
+		ids := tokenchecker.MemoIDs(c)
+		if len(ids) != 1 {
+			t.Fatalf("memo ids %v", ids)
+		}
+		return ids[0]
+	}
+	first := cached("alice@example.org")
+	// Another answer for the same token: it is fetched anew only after the purge.
+	spec := aliceSpec()
+	spec["username"] = "alice-renamed@example.org"
+	if err := fake.AddTokens(map[string]fakeglobus.Spec{tok: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Check(ctx, tok); err != nil || s.Username != "alice@example.org" {
+		t.Fatalf("before the purge: %+v %v", s, err)
+	}
+	if err := c.Purge(tok); err != nil {
+		t.Fatal(err)
+	}
+	if second := cached("alice-renamed@example.org"); second == first {
+		t.Fatalf("the refetched answer has the id of the purged one, %d", first)
+	}
+}
+
+// When C releases an answer the memo held (its id is in the ids C reads) but the memo has
+// evicted it since, Check asks again, keeping the reference, and decodes the text.
+func TestMemoEvictedBehindC(t *testing.T) {
+	c := newChecker(t)
+	tok := newToken(t, nil)
+	first, err := c.Check(ctx, tok) // network
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := c.Check(ctx, tok); err != nil { // memory: the memo decodes, then hits
+			t.Fatal(err)
+		}
+	}
+	ids := tokenchecker.MemoIDs(c)
+	tokenchecker.EvictBehindC(c)
+	s, err := c.Check(ctx, tok)
+	if err != nil || s.CacheSource != "memory" || !reflect.DeepEqual(comparable(s), comparable(first)) {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if again := tokenchecker.MemoIDs(c); !slices.Equal(again, ids) {
+		t.Fatalf("memo ids %v, then %v", ids, again)
 	}
 }
 

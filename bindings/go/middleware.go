@@ -17,14 +17,12 @@ func FromContext(ctx context.Context) (*AuthState, bool) {
 	return s, ok && s != nil
 }
 
-// NewContext returns a copy of ctx carrying s, as the middleware does (handy in tests of
-// handlers).
+// NewContext returns a copy of ctx carrying s, as the middleware does (for handlers' tests).
 func NewContext(ctx context.Context, s *AuthState) context.Context {
 	return context.WithValue(ctx, stateKey{}, s)
 }
 
-// DefaultRealm is the realm of the middleware's WWW-Authenticate challenges unless Realm says
-// otherwise.
+// DefaultRealm is the realm of the middleware's WWW-Authenticate challenges by default.
 const DefaultRealm = "api"
 
 // RetryAfterSeconds is the Retry-After header of the middleware's 503 answers.
@@ -36,18 +34,13 @@ type MiddlewareOption func(*middleware)
 // RequirePrincipals makes the middleware authorize (see Checker.Authorize) instead of only
 // checking: callers that are none of the principals get 403 TC_NOT_AUTHORIZED.
 func RequirePrincipals(opts AuthorizeOptions, principals ...string) MiddlewareOption {
-	return func(m *middleware) {
-		m.principals = append([]string{}, principals...)
-		m.authorizeOpts = opts
-	}
+	return func(m *middleware) { m.principals, m.authorizeOpts = append([]string{}, principals...), opts }
 }
 
-// OnError registers a function called with every error the middleware answers for, before
-// the answer is written, with the HTTP status it answers; err is the error of BearerToken,
-// Check or Authorize, with the library's detail (the HTTP body only has a fixed message).
-// Log at least the 5xx ones: 503 with ErrCredentialsRejected is this service's
-// misconfiguration (wrong client_id or client_secret), 500 a bug. Errors never contain the
-// token.
+// OnError registers a function called, before the answer is written, with every error the
+// middleware answers for (with the library's detail, which the body lacks; never the token)
+// and the HTTP status. Log at least the 5xx ones: 503 with ErrCredentialsRejected is this
+// service's misconfiguration (wrong client_id or client_secret), 500 a bug.
 func OnError(f func(r *http.Request, status int, err error)) MiddlewareOption {
 	return func(m *middleware) { m.onError = f }
 }
@@ -68,24 +61,13 @@ type middleware struct {
 }
 
 // Middleware checks the request's bearer token before calling next, with the AuthState in
-// the request's context (FromContext). It answers failures as the bindings' HTTP contract
-// says (bindings/contract/http.json; see WriteError): a JSON body
-// {"error": {"code": "TC_…", "message": "<a fixed message>"}}, Content-Type
-// application/json, Cache-Control no-store, and
-//
-//   - 401 TC_INVALID_ARGUMENT, WWW-Authenticate: Bearer realm="api", error="invalid_request":
-//     no Authorization header, another scheme, an empty token, a token with spaces or other
-//     characters than visible ASCII, a repeated header, or a token the library refuses (too
-//     long). Without any network request except for the last;
-//   - 401 TC_INACTIVE_TOKEN, TC_TOKEN_EXPIRED or TC_WRONG_AUDIENCE, error="invalid_token";
-//   - 403 TC_INSUFFICIENT_SCOPE, error="insufficient_scope", scope="<the expected scopes>";
-//   - 403 TC_NOT_AUTHORIZED, no WWW-Authenticate: none of RequirePrincipals matched;
-//   - 503 TC_AUTH_UNAVAILABLE or TC_CREDENTIALS_REJECTED with Retry-After: 5: Globus Auth or
-//     Groups unavailable, or this service's credentials refused (log it with OnError); also
-//     (as TC_AUTH_UNAVAILABLE) when the request's context ends before the answer (a client
-//     that went away reads nothing; a server deadline that expired is an unavailability) and
-//     when the checker is closed (the service is shutting down);
-//   - 500 TC_PANIC "internal error" (and any other failure, with its own code).
+// the request's context (FromContext). Failures are answered as the bindings' HTTP contract
+// says (bindings/contract/http.json; the table in README.md), with a body
+// {"error": {"code": "TC_…", "message": "<a fixed message>"}}: 401 with a Bearer challenge
+// for a missing, malformed, inactive, expired or foreign token; 403 for a missing scope (the
+// challenge names the expected scopes) or a caller none of RequirePrincipals matched; 503 with
+// Retry-After when Globus Auth or Groups is unavailable, this service's credentials are
+// refused, the request's context ends first or the checker is closed; 500 for anything else.
 func (c *Checker) Middleware(next http.Handler) http.Handler {
 	return c.MiddlewareWith()(next)
 }
@@ -112,59 +94,47 @@ var (
 		Message: "the Authorization header is malformed; send exactly one: \"Authorization: Bearer <access token>\""}
 )
 
-// BearerToken returns the token of a request's "Authorization: Bearer <token>" header
-// (RFC 6750; the scheme is case-insensitive). The error is an *Error with code
-// StatusInvalidArgument when the header is missing, repeated, of another scheme, or its token
-// is empty or holds characters other than visible ASCII (a space, say).
+// BearerToken returns the token of a request's "Authorization: Bearer <token>" header (RFC 6750,
+// any case of "Bearer"); ErrInvalidArgument's kind when the header is missing, repeated, of
+// another scheme, or its token is empty or holds other characters than visible ASCII.
 func BearerToken(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
 		return "", errNoBearer
 	}
-	if len(values) > 1 {
-		return "", errBadBearer
-	}
-	h := values[0]
 	const scheme = "Bearer "
-	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+	h := values[0]
+	if len(values) > 1 || len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
 		return "", errBadBearer
 	}
 	token := strings.Trim(h[len(scheme):], " \t")
-	if token == "" {
-		return "", errBadBearer
-	}
 	for i := 0; i < len(token); i++ {
 		if b := token[i]; b < 0x21 || b > 0x7e {
 			return "", errBadBearer
 		}
+	}
+	if token == "" {
+		return "", errBadBearer
 	}
 	return token, nil
 }
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, err := BearerToken(r)
-	if err != nil {
-		m.fail(w, r, err)
-		return
-	}
 	var state *AuthState
-	if m.principals != nil {
+	if err == nil && m.principals != nil {
 		state, err = m.c.Authorize(r.Context(), token, m.principals, m.authorizeOpts)
-	} else {
+	} else if err == nil {
 		state, err = m.c.Check(r.Context(), token)
 	}
 	if err != nil {
-		m.fail(w, r, err)
+		if m.onError != nil {
+			m.onError(r, answerFor(err).status, err)
+		}
+		m.c.writeError(w, err, m.realm)
 		return
 	}
 	m.next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), state)))
-}
-
-func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if m.onError != nil {
-		m.onError(r, answerFor(err).status, err)
-	}
-	m.c.writeError(w, err, m.realm)
 }
 
 // ExpectedScopes returns the scopes of the checker's configuration (expected_scopes), as the
@@ -177,13 +147,8 @@ func (c *Checker) ExpectedScopes() []string {
 }
 
 // WriteError writes the answer the middleware gives for err (an error of BearerToken, Check,
-// Authorize or DependentToken), as the HTTP contract says (bindings/contract/http.json, the
-// list in Middleware's documentation): the status, the WWW-Authenticate challenge (with the
-// checker's expected scopes for insufficient_scope), Retry-After for 503, Content-Type
-// application/json, Cache-Control no-store, and the body
-// {"error": {"code": "TC_…", "message": "<the contract's fixed message>"}}: never the
-// library's detail, which is for logs. Of opts, only Realm applies (the middleware passes its
-// own). Use it in handlers that call Check, Authorize or DependentToken themselves.
+// Authorize or DependentToken; see Middleware), never the library's detail, which is for logs:
+// for handlers that call them themselves. Of opts, only Realm applies.
 func (c *Checker) WriteError(w http.ResponseWriter, err error, opts ...MiddlewareOption) {
 	m := middleware{realm: DefaultRealm}
 	for _, o := range opts {
@@ -193,35 +158,21 @@ func (c *Checker) WriteError(w http.ResponseWriter, err error, opts ...Middlewar
 }
 
 func (c *Checker) writeError(w http.ResponseWriter, err error, realm string) {
-	a := answerFor(err)
-	h := w.Header()
-	challenge := ""
-	switch a.challenge {
-	case "":
-	case "insufficient_scope":
-		var scopes []string
-		if c != nil {
-			scopes = c.scopes
+	a, h := answerFor(err), w.Header()
+	h.Del("WWW-Authenticate")
+	h.Del("Retry-After")
+	if a.challenge != "" {
+		challenge := `Bearer realm=` + quoteParam(realm) + `, error="` + a.challenge + `"`
+		if a.challenge == "insufficient_scope" {
+			challenge += `, scope=` + quoteParam(strings.Join(c.ExpectedScopes(), " "))
 		}
-		challenge = `Bearer realm=` + quoteParam(realm) + `, error="insufficient_scope", scope=` +
-			quoteParam(strings.Join(scopes, " "))
-	default:
-		challenge = `Bearer realm=` + quoteParam(realm) + `, error="` + a.challenge + `"`
-	}
-	if challenge != "" {
 		h.Set("WWW-Authenticate", challenge)
-	} else {
-		h.Del("WWW-Authenticate")
 	}
 	if a.status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", retryAfter)
-	} else {
-		h.Del("Retry-After")
+		h.Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
 	}
 	writeJSONError(w, a.status, a.body)
 }
-
-var retryAfter = strconv.Itoa(RetryAfterSeconds)
 
 // answer is the contract's answer to a failure.
 type answer struct {
@@ -230,103 +181,63 @@ type answer struct {
 	body      []byte // {"error": {"code", "message"}} and a newline
 }
 
-// contractMessages are the fixed messages of the HTTP contract, per code
-// (bindings/contract/http.json "messages"; a test compares them).
-var contractMessages = map[Status]string{
-	StatusInvalidArgument:     "the request has no valid bearer token",
-	StatusInactiveToken:       "the token is not active",
-	StatusTokenExpired:        "the token has expired or is not yet valid",
-	StatusWrongAudience:       "the token is not meant for this service",
-	StatusInsufficientScope:   "the token lacks the scope this service requires",
-	StatusNotAuthorized:       "the caller is not allowed to use this resource",
-	StatusAuthUnavailable:     "the authorization service is unavailable; try again later",
-	StatusCredentialsRejected: "the authorization service is unavailable; try again later",
-	StatusPanic:               "internal error",
+// contractAnswers are the HTTP contract's answers and fixed messages (the tests run its cases).
+var contractAnswers = map[Status]answer{
+	StatusInvalidArgument:     contractAnswer(StatusInvalidArgument, 401, "invalid_request", "the request has no valid bearer token"),
+	StatusInactiveToken:       contractAnswer(StatusInactiveToken, 401, "invalid_token", "the token is not active"),
+	StatusTokenExpired:        contractAnswer(StatusTokenExpired, 401, "invalid_token", "the token has expired or is not yet valid"),
+	StatusWrongAudience:       contractAnswer(StatusWrongAudience, 401, "invalid_token", "the token is not meant for this service"),
+	StatusInsufficientScope:   contractAnswer(StatusInsufficientScope, 403, "insufficient_scope", "the token lacks the scope this service requires"),
+	StatusNotAuthorized:       contractAnswer(StatusNotAuthorized, 403, "", "the caller is not allowed to use this resource"),
+	StatusAuthUnavailable:     contractAnswer(StatusAuthUnavailable, 503, "", "the authorization service is unavailable; try again later"),
+	StatusCredentialsRejected: contractAnswer(StatusCredentialsRejected, 503, "", "the authorization service is unavailable; try again later"),
+	StatusPanic:               contractAnswer(StatusPanic, 500, "", "internal error"),
 }
 
-// contractAnswers are the answers of the codes the contract names, bodies rendered once.
-var contractAnswers = func() map[Status]answer {
-	m := make(map[Status]answer, len(contractMessages))
-	for code := range contractMessages {
-		m[code] = newAnswer(code)
-	}
-	return m
-}()
-
-func newAnswer(code Status) answer {
-	a := answer{status: http.StatusInternalServerError}
-	switch code {
-	case StatusInvalidArgument:
-		a.status, a.challenge = http.StatusUnauthorized, "invalid_request"
-	case StatusInactiveToken, StatusTokenExpired, StatusWrongAudience:
-		a.status, a.challenge = http.StatusUnauthorized, "invalid_token"
-	case StatusInsufficientScope:
-		a.status, a.challenge = http.StatusForbidden, "insufficient_scope"
-	case StatusNotAuthorized:
-		a.status = http.StatusForbidden
-	case StatusAuthUnavailable, StatusCredentialsRejected:
-		a.status = http.StatusServiceUnavailable
-	}
-	message, ok := contractMessages[code]
-	if !ok {
-		message = contractMessages[StatusPanic]
-	}
-	a.body = errorBody(code.String(), message)
-	return a
+func contractAnswer(code Status, status int, challenge, message string) answer {
+	return answer{status, challenge, errorBody(code.String(), message)}
 }
 
-// answerFor maps an error of BearerToken, Check, Authorize or DependentToken to its answer.
+// answerFor is err's answer; a code the contract does not list is a 500 "internal error".
 func answerFor(err error) answer {
 	var e *Error
 	code := StatusPanic
 	switch {
 	case errors.As(err, &e):
 		code = e.Code
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, ErrClosed):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
 		code = StatusAuthUnavailable
 	}
 	if a, ok := contractAnswers[code]; ok {
 		return a
 	}
-	return newAnswer(code)
+	return contractAnswer(code, 500, "", "internal error")
 }
 
+// errorBody is {"error":{"code":…,"message":…}} and a newline (maps' keys are sorted).
 func errorBody(code, message string) []byte {
-	type detail struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}
-	body, _ := json.Marshal(struct {
-		Error detail `json:"error"`
-	}{detail{code, message}})
+	body, _ := json.Marshal(map[string]map[string]string{"error": {"code": code, "message": message}})
 	return append(body, '\n')
 }
 
-// quoteParam renders an auth-param value as a quoted-string: double quotes and backslashes
-// escaped, control characters replaced by spaces.
+// quoteParam quotes an auth-param value: '"' and '\' escaped, control characters as spaces.
 func quoteParam(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
+	b := append(make([]byte, 0, len(s)+2), '"')
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
+			b = append(b, '\\', c)
 		case c < 0x20 || c == 0x7f:
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		default:
-			b.WriteByte(c)
+			b = append(b, c)
 		}
 	}
-	b.WriteByte('"')
-	return b.String()
+	return string(append(b, '"'))
 }
 
-// WriteJSONError writes an error answer in the middleware's shape, for errors of your own:
-// status, Content-Type application/json, Cache-Control no-store and the body
-// {"error": {"code": code, "message": message}}.
+// WriteJSONError writes an error of your own in the middleware's shape (headers, and the body
+// {"error": {"code": code, "message": message}}).
 func WriteJSONError(w http.ResponseWriter, status int, code, message string) {
 	writeJSONError(w, status, errorBody(code, message))
 }
