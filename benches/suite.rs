@@ -70,6 +70,40 @@ fn check(checker: *const tc_checker, token: &CString) -> tc_status {
     status
 }
 
+/// Checks per second on 2 threads, each cycling through its half of `tokens` with `check` (the
+/// median of `ROUNDS` rounds).
+fn two_thread_rate(
+    checker: *const tc_checker,
+    tokens: &[String],
+    check: fn(*const tc_checker, &CString) -> tc_status,
+) -> f64 {
+    let per_thread = 400_000usize;
+    let c = checker as usize;
+    let half = tokens.len() / 2;
+    median(
+        (0..ROUNDS)
+            .map(|_| {
+                let t0 = Instant::now();
+                let handles: Vec<_> = (0..2)
+                    .map(|th| {
+                        let toks: Vec<CString> = tokens[th * half..(th + 1) * half]
+                            .iter()
+                            .map(|s| CString::new(s.as_str()).unwrap())
+                            .collect();
+                        std::thread::spawn(move || {
+                            for i in 0..per_thread {
+                                check(c as *const tc_checker, &toks[i % toks.len()]);
+                            }
+                        })
+                    })
+                    .collect();
+                handles.into_iter().for_each(|h| h.join().unwrap());
+                (2 * per_thread) as f64 / t0.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
 /// Nanoseconds per call of `f`, the median of `ROUNDS` rounds of `n` calls.
 fn ns_per_call(n: usize, mut f: impl FnMut()) -> f64 {
     median(
@@ -192,54 +226,8 @@ fn main() {
             tc_status::TC_OK
         );
     }
-    let per_thread = 400_000usize;
-    let c = checker as usize;
-    let rates: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let t0 = Instant::now();
-            let handles: Vec<_> = (0..2)
-                .map(|th| {
-                    let toks: Vec<CString> = tokens
-                        .iter()
-                        .skip(th * 32)
-                        .take(32)
-                        .map(|s| CString::new(s.as_str()).unwrap())
-                        .collect();
-                    std::thread::spawn(move || {
-                        for i in 0..per_thread {
-                            check(c as *const tc_checker, &toks[i % toks.len()]);
-                        }
-                    })
-                })
-                .collect();
-            handles.into_iter().for_each(|h| h.join().unwrap());
-            (2 * per_thread) as f64 / t0.elapsed().as_secs_f64()
-        })
-        .collect();
-    let rate = median(rates);
-    let handle_rates: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let t0 = Instant::now();
-            let handles: Vec<_> = (0..2)
-                .map(|th| {
-                    let toks: Vec<CString> = tokens
-                        .iter()
-                        .skip(th * 32)
-                        .take(32)
-                        .map(|s| CString::new(s.as_str()).unwrap())
-                        .collect();
-                    std::thread::spawn(move || {
-                        for i in 0..per_thread {
-                            check_answer(c as *const tc_checker, &toks[i % toks.len()]);
-                        }
-                    })
-                })
-                .collect();
-            handles.into_iter().for_each(|h| h.join().unwrap());
-            (2 * per_thread) as f64 / t0.elapsed().as_secs_f64()
-        })
-        .collect();
-    let handle_rate = median(handle_rates);
+    let rate = two_thread_rate(checker, &tokens, check);
+    let handle_rate = two_thread_rate(checker, &tokens, check_answer);
     t.row(
         "cached throughput through the answer handle, 2 threads",
         format!("{:.2} M checks/s", handle_rate / 1e6),

@@ -131,6 +131,29 @@ unsafe fn deliver<D: Into<CDoc>>(
     status
 }
 
+/// Runs `f` behind the panic boundary for the exports that hand out an object: `keep` stores a
+/// success; a failure (or a caught panic, reported with `panic_message`) goes to `*out_error` as
+/// an error document when `out_error` is not NULL. The caller has cleared `*out_error`.
+unsafe fn deliver_object<T>(
+    out_error: *mut *mut c_char,
+    panic_message: &str,
+    f: impl FnOnce() -> Result<T, Error>,
+    keep: impl FnOnce(T),
+) -> tc_status {
+    let error = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => {
+            keep(value);
+            return tc_status::TC_OK;
+        }
+        Ok(Err(e)) => e,
+        Err(_) => Error::new(tc_status::TC_PANIC, panic_message),
+    };
+    if !out_error.is_null() {
+        *out_error = to_c_string(error.to_json());
+    }
+    error.status
+}
+
 /// Runs `f` behind the panic boundary when there is no document to deliver.
 fn guard(f: impl FnOnce() -> Result<(), Error>) -> tc_status {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -239,25 +262,12 @@ pub unsafe extern "C" fn tc_new(
         return tc_status::TC_INVALID_ARGUMENT;
     }
     *out_checker = ptr::null_mut();
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let text = str_arg(config_json, "the configuration")?;
-        Checker::from_json(text)
-    }));
-    let error = match result {
-        Ok(Ok(checker)) => {
-            *out_checker = Arc::into_raw(Arc::new(checker)) as *mut tc_checker;
-            return tc_status::TC_OK;
-        }
-        Ok(Err(e)) => e,
-        Err(_) => Error::new(
-            tc_status::TC_PANIC,
-            "internal error while creating the checker",
-        ),
-    };
-    if !out_error.is_null() {
-        *out_error = to_c_string(error.to_json());
-    }
-    error.status
+    deliver_object(
+        out_error,
+        "internal error while creating the checker",
+        || Checker::from_json(str_arg(config_json, "the configuration")?),
+        |checker| *out_checker = Arc::into_raw(Arc::new(checker)) as *mut tc_checker,
+    )
 }
 
 /// Releases a checker. NULL is ignored. Must not be called twice for one checker. Calls already
@@ -366,8 +376,11 @@ unsafe fn deliver_answer(
         return tc_status::TC_INVALID_ARGUMENT;
     }
     *out_answer = ptr::null();
-    let error = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(state)) => {
+    deliver_object(
+        out_error,
+        "internal error (a panic was caught at the FFI boundary); please report it",
+        f,
+        |state| {
             if !out_meta.is_null() {
                 *out_meta = tc_answer_meta {
                     source: state.source.c_name().as_ptr(),
@@ -376,18 +389,8 @@ unsafe fn deliver_answer(
             }
             // The state's own reference to the answer becomes the caller's.
             *out_answer = Arc::into_raw(state.info) as *const tc_answer;
-            return tc_status::TC_OK;
-        }
-        Ok(Err(e)) => e,
-        Err(_) => Error::new(
-            tc_status::TC_PANIC,
-            "internal error (a panic was caught at the FFI boundary); please report it",
-        ),
-    };
-    if !out_error.is_null() {
-        *out_error = to_c_string(error.to_json());
-    }
-    error.status
+        },
+    )
 }
 
 /// Checks a token like `tc_check` (blocking on a miss), but hands back the answer as a handle

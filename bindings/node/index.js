@@ -175,28 +175,18 @@ function memoClear() {
 
 /** An AuthState (without cache) from an answer's stable text (see tc_answer_text). */
 function fromAnswer(d) {
+  // The stable text is the result document without its derived and volatile members: derive
+  // them and shape it as any result (once per answer id, never on a hit).
   const sub = d.sub ?? null;
-  const identities = d.identities;
-  return {
-    active: d.active,
-    sub,
-    effectiveIdentity: sub === null ? null : IDENTITY_PREFIX + sub,
-    identities,
-    username: d.username ?? null,
-    name: d.name ?? null,
-    email: d.email ?? null,
-    clientId: d.client_id ?? null,
-    scopes: d.scopes,
-    aud: d.aud,
-    exp: d.exp ?? null,
-    nbf: d.nbf ?? null,
-    iat: d.iat ?? null,
-    groups: null,
-    groupsStatus: 'not_fetched',
-    groupsError: null,
-    principals: identities.map((i) => IDENTITY_PREFIX + i),
-    cache: null,
-  };
+  const state = toAuthState({
+    ...d,
+    effective_identity: sub === null ? null : IDENTITY_PREFIX + sub,
+    principals: d.identities.map((i) => IDENTITY_PREFIX + i),
+    groups_status: 'not_fetched',
+    cache: {},
+  });
+  state.cache = null;
+  return state;
 }
 
 /**
