@@ -11,8 +11,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::cache::{self, sealing, CacheKey, Entry, KeyHasher, Kind, Source};
-use tokenchecker::{runtime, Checker, Config};
+use tokenchecker::internals::cache::{self, sealing, CacheKey, Entry, KeyHasher, Kind};
+use tokenchecker::internals::runtime;
+use tokenchecker::Source;
+use tokenchecker::{Checker, Config};
 
 fn checker(fake: &FakeGlobus, cache: Value) -> Checker {
     Checker::new(Config::from_value(&support::config(fake, &cache)).unwrap()).unwrap()

@@ -13,8 +13,9 @@ use std::ptr;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use fake_globus::{fixtures, FakeGlobus};
-use tokenchecker::cache::{self, KeyHasher, Kind, LocalKey, Moment};
 use tokenchecker::ffi::*;
+use tokenchecker::internals::cache::{self, KeyHasher, Kind, LocalKey};
+use tokenchecker::internals::clock::Moment;
 use tokenchecker::tc_status;
 
 fn new_checker(fake: &FakeGlobus) -> *mut tc_checker {
@@ -83,7 +84,7 @@ fn uncached(c: &mut Criterion) {
     let url = format!("{}/v2/oauth2/token/introspect", fake.url());
     group.bench_function("bare keep-alive POST", |b| {
         b.iter(|| {
-            tokenchecker::runtime::block_on(async {
+            tokenchecker::internals::runtime::block_on(async {
                 client
                     .post(&url)
                     .basic_auth(fixtures::CLIENT_ID, Some(fixtures::CLIENT_SECRET))

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::auth_state::AuthorizeRequest;
+use tokenchecker::AuthorizeRequest;
 use tokenchecker::{Checker, Config};
 
 const CHILD_ENV: &str = "FLEET_CHILD";

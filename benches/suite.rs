@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
-use tokenchecker::auth_state::{GroupList, TokenInfo};
-use tokenchecker::cache::{self, CacheKey, Entry, KeyHasher, Kind, LocalKey, Moment, Value};
 use tokenchecker::ffi::*;
-use tokenchecker::introspection::Introspection;
+use tokenchecker::internals::cache::{self, CacheKey, Entry, KeyHasher, Kind, LocalKey, Value};
+use tokenchecker::internals::clock::Moment;
 use tokenchecker::tc_status;
+use tokenchecker::Introspection;
+use tokenchecker::{GroupList, TokenInfo};
 
 const ROUNDS: usize = 5;
 
@@ -245,7 +246,7 @@ fn main() {
     let client = reqwest::Client::new();
     let bare = |path: &str, n: usize| {
         let url = format!("{}{path}", fake.url());
-        tokenchecker::runtime::block_on(async {
+        tokenchecker::internals::runtime::block_on(async {
             for _ in 0..n {
                 client
                     .post(&url)
@@ -295,7 +296,7 @@ fn main() {
     // bare (the grant's answer parsed only as far as needed to find the Groups token).
     let bare_with_groups = |n: usize| {
         let auth = fake.url();
-        tokenchecker::runtime::block_on(async {
+        tokenchecker::internals::runtime::block_on(async {
             for _ in 0..n {
                 let post = |path: &str, body: &'static str| {
                     client
@@ -430,7 +431,7 @@ fn main() {
     let store = cache::current_arc();
     let before = rss();
     let entries = 1_000_000u32;
-    tokenchecker::runtime::block_on(async {
+    tokenchecker::internals::runtime::block_on(async {
         for i in 0..entries {
             let id = hasher.token_id(&format!("tok-mem-{i}"));
             let intro = Introspection {

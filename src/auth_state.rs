@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cache::Source;
 use crate::config::{Config, ScopeMatch};
 use crate::json::{push_json_str, push_u64, RenderedList};
 use crate::status::{tc_status, Error};
 
-pub use crate::token_info::{GroupList, TokenInfo, GROUP_PREFIX, IDENTITY_PREFIX};
+use crate::model::{GroupList, Source, TokenInfo, GROUP_PREFIX, IDENTITY_PREFIX};
 pub const PUBLIC: &str = "public";
 pub const ALL_AUTHENTICATED_USERS: &str = "all_authenticated_users";
 
@@ -80,7 +79,7 @@ impl AuthorizeRequest {
                 _ => {
                     return Err(Error::invalid_argument(format!(
                         "unknown key '{}' in the authorization request",
-                        crate::config::clip(key)
+                        crate::status::clip(key)
                     )))
                 }
             }
@@ -300,7 +299,7 @@ impl AuthState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::introspection::Introspection;
+    use crate::model::Introspection;
 
     fn config(scope_match: ScopeMatch) -> Config {
         let mut c = Config::from_json(

@@ -10,16 +10,15 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
-use crate::auth_state::{validate, AuthState, AuthorizeRequest, GroupList, Groups, TokenInfo};
+use crate::auth_state::{validate, AuthState, AuthorizeRequest, Groups};
 use crate::cache::{
-    self, CacheKey, CacheStore, Entry, Fetched, IdentityFilter, KeyHasher, Kind, LocalId, LocalKey,
-    Moment, Source, TokenIds,
+    self, CacheKey, CacheStore, Entry, Fetched, KeyHasher, Kind, LocalId, LocalKey, TokenIds,
 };
+use crate::clock::{now_unix, Moment};
 use crate::config::{Config, FetchGroups};
-use crate::introspection::{
-    now_unix, AuthClient, DependentToken, GROUPS_RESOURCE_SERVER, GROUPS_SCOPE,
-};
+use crate::introspection::{AuthClient, GROUPS_RESOURCE_SERVER, GROUPS_SCOPE};
 use crate::log::{log_error, log_info, log_warn};
+use crate::model::{DependentToken, GroupList, IdentityFilter, Source, TokenInfo};
 use crate::runtime;
 use crate::stale;
 use crate::stats::stats;
@@ -225,7 +224,7 @@ impl Checker {
             _ if info.active() => stats().hits.inc(),
             _ => stats().negative_hits.inc(),
         }
-        validate(&self.config, info, cache::moment::unix_now_coarse())?;
+        validate(&self.config, info, crate::clock::unix_now_coarse())?;
         Ok(AuthState {
             info: info.clone(),
             groups,
@@ -706,7 +705,7 @@ impl Checker {
             return Err(Error::invalid_argument("the identity id is empty"));
         }
         let id = identity_id
-            .strip_prefix(crate::auth_state::IDENTITY_PREFIX)
+            .strip_prefix(crate::model::IDENTITY_PREFIX)
             .unwrap_or(identity_id)
             .to_string();
         stale::forget_identity(&id);

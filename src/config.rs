@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::status::Error;
+use crate::status::{clip, Error};
 
 pub const DEFAULT_AUTH_URL: &str = "https://auth.globus.org";
 pub const DEFAULT_GROUPS_URL: &str = "https://groups.api.globus.org";
@@ -921,16 +921,6 @@ fn bad_value(key: &str, got: &str, expected: &str) -> Error {
         "config key '{key}' has an unknown value {:?}; expected {expected}",
         clip(got)
     ))
-}
-
-/// At most 64 characters of something the caller wrote, for an error message: a hostile
-/// configuration must not turn into a multi-megabyte message.
-pub(crate) fn clip(s: &str) -> String {
-    const MAX: usize = 64;
-    match s.char_indices().nth(MAX) {
-        None => s.to_string(),
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-    }
 }
 
 /// Reads keys out of one JSON object and reports what was left unread.

@@ -26,13 +26,11 @@ use std::sync::Arc;
 use futures::FutureExt;
 
 use crate::auth_state::{AuthState, AuthorizeRequest};
-use crate::cache;
 use crate::checker::Checker;
-use crate::log::{tc_log_callback, tc_log_level};
+pub use crate::log::{tc_log_callback, tc_log_level};
+use crate::model::{DependentToken, TokenInfo};
 use crate::runtime;
-use crate::stats::stats;
 use crate::status::{tc_status, Error};
-use crate::token_info::TokenInfo;
 
 /// A token checker. Opaque: created by `tc_new`, released by `tc_free`.
 #[allow(non_camel_case_types)]
@@ -632,14 +630,14 @@ pub unsafe extern "C" fn tc_dependent_token_async(
     })
 }
 
-fn dependent_json(t: &crate::DependentToken) -> String {
+fn dependent_json(t: &DependentToken) -> String {
     serde_json::json!({
         "access_token": t.access_token,
         "scope": t.scope,
         "resource_server": t.resource_server,
         "token_type": t.token_type,
         "expires_at": t.expires_at,
-        "expires_in": (t.expires_at - crate::introspection::now_unix()).max(0),
+        "expires_in": (t.expires_at - crate::clock::now_unix()).max(0),
     })
     .to_string()
 }
@@ -681,11 +679,7 @@ pub unsafe extern "C" fn tc_purge_identity(
 /// caller (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_json`), `TC_PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn tc_stats(out_json: *mut *mut c_char) -> tc_status {
-    deliver(out_json, || {
-        let mut cache = cache::current().describe();
-        cache["in_flight"] = cache::flight::in_flight().into();
-        Ok(stats().to_json(cache))
-    })
+    deliver(out_json, || Ok(crate::stats_json()))
 }
 
 /// The same counters as `tc_stats`, plus the latency histograms, in the Prometheus text
@@ -693,12 +687,7 @@ pub unsafe extern "C" fn tc_stats(out_json: *mut *mut c_char) -> tc_status {
 /// caller (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_text`), `TC_PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn tc_metrics(out_text: *mut *mut c_char) -> tc_status {
-    deliver(out_text, || {
-        let entries = cache::current().describe()["local_entries"]
-            .as_u64()
-            .unwrap_or(0);
-        Ok(stats().to_prometheus(entries))
-    })
+    deliver(out_text, || Ok(crate::metrics_text()))
 }
 
 /// Sends the library's log messages at `level` and more severe to `callback` (NULL removes it).

@@ -8,15 +8,16 @@
 //! an error, never an "active" token. Neither the token nor the client secret ever appears in an
 //! error message, and the `Authorization` headers are marked sensitive.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::header::HeaderValue;
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
 
+use crate::clock::now_unix;
 use crate::config::Config;
+use crate::model::{DependentToken, Introspection};
 use crate::stats::{stats, Counter};
 use crate::status::{tc_status, Cause, Error};
 
@@ -27,45 +28,6 @@ pub const GROUPS_RESOURCE_SERVER: &str = "groups.api.globus.org";
 const DEPENDENT_GRANT: &str = "urn:globus:auth:grant_type:dependent_token";
 /// The most of an error answer's body read to learn its OAuth2 `error` code.
 const MAX_ERROR_BODY: usize = 16 * 1024;
-
-/// What the authorization server said about a token.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Introspection {
-    pub active: bool,
-    pub scopes: Vec<String>,
-    pub sub: Option<String>,
-    pub username: Option<String>,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub aud: Vec<String>,
-    pub client_id: Option<String>,
-    pub exp: Option<i64>,
-    pub nbf: Option<i64>,
-    pub iat: Option<i64>,
-    pub identity_set: Option<Arc<[String]>>,
-}
-
-/// A token issued to this service to act for the caller at another resource server.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct DependentToken {
-    pub scope: String,
-    pub access_token: String,
-    pub resource_server: String,
-    pub token_type: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-    pub refresh_token: Option<String>,
-}
-
-impl std::fmt::Debug for DependentToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DependentToken")
-            .field("scope", &self.scope)
-            .field("resource_server", &self.resource_server)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -96,13 +58,6 @@ impl Endpoint {
             Endpoint::Groups => &stats().errors_groups,
         }
     }
-}
-
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Talks to one authorization server and one Groups API with one set of client credentials.

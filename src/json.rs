@@ -1,7 +1,7 @@
 //! JSON text on the hot path: escaping and integers without allocating, and reading back the
 //! string arrays this crate rendered itself.
 //!
-//! A cached token keeps its strings only as rendered JSON (see [`crate::token_info`]), so
+//! A cached token keeps its strings only as rendered JSON (see the `model` module's `TokenInfo`), so
 //! comparisons happen on escaped text. JSON escaping as serde_json does it is a function
 //! (one escaped form per string), so two strings are equal exactly when their escaped forms are.
 

@@ -3,30 +3,103 @@
 //! A [`Checker`] introspects tokens with Globus Auth, applies the expected scopes and audience,
 //! learns the caller's identities and (through a dependent token and the Groups API) groups,
 //! and caches what it learned in one process-wide cache. The C ABI in [`ffi`] exposes the same.
+//!
+//! # Layout
+//!
+//! One module per concern, with the dependencies running one way:
+//! [`ffi`] → `checker` → `cache` / `introspection` / `auth_state` → [`model`], and everything may
+//! use the leaves (`config`, `status`, `clock`, `json`, `log`, `stats`, `runtime`).
+//!
+//! - `config`: the configuration document, parsed and validated once.
+//! - `introspection`: the HTTP client for Globus Auth and the Groups API.
+//! - `auth_state`: the rules of a check and the result a caller gets.
+//! - `cache`: the process-wide cache (in-memory, Redis, Memcached), sealing, fetch coalescing.
+//! - `checker`: a checker, tying the above together; `stale`: answers served through an outage.
+//! - [`model`]: the data every layer shares.
+//!
+//! Only what this page lists is the API. [`internals`] is what benchmarks, fuzz targets, the CLI
+//! and the integration tests reach inside the crate; it is hidden and changes without notice.
 
-pub mod auth_state;
-pub mod cache;
-pub mod checker;
-pub mod config;
+mod auth_state;
+mod cache;
+mod checker;
+mod clock;
+mod config;
 pub mod ffi;
-pub mod introspection;
-pub mod json;
-pub mod log;
-pub mod runtime;
-pub mod stale;
-pub mod stats;
-pub mod status;
-pub mod token_info;
+mod introspection;
+mod json;
+mod log;
+pub mod model;
+mod runtime;
+mod stale;
+mod stats;
+mod status;
 
 pub use auth_state::{AuthState, AuthorizeRequest, Groups};
 pub use checker::{Authorization, Checker};
 pub use config::Config;
-pub use introspection::DependentToken;
-pub use status::{tc_status, Error, Status};
-pub use token_info::{GroupList, TokenInfo};
+pub use log::{set_rust_logger, tc_log_level as LogLevel, RustSink};
+pub use model::{DependentToken, GroupList, Introspection, Source, TokenInfo};
+pub use status::{tc_status, Cause, Error, Status};
 
 /// The C ABI's generation (see `tc_abi_version`); build.rs writes it into the header too.
 pub const ABI_VERSION: u32 = 2;
 
 /// The library's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The library's counters and the current cache's description as one JSON document (what
+/// `tc_stats` returns).
+pub fn stats_json() -> String {
+    let mut cache = cache::current().describe();
+    cache["in_flight"] = cache::flight::in_flight().into();
+    stats::stats().to_json(cache)
+}
+
+/// The library's counters in the Prometheus text exposition format (what `tc_metrics` returns).
+pub fn metrics_text() -> String {
+    let entries = cache::current().describe()["local_entries"]
+        .as_u64()
+        .unwrap_or(0);
+    stats::stats().to_prometheus(entries)
+}
+
+/// What benchmarks, fuzz targets, the CLI and the integration tests use inside the crate.
+///
+/// Not part of the API: anything here may change in any release. Each module mirrors the
+/// crate's module of the same name.
+#[doc(hidden)]
+pub mod internals {
+    pub mod auth_state {
+        pub use crate::auth_state::{validate, ALL_AUTHENTICATED_USERS, PUBLIC};
+    }
+    pub mod cache {
+        pub use crate::cache::{
+            current, current_arc, CacheKey, CacheStore, Entry, KeyHasher, Kind, LocalKey, Value,
+        };
+        pub mod flight {
+            pub use crate::cache::flight::in_flight;
+        }
+        pub mod memory {
+            pub use crate::cache::memory::MemoryLayer;
+        }
+        pub mod sealing {
+            pub use crate::cache::sealing::{open, seal, Rejected};
+        }
+    }
+    pub mod clock {
+        pub use crate::clock::{now_unix, Moment};
+    }
+    pub mod config {
+        pub use crate::config::{BackendConfig, CacheConfig, RedisTopology};
+    }
+    pub mod introspection {
+        pub use crate::introspection::{parse_dependent_tokens, parse_groups, parse_introspection};
+    }
+    pub mod runtime {
+        pub use crate::runtime::{block_on, spawn};
+    }
+    pub mod stats {
+        pub use crate::stats::stats;
+    }
+}

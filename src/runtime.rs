@@ -25,11 +25,6 @@ static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
         .expect("tokenchecker: cannot start the tokio runtime")
 });
 
-/// The shared runtime.
-pub fn get() -> &'static Runtime {
-    &RUNTIME
-}
-
 /// Runs `fut` to completion on the calling thread; refuses from inside any tokio runtime.
 pub fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
     if tokio::runtime::Handle::try_current().is_ok() {

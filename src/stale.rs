@@ -9,8 +9,8 @@ use std::time::Duration;
 use once_cell::sync::Lazy;
 
 use crate::cache::memory::MemoryLayer;
-use crate::cache::{CacheKey, Entry, Moment, Value};
-use crate::introspection::now_unix;
+use crate::cache::{CacheKey, Entry, Value};
+use crate::clock::{now_unix, Moment};
 
 /// Bounded: the stale area never holds more than this many answers.
 const MAX_ENTRIES: u64 = 50_000;

@@ -136,3 +136,13 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// At most 64 characters of something the caller wrote, for an error message: a hostile
+/// configuration must not turn into a multi-megabyte message.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+    }
+}

@@ -27,8 +27,9 @@ use common::merge;
 use common::servers::{free_port, redis_server_args, wait_until, Link, ServerProcess, TempDir};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::cache::{Kind, Source};
-use tokenchecker::stats::stats;
+use tokenchecker::internals::cache::Kind;
+use tokenchecker::internals::stats::stats;
+use tokenchecker::Source;
 use tokenchecker::{Checker, Config};
 
 const CHILD_ENV: &str = "TC_BACKENDS_CHILD";
@@ -798,16 +799,16 @@ fn config_keys() {
         json!({"backend": "redis", "url": "rediss://h:1", "ssl_ca_certs": "/nonexistent/ca.pem"}),
     )
     .unwrap();
-    let e = tokenchecker::cache::CacheStore::new(&c)
+    let e = tokenchecker::internals::cache::CacheStore::new(&c)
         .err()
         .expect("unreadable CA file");
     assert!(e.message.contains("ssl_ca_certs"), "{}", e.message);
     // A store for a backend that isn't there builds at once.
     let c =
         parse_cache_config(json!({"backend": "redis", "url": "redis://127.0.0.1:9/0"})).unwrap();
-    tokenchecker::cache::CacheStore::new(&c).unwrap();
+    tokenchecker::internals::cache::CacheStore::new(&c).unwrap();
     let c = parse_cache_config(json!({"backend": "memcached", "url": "127.0.0.1:9"})).unwrap();
-    tokenchecker::cache::CacheStore::new(&c).unwrap();
+    tokenchecker::internals::cache::CacheStore::new(&c).unwrap();
 }
 
 /// The other process of [`fleet`]; does nothing unless started by it.

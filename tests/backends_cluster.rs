@@ -24,9 +24,10 @@ use common::servers::{
 };
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::cache::{Kind, Source};
-use tokenchecker::config::{BackendConfig, RedisTopology};
-use tokenchecker::stats::stats;
+use tokenchecker::internals::cache::Kind;
+use tokenchecker::internals::config::{BackendConfig, RedisTopology};
+use tokenchecker::internals::stats::stats;
+use tokenchecker::Source;
 use tokenchecker::{tc_status, Checker};
 
 const MASTER_PASSWORD: &str = "s3cret-master-pw";
@@ -902,8 +903,9 @@ fn config_keys() {
 
     // Building stores: never connects, so absent servers are fine; a seed with a database
     // other than 0 and seeds with different passwords are named.
-    let store =
-        |cache: Value| tokenchecker::cache::CacheStore::new(&parse_cache_config(cache).unwrap());
+    let store = |cache: Value| {
+        tokenchecker::internals::cache::CacheStore::new(&parse_cache_config(cache).unwrap())
+    };
     store(json!({"backend": "redis", "cluster": true,
                  "url": ["redis://127.0.0.1:9", "redis://127.0.0.1:10"]}))
     .unwrap();

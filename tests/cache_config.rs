@@ -74,10 +74,7 @@ fn the_cache_is_shared_and_the_last_configuration_wins() {
         "network"
     );
     assert_eq!(fake.counters().introspect, 3);
-    let stats: serde_json::Value = serde_json::from_str(
-        &tokenchecker::stats::stats().to_json(tokenchecker::cache::current().describe()),
-    )
-    .unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&tokenchecker::stats_json()).unwrap();
     assert_eq!(stats["cache_resets"], 2);
     assert_eq!(stats["cache"]["backend"], "memory");
 
@@ -101,7 +98,10 @@ fn the_cache_is_shared_and_the_last_configuration_wins() {
     let served = stale.check(&t).unwrap();
     assert_eq!(served.source.name(), "stale");
     assert!(served.to_json(None).contains("\"source\":\"stale\""));
-    assert_eq!(tokenchecker::stats::stats().stale_served.get(), 1);
+    assert_eq!(
+        tokenchecker::internals::stats::stats().stale_served.get(),
+        1
+    );
     assert_eq!(status(strict.check(&t)), tc_status::TC_AUTH_UNAVAILABLE);
     stale.purge(&t).unwrap();
     assert_eq!(
@@ -117,7 +117,7 @@ fn the_cache_is_shared_and_the_last_configuration_wins() {
         let t = unique_token(&fake, &format!("cap{n}"), json!({}));
         first.check(&t).unwrap();
     }
-    let cache = tokenchecker::cache::current().describe();
+    let cache = tokenchecker::internals::cache::current().describe();
     let entries = cache["local_entries"].as_u64().unwrap();
     assert!(entries <= 50 + 16, "{entries} entries in a cache of 50");
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::cache::flight;
 use tokenchecker::ffi::{tc_check, tc_checker, tc_free, tc_new, tc_string_free};
+use tokenchecker::internals::cache::flight;
 use tokenchecker::{tc_status, AuthorizeRequest, Checker, Config, Groups};
 
 /// A checker through the C ABI.

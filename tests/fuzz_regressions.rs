@@ -7,7 +7,8 @@ mod common;
 
 use fake_globus::FakeGlobus;
 use serde_json::json;
-use tokenchecker::introspection::{now_unix, parse_dependent_tokens, parse_introspection};
+use tokenchecker::internals::clock::now_unix;
+use tokenchecker::internals::introspection::{parse_dependent_tokens, parse_introspection};
 use tokenchecker::{tc_status, Config};
 
 fn base() -> serde_json::Value {

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
-use tokenchecker::log::{set_rust_logger, tc_log_level};
+use tokenchecker::ffi::tc_log_level;
+use tokenchecker::set_rust_logger;
 use tokenchecker::{AuthorizeRequest, Checker};
 
 #[test]
@@ -91,8 +92,8 @@ fn nothing_the_library_emits_carries_a_secret() {
                           "auth_url": "http://auth.invalid", "groups_url": fake.url(),
                           "allow_insecure_http": true, "verify_credentials": false});
     Checker::from_json(&insecure.to_string()).unwrap();
-    emitted.push(tokenchecker::stats::stats().to_json(tokenchecker::cache::current().describe()));
-    emitted.push(tokenchecker::stats::stats().to_prometheus(0));
+    emitted.push(tokenchecker::stats_json());
+    emitted.push(tokenchecker::internals::stats::stats().to_prometheus(0));
     set_rust_logger(None, tc_log_level::TC_LOG_OFF);
     emitted.extend(lines.lock().unwrap().iter().cloned());
 
@@ -130,7 +131,7 @@ fn nothing_the_library_emits_carries_a_secret() {
 
 #[test]
 fn metrics_are_prometheus_text() {
-    let text = tokenchecker::stats::stats().to_prometheus(7);
+    let text = tokenchecker::internals::stats::stats().to_prometheus(7);
     for needle in [
         "# TYPE tokenchecker_checks_total counter",
         "tokenchecker_requests_total{endpoint=\"introspect\"}",

@@ -212,7 +212,7 @@ fn demo(metrics: bool) -> ExitCode {
     );
 
     step("process-wide stats");
-    let stats = tokenchecker::stats::stats().to_json(tokenchecker::cache::current().describe());
+    let stats = tokenchecker::stats_json();
     let pretty = serde_json::from_str::<Value>(&stats)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or(stats);
@@ -222,10 +222,7 @@ fn demo(metrics: bool) -> ExitCode {
 
     if metrics {
         step("the same counters for Prometheus (tc_metrics)");
-        let entries = tokenchecker::cache::current().describe()["local_entries"]
-            .as_u64()
-            .unwrap_or(0);
-        print!("{}", tokenchecker::stats::stats().to_prometheus(entries));
+        print!("{}", tokenchecker::metrics_text());
     }
 
     println!();

@@ -10,11 +10,9 @@ mod structured;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tokenchecker::auth_state::{
-    AuthorizeRequest, GroupList, TokenInfo, ALL_AUTHENTICATED_USERS, GROUP_PREFIX, IDENTITY_PREFIX,
-    PUBLIC,
-};
-use tokenchecker::introspection::Introspection;
+use tokenchecker::internals::auth_state::{ALL_AUTHENTICATED_USERS, PUBLIC};
+use tokenchecker::model::{GROUP_PREFIX, IDENTITY_PREFIX};
+use tokenchecker::{AuthorizeRequest, GroupList, Introspection, TokenInfo};
 
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 const ALICE2: &str = "a11ce000-0000-4000-8000-000000000002";

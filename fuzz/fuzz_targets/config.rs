@@ -18,7 +18,8 @@ use std::ptr;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tokenchecker::config::{BackendConfig, Config};
+use tokenchecker::internals::config::BackendConfig;
+use tokenchecker::Config;
 use tokenchecker::ffi::{tc_free, tc_new, tc_string_free, tc_try_check};
 use tokenchecker::tc_status;
 

@@ -20,12 +20,11 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use tokenchecker::auth_state::{validate, AuthState, Groups, TokenInfo};
-use tokenchecker::cache::Source;
-use tokenchecker::config::Config;
-use tokenchecker::introspection::{
-    parse_dependent_tokens, parse_groups, parse_introspection, Introspection,
+use tokenchecker::internals::auth_state::validate;
+use tokenchecker::internals::introspection::{
+    parse_dependent_tokens, parse_groups, parse_introspection,
 };
+use tokenchecker::{AuthState, Config, Groups, Introspection, Source, TokenInfo};
 
 /// A fixed "now" (2026-01-01T00:00:00Z minus an hour, as in fake-globus/README.md) and the wall
 /// clock: the parsers must be sane for both.
@@ -100,7 +99,7 @@ fn introspection(doc: &Value) {
     assert_eq!(back["authorization"]["matched"], "public");
 
     let c = config();
-    for now in [NOW, tokenchecker::introspection::now_unix()] {
+    for now in [NOW, tokenchecker::internals::clock::now_unix()] {
         if validate(&c, &info, now).is_ok() {
             assert!(exp > now - c.leeway_s, "passed after exp");
             assert!(
@@ -115,7 +114,7 @@ fn introspection(doc: &Value) {
 }
 
 fn dependent_tokens(doc: &Value) {
-    for now in [NOW, tokenchecker::introspection::now_unix()] {
+    for now in [NOW, tokenchecker::internals::clock::now_unix()] {
         let Ok(tokens) = parse_dependent_tokens(doc, now) else {
             continue;
         };

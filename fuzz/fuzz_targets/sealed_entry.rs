@@ -22,13 +22,13 @@ use std::time::Duration;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use libfuzzer_sys::fuzz_target;
-use tokenchecker::auth_state::{AuthState, GroupList, Groups, TokenInfo};
-use tokenchecker::cache::memory::MemoryLayer;
-use tokenchecker::cache::sealing::{open, seal, Rejected};
-use tokenchecker::cache::{
-    CacheKey, Entry, IdentityFilter, KeyHasher, Kind, Moment, Source, Value,
-};
-use tokenchecker::introspection::Introspection;
+use tokenchecker::{AuthState, GroupList, Groups, TokenInfo};
+use tokenchecker::internals::cache::memory::MemoryLayer;
+use tokenchecker::internals::cache::sealing::{open, seal, Rejected};
+use tokenchecker::internals::cache::{CacheKey, Entry, KeyHasher, Kind, Value};
+use tokenchecker::internals::clock::Moment;
+use tokenchecker::model::IdentityFilter;
+use tokenchecker::{Introspection, Source};
 
 /// Must equal `SEAL_CONTEXT` in src/cache/sealing.rs (checked in `setup`).
 const SEAL_CONTEXT: &str = "tokenchecker 2026-11 shared cache entry seal v1";

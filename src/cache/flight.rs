@@ -25,7 +25,8 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use once_cell::sync::Lazy;
 
-use super::{CacheKey, Entry, Source};
+use super::{CacheKey, Entry};
+use crate::model::Source;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
 

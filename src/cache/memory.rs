@@ -16,7 +16,8 @@ use quick_cache::sync::Cache;
 use quick_cache::UnitWeighter;
 
 use super::keys::{IdHash, LocalKey};
-use super::{Entry, Moment};
+use super::Entry;
+use crate::clock::Moment;
 
 type Map = Cache<LocalKey, Entry, UnitWeighter, IdHash>;
 
@@ -125,9 +126,10 @@ impl MemoryLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth_state::TokenInfo;
-    use crate::cache::{IdentityFilter, Kind, Value};
-    use crate::introspection::Introspection;
+    use crate::cache::{Kind, Value};
+    use crate::model::IdentityFilter;
+    use crate::model::Introspection;
+    use crate::model::TokenInfo;
     use std::sync::Arc;
 
     fn key(i: u32) -> LocalKey {

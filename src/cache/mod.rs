@@ -11,16 +11,14 @@
 //! an in-process fallback so an unavailable backend never fails a check, and an optional near
 //! cache (an in-process layer with a short TTL) in front.
 
-pub mod breaker;
-pub mod flight;
-pub mod identity_filter;
-pub mod keys;
-pub mod memcached;
-pub mod memory;
-pub mod moment;
-pub mod redis;
-pub mod sealing;
-pub mod shared;
+pub(crate) mod breaker;
+pub(crate) mod flight;
+pub(crate) mod keys;
+pub(crate) mod memcached;
+pub(crate) mod memory;
+pub(crate) mod redis;
+pub(crate) mod sealing;
+pub(crate) mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,15 +27,13 @@ use arc_swap::ArcSwap;
 use futures::future::{BoxFuture, FutureExt};
 use once_cell::sync::Lazy;
 
-use crate::auth_state::{GroupList, TokenInfo};
+use crate::clock::Moment;
 use crate::config::{BackendConfig, CacheConfig, NearCacheConfig};
-use crate::introspection::DependentToken;
+use crate::model::{DependentToken, GroupList, IdentityFilter, Source, TokenInfo};
 use crate::stats::stats;
 use crate::status::Error;
-pub use identity_filter::IdentityFilter;
-pub use keys::{CacheKey, KeyHasher, Kind, LocalId, LocalKey, TokenId, TokenIds};
+pub use keys::{CacheKey, KeyHasher, Kind, LocalId, LocalKey, TokenIds};
 use memory::MemoryLayer;
-pub use moment::Moment;
 use shared::Shared;
 
 /// What a cache entry holds.
@@ -83,56 +79,11 @@ pub struct Fetched {
     pub identities: IdentityFilter,
 }
 
-/// Where an answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// Fetched by this call.
-    Network,
-    /// Fetched by a concurrent call this one waited for.
-    Coalesced,
-    /// The embedded in-memory cache.
-    Memory,
-    /// The near cache in front of a shared backend.
-    Near,
-    Redis,
-    Memcached,
-    /// A recent answer served past its cache lifetime because the authorization server was
-    /// unavailable (`stale_if_error_s`).
-    Stale,
-}
-
-impl Source {
-    /// [`Self::name`] as a static C string.
-    pub fn c_name(self) -> &'static std::ffi::CStr {
-        match self {
-            Source::Network => c"network",
-            Source::Coalesced => c"coalesced",
-            Source::Memory => c"memory",
-            Source::Near => c"near",
-            Source::Redis => c"redis",
-            Source::Memcached => c"memcached",
-            Source::Stale => c"stale",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Network => "network",
-            Source::Coalesced => "coalesced",
-            Source::Memory => "memory",
-            Source::Near => "near",
-            Source::Redis => "redis",
-            Source::Memcached => "memcached",
-            Source::Stale => "stale",
-        }
-    }
-}
-
 /// One cache configuration, live.
 ///
 /// The embedded backend is one in-process layer. A shared backend (Redis, Memcached) is an
 /// optional near cache (in-process, short TTL) in front of the backend, whose entries are sealed
-/// (see [`sealing`]); see [`shared`] for its outage handling and the fleet-wide fetch lock.
+/// (see `sealing`); see `shared` for its outage handling and the fleet-wide fetch lock.
 pub struct CacheStore {
     pub config: CacheConfig,
     /// The embedded cache, or the near cache in front of a shared backend.

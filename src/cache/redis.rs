@@ -182,7 +182,7 @@ fn bad_url(e: RedisError) -> Error {
     };
     Error::invalid_config(format!(
         "cache_config.url is not a usable Redis URL: {}",
-        crate::config::clip(&why)
+        crate::status::clip(&why)
     ))
 }
 

@@ -1,7 +1,7 @@
 //! How an entry is written to a shared backend: a one-way key and a sealed (encrypted and
 //! authenticated) value, so a dump of the backend shows neither tokens nor who they belong to.
 //!
-//! Everything is derived from the [`TokenId`](super::TokenId), the keyed BLAKE3 hash of the token
+//! Everything is derived from the [`TokenId`](super::keys::TokenId), the keyed BLAKE3 hash of the token
 //! under a key derived from the client id, client secret and authorization server URL:
 //!
 //! * the backend key is `<prefix><kind>:<hex of derive_key("… backend key", id)>`, a one-way
@@ -23,17 +23,16 @@
 //! again and overwritten.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload as AeadPayload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{CacheKey, Kind};
-use super::IdentityFilter;
-use super::{Entry, Moment, Value};
-use crate::auth_state::{GroupList, TokenInfo};
-use crate::introspection::{DependentToken, Introspection};
+use super::{Entry, Value};
+use crate::clock::{unix_ms, Moment};
+use crate::model::{DependentToken, GroupList, IdentityFilter, Introspection, TokenInfo};
 
 const VERSION: u8 = 2;
 const NONCE_LEN: usize = 24;
@@ -85,14 +84,6 @@ enum Body {
     I(Box<Introspection>),
     G(Vec<String>),
     D(Vec<DependentToken>),
-}
-
-/// Now, in unix milliseconds.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn cipher(key: &CacheKey) -> XChaCha20Poly1305 {

@@ -42,9 +42,11 @@ use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
 use super::redis::RedisBackend;
 use super::sealing;
-use super::{CacheKey, Entry, Fetched, Kind, LocalKey, Moment, Source};
+use super::{CacheKey, Entry, Fetched, Kind, LocalKey};
+use crate::clock::Moment;
 use crate::config::{MemcachedConfig, RedisConfig};
 use crate::log::{log_debug, log_info, log_warn};
+use crate::model::Source;
 use crate::stats::stats;
 use crate::status::Error;
 

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::cache::{CacheKey, KeyHasher, Kind};
-use tokenchecker::config::CacheConfig;
+use tokenchecker::internals::cache::{CacheKey, KeyHasher, Kind};
+use tokenchecker::internals::config::CacheConfig;
 use tokenchecker::{AuthorizeRequest, Config};
 
 /// The backends' default key prefix.

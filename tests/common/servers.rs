@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokenchecker::stats::stats;
+use tokenchecker::internals::stats::stats;
 
 /// `n` distinct free loopback ports (all held while choosing, so they differ).
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -187,7 +187,7 @@ pub fn wait_until_every(
         assert!(
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}; stats {}",
-            stats().to_json(tokenchecker::cache::current().describe())
+            stats().to_json(tokenchecker::internals::cache::current().describe())
         );
         std::thread::sleep(every);
     }

@@ -1,4 +1,6 @@
-//! The cache's clock: an instant in 8 bytes (`std::time::Instant` takes 16 on Linux, and every
+//! Time, in one place: the wall clock in Unix seconds and milliseconds, and the cache's clock.
+//!
+//! The cache's clock is an instant in 8 bytes (`std::time::Instant` takes 16 on Linux, and every
 //! cache entry holds two), read in one call (this is on every check's path).
 //!
 //! A [`Moment`] counts nanoseconds of the monotonic clock (`CLOCK_MONOTONIC`, the clock of
@@ -6,7 +8,23 @@
 //! saturate at zero.
 
 use std::ops::Add;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The wall clock, in whole Unix seconds (token `exp`/`nbf`, dependent-token expiry).
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The wall clock, in Unix milliseconds (sealed entries' expiry).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// An instant of the monotonic clock, in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,7 +84,7 @@ pub fn unix_now_coarse() -> i64 {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        crate::introspection::now_unix()
+        now_unix()
     }
 }
 

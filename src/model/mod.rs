@@ -1,0 +1,19 @@
+//! The data every layer shares: what a token is ([`TokenInfo`]), its groups ([`GroupList`]),
+//! Globus Auth's answers ([`Introspection`], [`DependentToken`]), the identity filter that lets a
+//! purge by identity find cache entries ([`IdentityFilter`]), and where an answer came from
+//! ([`Source`]).
+//!
+//! The model depends on nothing but the JSON rendering helpers, so the arrows between modules run
+//! one way: `ffi` → `checker` → `cache` / `introspection` / `auth_state` → `model`.
+
+mod answers;
+mod group_list;
+mod identity_filter;
+mod source;
+mod token_info;
+
+pub use answers::{DependentToken, Introspection};
+pub use group_list::GroupList;
+pub use identity_filter::IdentityFilter;
+pub use source::Source;
+pub use token_info::{TokenInfo, GROUP_PREFIX, IDENTITY_PREFIX};
