@@ -11,6 +11,7 @@
 //! an in-process fallback so an unavailable backend never fails a check, and an optional near
 //! cache (an in-process layer with a short TTL) in front.
 
+pub mod backend;
 pub mod breaker;
 pub mod flight;
 pub mod identity_filter;
