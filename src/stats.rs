@@ -3,6 +3,9 @@
 //! Plain relaxed atomics: counting must cost the hot path next to nothing. Each counter is split
 //! into a few shards on their own cache lines, and each thread adds to its own shard, so threads
 //! hitting the cache at once don't bounce one cache line between cores. Reading sums the shards.
+//!
+//! Each metric is declared once, in the `metrics!` list below: its field in [`Stats`], its key in
+//! `tc_stats`'s JSON and its Prometheus name, labels, help text and type come from that one line.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -35,50 +38,131 @@ impl Counter {
     }
 }
 
-#[derive(Default)]
-pub struct Stats {
-    pub checks: Counter,
-    pub hits: Counter,
-    pub negative_hits: Counter,
-    pub misses: Counter,
-    pub coalesced_waits: Counter,
-    pub requests_introspect: Counter,
-    pub requests_dependent_token: Counter,
-    pub requests_groups: Counter,
-    pub errors_introspect: Counter,
-    pub errors_dependent_token: Counter,
-    pub errors_groups: Counter,
-    pub retries: Counter,
-    pub waiter_timeouts: Counter,
-    pub purges: Counter,
-    pub cache_resets: Counter,
-    pub backend_errors: Counter,
-    pub backend_hits: Counter,
-    pub backend_misses: Counter,
-    pub backend_rejected_entries: Counter,
-    pub breaker_open_skips: Counter,
-    /// Fetch locks this process took in a shared backend.
-    pub backend_lock_acquired: Counter,
-    /// Times this process waited for another one's fetch (it found the lock taken).
-    pub backend_lock_waits: Counter,
-    /// Answers served from the stale area while the authorization server was unavailable.
-    pub stale_served: Counter,
-    /// Requests refused because too many were in flight for too long (`max_concurrent_requests`).
-    pub requests_shed: Counter,
-    /// Latency of each request to Globus Auth and Groups (introspection, grant, my_groups).
-    pub request_latency: Histogram,
-    /// Latency of each shared-backend command.
-    pub backend_latency: Histogram,
+/// Declares every metric once: its `Stats` field and type, where `tc_stats` puts it (a key, or
+/// `group.key`), and its Prometheus name, labels and help text. The help text is empty for a
+/// further series of the metric on the line before (another label value). The Prometheus type
+/// comes from the field's type; counters are exported first, then the cache gauge, then the
+/// histograms, each in the order declared.
+macro_rules! metrics {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $ty:ident => $json:literal, $name:literal
+            $({ $($label:ident = $value:literal),+ })?, $help:literal;
+    )*) => {
+        #[derive(Default)]
+        pub struct Stats {
+            $(
+                $(#[doc = $doc])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl Stats {
+            /// Every metric, in the order declared.
+            fn metrics(&self) -> Vec<Metric<'_>> {
+                vec![$(
+                    Metric {
+                        json: $json,
+                        name: $name,
+                        labels: &[$($((stringify!($label), $value)),+)?],
+                        help: $help,
+                        reading: (&self.$field).into(),
+                    },
+                )*]
+            }
+        }
+    };
 }
 
-/// One exported counter: name, optional `(label, value)`, help text (empty: same as the line
-/// before), value.
-type MetricLine = (
-    &'static str,
-    Option<(&'static str, &'static str)>,
-    &'static str,
-    u64,
-);
+metrics! {
+    checks: Counter => "checks", "tokenchecker_checks_total", "Checks started.";
+    hits: Counter => "hits", "tokenchecker_cache_hits_total",
+        "Checks answered from a cache (active tokens).";
+    negative_hits: Counter => "negative_hits", "tokenchecker_cache_negative_hits_total",
+        "Checks answered from a cache (inactive tokens).";
+    misses: Counter => "misses", "tokenchecker_cache_misses_total",
+        "Checks that found no cached answer.";
+    coalesced_waits: Counter => "coalesced_waits", "tokenchecker_coalesced_waits_total",
+        "Callers that waited for another caller's fetch.";
+    waiter_timeouts: Counter => "waiter_timeouts", "tokenchecker_waiter_timeouts_total",
+        "Callers that gave up waiting for a fetch.";
+    purges: Counter => "purges", "tokenchecker_purges_total", "Purges.";
+    cache_resets: Counter => "cache_resets", "tokenchecker_cache_resets_total",
+        "Times a cache_config replaced the shared cache.";
+    requests_introspect: Counter => "requests.introspect",
+        "tokenchecker_requests_total" { endpoint = "introspect" },
+        "Requests to Globus Auth and Groups.";
+    requests_dependent_token: Counter => "requests.dependent_token",
+        "tokenchecker_requests_total" { endpoint = "dependent_token" }, "";
+    requests_groups: Counter => "requests.groups",
+        "tokenchecker_requests_total" { endpoint = "groups" }, "";
+    retries: Counter => "requests.retries", "tokenchecker_request_retries_total",
+        "Retried requests.";
+    errors_introspect: Counter => "errors.introspect",
+        "tokenchecker_request_errors_total" { endpoint = "introspect" }, "Failed requests.";
+    errors_dependent_token: Counter => "errors.dependent_token",
+        "tokenchecker_request_errors_total" { endpoint = "dependent_token" }, "";
+    errors_groups: Counter => "errors.groups",
+        "tokenchecker_request_errors_total" { endpoint = "groups" }, "";
+    /// Requests refused because too many were in flight for too long (`max_concurrent_requests`).
+    requests_shed: Counter => "requests_shed", "tokenchecker_requests_shed_total",
+        "Requests refused by the in-flight cap.";
+    /// Answers served from the stale area while the authorization server was unavailable.
+    stale_served: Counter => "stale_served", "tokenchecker_stale_served_total",
+        "Stale answers served during an auth server outage.";
+    backend_errors: Counter => "errors.backend", "tokenchecker_backend_errors_total",
+        "Shared-backend commands that failed.";
+    backend_hits: Counter => "backend.hits", "tokenchecker_backend_hits_total",
+        "Shared-backend hits.";
+    backend_misses: Counter => "backend.misses", "tokenchecker_backend_misses_total",
+        "Shared-backend misses.";
+    backend_rejected_entries: Counter => "backend.rejected_entries",
+        "tokenchecker_backend_rejected_entries_total",
+        "Shared-backend entries that failed to open (forged, altered, moved).";
+    breaker_open_skips: Counter => "backend.breaker_skips",
+        "tokenchecker_backend_breaker_skips_total", "Shared-backend calls skipped by the breaker.";
+    /// Fetch locks this process took in a shared backend.
+    backend_lock_acquired: Counter => "backend.lock_acquired",
+        "tokenchecker_backend_locks_acquired_total", "Fleet fetch locks taken.";
+    /// Times this process waited for another one's fetch (it found the lock taken).
+    backend_lock_waits: Counter => "backend.lock_waits", "tokenchecker_backend_lock_waits_total",
+        "Waits for another process's fetch.";
+    /// Latency of each request to Globus Auth and Groups (introspection, grant, my_groups).
+    request_latency: Histogram => "latency.requests", "tokenchecker_request_duration_seconds",
+        "Latency of requests to Globus Auth and Groups.";
+    /// Latency of each shared-backend command.
+    backend_latency: Histogram => "latency.backend", "tokenchecker_backend_duration_seconds",
+        "Latency of shared-backend commands.";
+}
+
+/// One exported series: where it goes in each export, and its storage.
+struct Metric<'a> {
+    /// Its key in `tc_stats` (`group.key`: in the object `group`).
+    json: &'static str,
+    /// Its Prometheus name and labels.
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    /// Empty: a further series of the metric before.
+    help: &'static str,
+    reading: Reading<'a>,
+}
+
+enum Reading<'a> {
+    Counter(&'a Counter),
+    Histogram(&'a Histogram),
+}
+
+impl<'a> From<&'a Counter> for Reading<'a> {
+    fn from(c: &'a Counter) -> Self {
+        Reading::Counter(c)
+    }
+}
+
+impl<'a> From<&'a Histogram> for Reading<'a> {
+    fn from(h: &'a Histogram) -> Self {
+        Reading::Histogram(h)
+    }
+}
 
 /// Upper bounds of the latency buckets, in seconds (Prometheus `le`).
 pub const LATENCY_BOUNDS_S: [f64; 14] = [
@@ -139,234 +223,67 @@ pub fn stats() -> &'static Stats {
 }
 
 impl Stats {
+    /// The `tc_stats` document, `cache` being the cache's description. The keys come out
+    /// sorted (`serde_json`'s map).
     pub fn to_json(&self, cache: serde_json::Value) -> String {
-        json!({
-            "checks": self.checks.get(),
-            "hits": self.hits.get(),
-            "negative_hits": self.negative_hits.get(),
-            "misses": self.misses.get(),
-            "coalesced_waits": self.coalesced_waits.get(),
-            "waiter_timeouts": self.waiter_timeouts.get(),
-            "purges": self.purges.get(),
-            "cache_resets": self.cache_resets.get(),
-            "requests": {
-                "introspect": self.requests_introspect.get(),
-                "dependent_token": self.requests_dependent_token.get(),
-                "groups": self.requests_groups.get(),
-                "retries": self.retries.get(),
-            },
-            "errors": {
-                "introspect": self.errors_introspect.get(),
-                "dependent_token": self.errors_dependent_token.get(),
-                "groups": self.errors_groups.get(),
-                "backend": self.backend_errors.get(),
-            },
-            "backend": {
-                "hits": self.backend_hits.get(),
-                "misses": self.backend_misses.get(),
-                "rejected_entries": self.backend_rejected_entries.get(),
-                "breaker_skips": self.breaker_open_skips.get(),
-                "lock_acquired": self.backend_lock_acquired.get(),
-                "lock_waits": self.backend_lock_waits.get(),
-            },
-            "stale_served": self.stale_served.get(),
-            "requests_shed": self.requests_shed.get(),
-            "latency": {
-                "requests": self.request_latency.to_json(),
-                "backend": self.backend_latency.to_json(),
-            },
-            "cache": cache,
-        })
-        .to_string()
-    }
-
-    /// Every counter with its Prometheus name, optional label and help text.
-    fn counters(&self) -> Vec<MetricLine> {
-        let ep = |v| Some(("endpoint", v));
-        vec![
-            (
-                "tokenchecker_checks_total",
-                None,
-                "Checks started.",
-                self.checks.get(),
-            ),
-            (
-                "tokenchecker_cache_hits_total",
-                None,
-                "Checks answered from a cache (active tokens).",
-                self.hits.get(),
-            ),
-            (
-                "tokenchecker_cache_negative_hits_total",
-                None,
-                "Checks answered from a cache (inactive tokens).",
-                self.negative_hits.get(),
-            ),
-            (
-                "tokenchecker_cache_misses_total",
-                None,
-                "Checks that found no cached answer.",
-                self.misses.get(),
-            ),
-            (
-                "tokenchecker_coalesced_waits_total",
-                None,
-                "Callers that waited for another caller's fetch.",
-                self.coalesced_waits.get(),
-            ),
-            (
-                "tokenchecker_waiter_timeouts_total",
-                None,
-                "Callers that gave up waiting for a fetch.",
-                self.waiter_timeouts.get(),
-            ),
-            (
-                "tokenchecker_purges_total",
-                None,
-                "Purges.",
-                self.purges.get(),
-            ),
-            (
-                "tokenchecker_cache_resets_total",
-                None,
-                "Times a cache_config replaced the shared cache.",
-                self.cache_resets.get(),
-            ),
-            (
-                "tokenchecker_requests_total",
-                ep("introspect"),
-                "Requests to Globus Auth and Groups.",
-                self.requests_introspect.get(),
-            ),
-            (
-                "tokenchecker_requests_total",
-                ep("dependent_token"),
-                "",
-                self.requests_dependent_token.get(),
-            ),
-            (
-                "tokenchecker_requests_total",
-                ep("groups"),
-                "",
-                self.requests_groups.get(),
-            ),
-            (
-                "tokenchecker_request_retries_total",
-                None,
-                "Retried requests.",
-                self.retries.get(),
-            ),
-            (
-                "tokenchecker_request_errors_total",
-                ep("introspect"),
-                "Failed requests.",
-                self.errors_introspect.get(),
-            ),
-            (
-                "tokenchecker_request_errors_total",
-                ep("dependent_token"),
-                "",
-                self.errors_dependent_token.get(),
-            ),
-            (
-                "tokenchecker_request_errors_total",
-                ep("groups"),
-                "",
-                self.errors_groups.get(),
-            ),
-            (
-                "tokenchecker_requests_shed_total",
-                None,
-                "Requests refused by the in-flight cap.",
-                self.requests_shed.get(),
-            ),
-            (
-                "tokenchecker_stale_served_total",
-                None,
-                "Stale answers served during an auth server outage.",
-                self.stale_served.get(),
-            ),
-            (
-                "tokenchecker_backend_errors_total",
-                None,
-                "Shared-backend commands that failed.",
-                self.backend_errors.get(),
-            ),
-            (
-                "tokenchecker_backend_hits_total",
-                None,
-                "Shared-backend hits.",
-                self.backend_hits.get(),
-            ),
-            (
-                "tokenchecker_backend_misses_total",
-                None,
-                "Shared-backend misses.",
-                self.backend_misses.get(),
-            ),
-            (
-                "tokenchecker_backend_rejected_entries_total",
-                None,
-                "Shared-backend entries that failed to open (forged, altered, moved).",
-                self.backend_rejected_entries.get(),
-            ),
-            (
-                "tokenchecker_backend_breaker_skips_total",
-                None,
-                "Shared-backend calls skipped by the breaker.",
-                self.breaker_open_skips.get(),
-            ),
-            (
-                "tokenchecker_backend_locks_acquired_total",
-                None,
-                "Fleet fetch locks taken.",
-                self.backend_lock_acquired.get(),
-            ),
-            (
-                "tokenchecker_backend_lock_waits_total",
-                None,
-                "Waits for another process's fetch.",
-                self.backend_lock_waits.get(),
-            ),
-        ]
+        let mut root = serde_json::Map::new();
+        for m in self.metrics() {
+            let value = match m.reading {
+                Reading::Counter(c) => c.get().into(),
+                Reading::Histogram(h) => h.to_json(),
+            };
+            match m.json.split_once('.') {
+                Some((group, key)) => {
+                    let group = root.entry(group).or_insert_with(|| json!({}));
+                    group
+                        .as_object_mut()
+                        .expect("a group is an object")
+                        .insert(key.to_string(), value);
+                }
+                None => {
+                    root.insert(m.json.to_string(), value);
+                }
+            }
+        }
+        root.insert("cache".to_string(), cache);
+        serde_json::Value::Object(root).to_string()
     }
 
     /// The counters and latency histograms in the Prometheus text format (version 0.0.4).
     pub fn to_prometheus(&self, cache_entries: u64) -> String {
         use std::fmt::Write;
+        let metrics = self.metrics();
         let mut out = String::with_capacity(8192);
         let mut last = "";
-        for (name, label, help, value) in self.counters() {
+        for m in &metrics {
+            let Reading::Counter(c) = m.reading else {
+                continue;
+            };
+            let name = m.name;
             if name != last {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} counter", m.help);
                 last = name;
             }
-            match label {
-                Some((k, v)) => {
-                    let _ = writeln!(out, "{name}{{{k}=\"{v}\"}} {value}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name} {value}");
-                }
+            let _ = write!(out, "{name}");
+            for (i, (k, v)) in m.labels.iter().enumerate() {
+                let open = if i == 0 { '{' } else { ',' };
+                let _ = write!(out, "{open}{k}=\"{v}\"");
             }
+            if !m.labels.is_empty() {
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", c.get());
         }
         let _ = writeln!(
             out,
             "# HELP tokenchecker_cache_entries Entries in this process's cache layer.\n\
              # TYPE tokenchecker_cache_entries gauge\ntokenchecker_cache_entries {cache_entries}"
         );
-        for (name, help, h) in [
-            (
-                "tokenchecker_request_duration_seconds",
-                "Latency of requests to Globus Auth and Groups.",
-                &self.request_latency,
-            ),
-            (
-                "tokenchecker_backend_duration_seconds",
-                "Latency of shared-backend commands.",
-                &self.backend_latency,
-            ),
-        ] {
+        for m in &metrics {
+            let Reading::Histogram(h) = m.reading else {
+                continue;
+            };
+            let (name, help) = (m.name, m.help);
             let (cumulative, sum) = h.snapshot();
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             for (bound, count) in LATENCY_BOUNDS_S.iter().zip(&cumulative) {
@@ -377,5 +294,45 @@ impl Stats {
             let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_declared_consistently() {
+        let stats = Stats::default();
+        let metrics = stats.metrics();
+        let mut jsons = std::collections::HashSet::new();
+        let mut series = std::collections::HashSet::new();
+        for (i, m) in metrics.iter().enumerate() {
+            assert!(jsons.insert(m.json), "{} twice in tc_stats", m.json);
+            assert!(series.insert((m.name, m.labels)), "{} twice", m.name);
+            // Help once per metric, on its first series; a metric's series are together.
+            let first = i == 0 || metrics[i - 1].name != m.name;
+            assert_eq!(
+                m.help.is_empty(),
+                !first,
+                "{}: help on the first series only",
+                m.name
+            );
+            assert!(!first || !metrics[..i].iter().any(|p| p.name == m.name));
+            if let Reading::Histogram(_) = m.reading {
+                assert!(m.labels.is_empty(), "{}: histograms have no labels", m.name);
+            }
+        }
+        let text = stats.to_prometheus(0);
+        let document: serde_json::Value =
+            serde_json::from_str(&stats.to_json(json!(null))).unwrap();
+        for m in &metrics {
+            assert!(text.contains(&format!("# HELP {} ", m.name)), "{}", m.name);
+            let found = match m.json.split_once('.') {
+                Some((group, key)) => &document[group][key],
+                None => &document[m.json],
+            };
+            assert!(!found.is_null(), "{} in tc_stats", m.json);
+        }
     }
 }

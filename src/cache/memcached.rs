@@ -4,14 +4,16 @@
 //! only its share of the keys). Each server has a small pool of idle connections: an operation
 //! takes one (or connects), and gives it back only if the operation completed, so a connection
 //! left in an unknown state by an error or a timeout is simply dropped. Each server has its own
-//! circuit breaker: one dead server among several doesn't stop the others from being used.
+//! circuit breaker (one shard each, see [`SharedBackend::shard`]): one dead server among several
+//! doesn't stop the others from being used.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_memcached::{AsciiProtocol, Client, Error as McError, MetaProtocol, Status};
 
-use super::breaker::Breaker;
+use super::backend::{Op, Settings, SharedBackend};
+use super::Source;
 use crate::config::MemcachedConfig;
 
 /// Idle connections kept per server.
@@ -20,7 +22,6 @@ const MAX_IDLE: usize = 32;
 struct Server {
     dsn: String,
     idle: Mutex<Vec<Client>>,
-    breaker: Breaker,
 }
 
 pub struct MemcachedBackend {
@@ -59,6 +60,21 @@ impl Server {
     }
 }
 
+impl From<&MemcachedConfig> for Settings {
+    fn from(c: &MemcachedConfig) -> Settings {
+        Settings {
+            prefix: c.prefix.clone(),
+            op_timeout: c.socket_timeout,
+            distributed_lock: c.distributed_lock,
+            lock_timeout: c.lock_timeout,
+            lock_sleep: c.lock_sleep,
+            expiration_cap: c.expiration_time,
+            breaker_failures: c.breaker_failures,
+            breaker_cooldown: c.breaker_cooldown,
+        }
+    }
+}
+
 impl MemcachedBackend {
     pub fn new(config: &MemcachedConfig) -> MemcachedBackend {
         MemcachedBackend {
@@ -73,175 +89,195 @@ impl MemcachedBackend {
                         format!("tcp://{s}")
                     },
                     idle: Mutex::new(Vec::new()),
-                    breaker: Breaker::new(config.breaker_failures, config.breaker_cooldown),
                 })
                 .collect(),
         }
     }
 
     fn server(&self, key: &str) -> &Server {
+        &self.servers[self.shard(key)]
+    }
+}
+
+impl SharedBackend for MemcachedBackend {
+    fn source(&self) -> Source {
+        Source::Memcached
+    }
+
+    /// One breaker per server.
+    fn shards(&self) -> usize {
+        self.servers.len()
+    }
+
+    fn shard(&self, key: &str) -> usize {
         let h = blake3::hash(key.as_bytes());
         let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
-        &self.servers[jump_hash(n, self.servers.len())]
+        jump_hash(n, self.servers.len())
     }
 
-    /// The breaker of the server holding `key`.
-    pub fn breaker(&self, key: &str) -> &Breaker {
-        &self.server(key).breaker
+    fn get<'a>(&'a self, key: &'a str) -> Op<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            let v = c.get(key).await.map_err(err)?;
+            server.give(c);
+            Ok(v.and_then(|v| v.data))
+        })
     }
 
-    pub fn breakers(&self) -> impl Iterator<Item = &Breaker> {
-        self.servers.iter().map(|s| &s.breaker)
+    fn set<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> Op<'a, ()> {
+        Box::pin(async move {
+            let Some(secs) = expiry_secs(ttl) else {
+                return Ok(());
+            };
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            c.set(key, value, Some(secs), None).await.map_err(err)?;
+            server.give(c);
+            Ok(())
+        })
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let server = self.server(key);
-        let mut c = server.take().await?;
-        let v = c.get(key).await.map_err(err)?;
-        server.give(c);
-        Ok(v.and_then(|v| v.data))
-    }
-
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
-        let Some(secs) = expiry_secs(ttl) else {
-            return Ok(());
-        };
-        let server = self.server(key);
-        let mut c = server.take().await?;
-        c.set(key, value, Some(secs), None).await.map_err(err)?;
-        server.give(c);
-        Ok(())
-    }
-
-    pub async fn delete(&self, key: &str) -> Result<(), String> {
-        let server = self.server(key);
-        let mut c = server.take().await?;
-        match c.delete(key).await {
-            Ok(()) | Err(McError::Protocol(Status::NotFound)) => {}
-            Err(e) => return Err(err(e)),
-        }
-        server.give(c);
-        Ok(())
-    }
-
-    /// Appends `member` to the list `key` (created on a miss) and makes it live `ttl` from now
-    /// (the identity index, see `Shared::index_identities`): `ms key MA N<ttl>`, then a touch.
-    pub async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), String> {
-        let server = self.server(key);
-        let mut c = server.take().await?;
-        let secs = ttl.as_secs_f64().ceil().clamp(1.0, 2_592_000.0) as i64;
-        let touch = format!("T{secs}");
-        let item = format!("{member} ");
-        // Append; a missing list is added (memcached's append does not create one), and if
-        // another process added it meanwhile, appended to after all.
-        let appended = |r: Result<Option<_>, McError>| match r {
-            Ok(_) => Ok(true),
-            Err(McError::Protocol(Status::NotStored | Status::NotFound)) => Ok(false),
-            Err(e) => Err(err(e)),
-        };
-        if !appended(
-            c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
-                .await,
-        )? {
-            match c.add(key, item.as_str(), Some(secs), None).await {
-                Ok(()) => {}
-                Err(McError::Protocol(Status::NotStored | Status::Exists)) => {
-                    appended(
-                        c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
-                            .await,
-                    )?;
-                }
+    fn delete<'a>(&'a self, key: &'a str) -> Op<'a, ()> {
+        Box::pin(async move {
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            match c.delete(key).await {
+                Ok(()) | Err(McError::Protocol(Status::NotFound)) => {}
                 Err(e) => return Err(err(e)),
             }
-        }
-        match c.meta_get(key, false, None, Some(&[touch.as_str()])).await {
-            Ok(_) | Err(McError::Protocol(Status::NotFound)) => {}
-            Err(e) => return Err(err(e)),
-        }
-        server.give(c);
-        Ok(())
+            server.give(c);
+            Ok(())
+        })
     }
 
-    /// The members of the list `key` (none when it does not exist).
-    pub async fn index_members(&self, key: &str) -> Result<Vec<String>, String> {
-        let value = self.get(key).await?.unwrap_or_default();
-        let text = String::from_utf8_lossy(&value);
-        let mut members: Vec<String> = text.split_whitespace().map(String::from).collect();
-        members.sort_unstable();
-        members.dedup();
-        Ok(members)
+    /// The index is a list of members separated by spaces: `ms key MA` appends `member` (an
+    /// `add` creates a missing list), then a touch (`mg key T<ttl>`) makes it live `ttl`.
+    fn index_add<'a>(&'a self, key: &'a str, member: &'a str, ttl: Duration) -> Op<'a, ()> {
+        Box::pin(async move {
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            let secs = ttl.as_secs_f64().ceil().clamp(1.0, 2_592_000.0) as i64;
+            let touch = format!("T{secs}");
+            let item = format!("{member} ");
+            // Append; a missing list is added (memcached's append does not create one), and if
+            // another process added it meanwhile, appended to after all.
+            let appended = |r: Result<Option<_>, McError>| match r {
+                Ok(_) => Ok(true),
+                Err(McError::Protocol(Status::NotStored | Status::NotFound)) => Ok(false),
+                Err(e) => Err(err(e)),
+            };
+            if !appended(
+                c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
+                    .await,
+            )? {
+                match c.add(key, item.as_str(), Some(secs), None).await {
+                    Ok(()) => {}
+                    Err(McError::Protocol(Status::NotStored | Status::Exists)) => {
+                        appended(
+                            c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
+                                .await,
+                        )?;
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            match c.meta_get(key, false, None, Some(&[touch.as_str()])).await {
+                Ok(_) | Err(McError::Protocol(Status::NotFound)) => {}
+                Err(e) => return Err(err(e)),
+            }
+            server.give(c);
+            Ok(())
+        })
     }
 
-    /// `add lock owner ttl`: whether we now hold the lock. The lock lives on the server of the
-    /// value's key, so that [`poll`](Self::poll) reads both in one request.
-    pub async fn try_lock(
-        &self,
-        key: &str,
-        lock: &str,
-        owner: &str,
+    fn index_members<'a>(&'a self, key: &'a str) -> Op<'a, Vec<String>> {
+        Box::pin(async move {
+            let value = self.get(key).await?.unwrap_or_default();
+            let text = String::from_utf8_lossy(&value);
+            let mut members: Vec<String> = text.split_whitespace().map(String::from).collect();
+            members.sort_unstable();
+            members.dedup();
+            Ok(members)
+        })
+    }
+
+    /// `add lock owner ttl`. The lock lives on the server of the value's key, so that
+    /// [`poll`](SharedBackend::poll) reads both in one request.
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a str,
+        owner: &'a str,
         ttl: Duration,
-    ) -> Result<bool, String> {
-        let server = self.server(key);
-        let mut c = server.take().await?;
-        let secs = ttl.as_secs_f64().ceil().clamp(1.0, 2_592_000.0) as i64;
-        let won = match c.add(lock, owner, Some(secs), None).await {
-            Ok(()) => true,
-            Err(McError::Protocol(Status::NotStored | Status::Exists)) => false,
-            Err(e) => return Err(err(e)),
-        };
-        server.give(c);
-        Ok(won)
+    ) -> Op<'a, bool> {
+        Box::pin(async move {
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            let secs = ttl.as_secs_f64().ceil().clamp(1.0, 2_592_000.0) as i64;
+            let won = match c.add(lock, owner, Some(secs), None).await {
+                Ok(()) => true,
+                Err(McError::Protocol(Status::NotStored | Status::Exists)) => false,
+                Err(e) => return Err(err(e)),
+            };
+            server.give(c);
+            Ok(won)
+        })
     }
 
-    /// Deletes the lock only if it still holds our owner value (compare-and-delete by CAS).
-    pub async fn unlock(&self, key: &str, lock: &str, owner: &str) -> Result<(), String> {
-        let server = self.server(key);
-        let mut c = server.take().await?;
-        let held = c
-            .meta_get(lock, false, None, Some(&["v", "c"]))
-            .await
-            .map_err(err)?;
-        if let Some(v) = held {
-            if v.data.as_deref() == Some(owner.as_bytes()) {
-                if let Some(cas) = v.cas {
-                    let flag = format!("C{cas}");
-                    match c
-                        .meta_delete(lock, false, None, Some(&[flag.as_str()]))
-                        .await
-                    {
-                        Ok(_)
-                        | Err(McError::Protocol(
-                            Status::NotFound | Status::Exists | Status::NotStored,
-                        )) => {}
-                        Err(e) => return Err(err(e)),
+    /// Compare-and-delete by CAS: `mg lock v c`, then `md lock C<cas>` if it holds `owner`.
+    fn unlock<'a>(&'a self, key: &'a str, lock: &'a str, owner: &'a str) -> Op<'a, ()> {
+        Box::pin(async move {
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            let held = c
+                .meta_get(lock, false, None, Some(&["v", "c"]))
+                .await
+                .map_err(err)?;
+            if let Some(v) = held {
+                if v.data.as_deref() == Some(owner.as_bytes()) {
+                    if let Some(cas) = v.cas {
+                        let flag = format!("C{cas}");
+                        match c
+                            .meta_delete(lock, false, None, Some(&[flag.as_str()]))
+                            .await
+                        {
+                            Ok(_)
+                            | Err(McError::Protocol(
+                                Status::NotFound | Status::Exists | Status::NotStored,
+                            )) => {}
+                            Err(e) => return Err(err(e)),
+                        }
                     }
                 }
             }
-        }
-        server.give(c);
-        Ok(())
+            server.give(c);
+            Ok(())
+        })
     }
 
-    /// The value of `key` and whether `lock` is still held, in one request.
-    pub async fn poll(&self, key: &str, lock: &str) -> Result<(Option<Vec<u8>>, bool), String> {
-        let server = self.server(key);
-        let mut c = server.take().await?;
-        let values = match c.get_multi([key, lock]).await {
-            Ok(v) => v,
-            Err(McError::Protocol(Status::NotFound)) => Vec::new(),
-            Err(e) => return Err(err(e)),
-        };
-        server.give(c);
-        let mut value = None;
-        let mut locked = false;
-        for v in values {
-            if v.key == key.as_bytes() {
-                value = v.data;
-            } else if v.key == lock.as_bytes() {
-                locked = true;
+    /// One `get key lock` (both live on the key's server).
+    fn poll<'a>(&'a self, key: &'a str, lock: &'a str) -> Op<'a, (Option<Vec<u8>>, bool)> {
+        Box::pin(async move {
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            let values = match c.get_multi([key, lock]).await {
+                Ok(v) => v,
+                Err(McError::Protocol(Status::NotFound)) => Vec::new(),
+                Err(e) => return Err(err(e)),
+            };
+            server.give(c);
+            let mut value = None;
+            let mut locked = false;
+            for v in values {
+                if v.key == key.as_bytes() {
+                    value = v.data;
+                } else if v.key == lock.as_bytes() {
+                    locked = true;
+                }
             }
-        }
-        Ok((value, locked))
+            Ok((value, locked))
+        })
     }
 }
 

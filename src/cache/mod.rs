@@ -11,6 +11,7 @@
 //! an in-process fallback so an unavailable backend never fails a check, and an optional near
 //! cache (an in-process layer with a short TTL) in front.
 
+pub(crate) mod backend;
 pub(crate) mod breaker;
 pub(crate) mod flight;
 pub(crate) mod keys;

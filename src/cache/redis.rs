@@ -36,6 +36,8 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
+use super::backend::{Op, Settings, SharedBackend};
+use super::Source;
 use crate::config::{RedisConfig, RedisTopology, SentinelConfig};
 use crate::status::Error;
 
@@ -210,6 +212,21 @@ fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertificates>, Err
     }))
 }
 
+impl From<&RedisConfig> for Settings {
+    fn from(c: &RedisConfig) -> Settings {
+        Settings {
+            prefix: c.prefix.clone(),
+            op_timeout: c.socket_timeout,
+            distributed_lock: c.distributed_lock,
+            lock_timeout: c.lock_timeout,
+            lock_sleep: c.lock_sleep,
+            expiration_cap: c.expiration_time,
+            breaker_failures: c.breaker_failures,
+            breaker_cooldown: c.breaker_cooldown,
+        }
+    }
+}
+
 impl RedisBackend {
     pub fn new(config: &RedisConfig) -> Result<RedisBackend, Error> {
         let timeout = config.socket_timeout;
@@ -297,111 +314,140 @@ impl RedisBackend {
             sentinel: None,
         })
     }
+}
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let mut c = self.conn().await?;
-        let r = redis::cmd("GET").arg(key).query_async(&mut c.conn).await;
-        c.settle(r)
+impl SharedBackend for RedisBackend {
+    fn source(&self) -> Source {
+        Source::Redis
     }
 
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
-        let mut c = self.conn().await?;
-        let r = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async::<()>(&mut c.conn)
-            .await;
-        c.settle(r)
+    fn get<'a>(&'a self, key: &'a str) -> Op<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r = redis::cmd("GET").arg(key).query_async(&mut c.conn).await;
+            c.settle(r)
+        })
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), String> {
-        let mut c = self.conn().await?;
-        let r = redis::cmd("DEL")
-            .arg(key)
-            .query_async::<()>(&mut c.conn)
-            .await;
-        c.settle(r)
-    }
-
-    /// Adds `member` to the set `key` and makes the set live `ttl` from now (the identity index,
-    /// see `Shared::index_identities`).
-    pub async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), String> {
-        let mut c = self.conn().await?;
-        let r = redis::pipe()
-            .cmd("SADD")
-            .arg(key)
-            .arg(member)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(key)
-            .arg(ttl.as_millis().max(1) as u64)
-            .ignore()
-            .query_async::<()>(&mut c.conn)
-            .await;
-        c.settle(r)
-    }
-
-    /// The members of the set `key` (none when it does not exist).
-    pub async fn index_members(&self, key: &str) -> Result<Vec<String>, String> {
-        let mut c = self.conn().await?;
-        let r = redis::cmd("SMEMBERS")
-            .arg(key)
-            .query_async::<Vec<String>>(&mut c.conn)
-            .await;
-        c.settle(r)
-    }
-
-    /// `SET lock owner NX PX ttl`: whether we now hold the lock.
-    pub async fn try_lock(&self, lock: &str, owner: &str, ttl: Duration) -> Result<bool, String> {
-        let mut c = self.conn().await?;
-        let r: RedisResult<Option<String>> = redis::cmd("SET")
-            .arg(lock)
-            .arg(owner)
-            .arg("NX")
-            .arg("PX")
-            .arg((ttl.as_millis() as u64).max(1))
-            .query_async(&mut c.conn)
-            .await;
-        c.settle(r).map(|ok| ok.is_some())
-    }
-
-    pub async fn unlock(&self, lock: &str, owner: &str) -> Result<(), String> {
-        let mut c = self.conn().await?;
-        let r = self
-            .unlock
-            .key(lock)
-            .arg(owner)
-            .invoke_async::<i64>(&mut c.conn)
-            .await;
-        c.settle(r).map(|_| ())
-    }
-
-    /// The value of `key` and whether `lock` is still held, in one round trip.
-    pub async fn poll(&self, key: &str, lock: &str) -> Result<(Option<Vec<u8>>, bool), String> {
-        let mut c = self.conn().await?;
-        let r = if let Conn::Cluster(cluster) = &c.conn {
-            // The two keys may be in different slots (nodes): two commands, sent together.
-            let (mut a, mut b) = (cluster.clone(), cluster.clone());
-            let mut get = redis::cmd("GET");
-            get.arg(key);
-            let mut exists = redis::cmd("EXISTS");
-            exists.arg(lock);
-            futures::try_join!(
-                get.query_async::<Option<Vec<u8>>>(&mut a),
-                exists.query_async::<bool>(&mut b)
-            )
-        } else {
-            redis::pipe()
-                .cmd("GET")
+    fn set<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> Op<'a, ()> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r = redis::cmd("SET")
                 .arg(key)
-                .cmd("EXISTS")
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async::<()>(&mut c.conn)
+                .await;
+            c.settle(r)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> Op<'a, ()> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r = redis::cmd("DEL")
+                .arg(key)
+                .query_async::<()>(&mut c.conn)
+                .await;
+            c.settle(r)
+        })
+    }
+
+    /// `SADD` and `PEXPIRE`, pipelined.
+    fn index_add<'a>(&'a self, key: &'a str, member: &'a str, ttl: Duration) -> Op<'a, ()> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r = redis::pipe()
+                .cmd("SADD")
+                .arg(key)
+                .arg(member)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(key)
+                .arg(ttl.as_millis().max(1) as u64)
+                .ignore()
+                .query_async::<()>(&mut c.conn)
+                .await;
+            c.settle(r)
+        })
+    }
+
+    /// `SMEMBERS`.
+    fn index_members<'a>(&'a self, key: &'a str) -> Op<'a, Vec<String>> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r = redis::cmd("SMEMBERS")
+                .arg(key)
+                .query_async::<Vec<String>>(&mut c.conn)
+                .await;
+            c.settle(r)
+        })
+    }
+
+    /// `SET lock owner NX PX ttl` (the value's key plays no part: on a cluster, the lock is
+    /// wherever its own slot is).
+    fn try_lock<'a>(
+        &'a self,
+        _key: &'a str,
+        lock: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> Op<'a, bool> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r: RedisResult<Option<String>> = redis::cmd("SET")
                 .arg(lock)
+                .arg(owner)
+                .arg("NX")
+                .arg("PX")
+                .arg((ttl.as_millis() as u64).max(1))
                 .query_async(&mut c.conn)
-                .await
-        };
-        c.settle(r)
+                .await;
+            c.settle(r).map(|ok| ok.is_some())
+        })
+    }
+
+    /// A Lua script: `DEL` if `GET` gives our owner value.
+    fn unlock<'a>(&'a self, _key: &'a str, lock: &'a str, owner: &'a str) -> Op<'a, ()> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r = self
+                .unlock
+                .key(lock)
+                .arg(owner)
+                .invoke_async::<i64>(&mut c.conn)
+                .await;
+            c.settle(r).map(|_| ())
+        })
+    }
+
+    /// `GET` and `EXISTS`, pipelined (on a cluster, sent together: the keys' slots may differ).
+    fn poll<'a>(&'a self, key: &'a str, lock: &'a str) -> Op<'a, (Option<Vec<u8>>, bool)> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r = if let Conn::Cluster(cluster) = &c.conn {
+                // The two keys may be in different slots (nodes): two commands, sent together.
+                let (mut a, mut b) = (cluster.clone(), cluster.clone());
+                let mut get = redis::cmd("GET");
+                get.arg(key);
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(lock);
+                futures::try_join!(
+                    get.query_async::<Option<Vec<u8>>>(&mut a),
+                    exists.query_async::<bool>(&mut b)
+                )
+            } else {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(key)
+                    .cmd("EXISTS")
+                    .arg(lock)
+                    .query_async(&mut c.conn)
+                    .await
+            };
+            c.settle(r)
+        })
     }
 }
 

@@ -1,5 +1,7 @@
 //! A shared backend (Redis or Memcached) as one layer of the cache: sealed entries, bounded
 //! operations, a circuit breaker, a fallback in-process layer, and the fleet-wide fetch lock.
+//! The backend itself is a [`SharedBackend`]: its operations only; everything described here is
+//! the same for every backend.
 //!
 //! Nothing here ever fails a check: a backend that errs, times out, is skipped by its breaker or
 //! answers garbage is a miss, and the answer comes from the authorization server instead.
@@ -37,6 +39,7 @@ use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
 use futures::future::BoxFuture;
 
+use super::backend::{Settings, SharedBackend};
 use super::breaker::Breaker;
 use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
@@ -59,22 +62,11 @@ const PENDING_REMOVALS_MAX: usize = 10_000;
 /// Removals replayed by one caller at a time.
 const REPLAY_BATCH: usize = 64;
 
-enum Backend {
-    Redis(Box<RedisBackend>, Breaker),
-    Memcached(MemcachedBackend),
-}
-
-impl Backend {
-    fn breaker(&self, key: &str) -> &Breaker {
-        match self {
-            Backend::Redis(_, b) => b,
-            Backend::Memcached(m) => m.breaker(key),
-        }
-    }
-}
-
 pub struct Shared {
-    backend: Backend,
+    backend: Box<dyn SharedBackend>,
+    /// The backend's breakers, one per shard (see [`SharedBackend::shard`]).
+    breakers: Box<[Breaker]>,
+    /// The backend's source (read on every hit).
     source: Source,
     prefix: String,
     op_timeout: Duration,
@@ -98,41 +90,59 @@ pub struct Shared {
 /// Why an operation did not reach the backend or got no usable answer.
 struct Unavailable;
 
-/// A `Shared` from a Redis or a Memcached configuration: they name their common settings alike.
-macro_rules! shared_from {
-    ($config:expr, $backend:expr, $source:expr, $timeout:expr) => {{
-        let c = $config;
+impl Shared {
+    pub fn redis(config: &RedisConfig, timeout: Duration) -> Result<Shared, Error> {
+        Ok(Shared::new(
+            RedisBackend::new(config)?,
+            config.into(),
+            timeout,
+        ))
+    }
+
+    pub fn memcached(config: &MemcachedConfig, timeout: Duration) -> Result<Shared, Error> {
+        Ok(Shared::new(
+            MemcachedBackend::new(config),
+            config.into(),
+            timeout,
+        ))
+    }
+
+    /// A layer over `backend`; `timeout` is the cache's (no entry is stored for longer).
+    pub fn new(
+        backend: impl SharedBackend + 'static,
+        settings: Settings,
+        timeout: Duration,
+    ) -> Shared {
+        let Settings {
+            prefix,
+            op_timeout,
+            distributed_lock,
+            lock_timeout,
+            lock_sleep,
+            expiration_cap,
+            breaker_failures,
+            breaker_cooldown,
+        } = settings;
+        let breakers = (0..backend.shards())
+            .map(|_| Breaker::new(breaker_failures, breaker_cooldown))
+            .collect();
         Shared {
-            backend: $backend,
-            source: $source,
-            prefix: c.prefix.clone(),
-            op_timeout: c.socket_timeout,
-            distributed_lock: c.distributed_lock,
-            lock_timeout: c.lock_timeout,
-            lock_sleep: c.lock_sleep,
-            expiration_cap: c.expiration_time,
-            timeout: $timeout,
-            fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, $timeout),
+            source: backend.source(),
+            backend: Box::new(backend),
+            breakers,
+            prefix,
+            op_timeout,
+            distributed_lock,
+            lock_timeout,
+            lock_sleep,
+            expiration_cap,
+            timeout,
+            fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
             last_error: Mutex::new(None),
             pending_removals: Mutex::new(HashMap::new()),
             has_pending_removals: AtomicBool::new(false),
             replaying: AtomicBool::new(false),
         }
-    }};
-}
-
-impl Shared {
-    pub fn redis(config: &RedisConfig, timeout: Duration) -> Result<Shared, Error> {
-        let backend = Backend::Redis(
-            Box::new(RedisBackend::new(config)?),
-            Breaker::new(config.breaker_failures, config.breaker_cooldown),
-        );
-        Ok(shared_from!(config, backend, Source::Redis, timeout))
-    }
-
-    pub fn memcached(config: &MemcachedConfig, timeout: Duration) -> Result<Shared, Error> {
-        let backend = Backend::Memcached(MemcachedBackend::new(config));
-        Ok(shared_from!(config, backend, Source::Memcached, timeout))
     }
 
     pub fn prefix(&self) -> &str {
@@ -143,13 +153,15 @@ impl Shared {
         self.source
     }
 
+    /// The breaker covering `key`.
+    fn breaker(&self, key: &str) -> &Breaker {
+        &self.breakers[self.backend.shard(key)]
+    }
+
     /// Whether some breaker is open (the backend, or one of its servers, is considered down).
     #[inline]
     fn tripped(&self) -> bool {
-        match &self.backend {
-            Backend::Redis(_, b) => b.tripped(),
-            Backend::Memcached(m) => m.breakers().any(Breaker::tripped),
-        }
+        self.breakers.iter().any(Breaker::tripped)
     }
 
     /// The fallback layer's entry, consulted only while a breaker skips its server (once the
@@ -161,11 +173,7 @@ impl Shared {
         if !self.tripped() {
             return None;
         }
-        let skipping = match &self.backend {
-            Backend::Redis(_, b) => b.skipping(),
-            Backend::Memcached(m) => m.breakers().any(Breaker::skipping),
-        };
-        if !skipping {
+        if !self.breakers.iter().any(Breaker::skipping) {
             return None;
         }
         self.fallback.get(key).map(|e| (e, Source::Memory))
@@ -177,7 +185,7 @@ impl Shared {
         key: &str,
         op: impl Future<Output = Result<T, String>>,
     ) -> Result<T, Unavailable> {
-        let breaker = self.backend.breaker(key);
+        let breaker = self.breaker(key);
         if !breaker.allow() {
             stats().breaker_open_skips.inc();
             return Err(Unavailable);
@@ -192,7 +200,7 @@ impl Shared {
         key: &str,
         op: impl Future<Output = Result<T, String>>,
     ) -> Result<T, Unavailable> {
-        self.bounded(self.backend.breaker(key), op).await
+        self.bounded(self.breaker(key), op).await
     }
 
     async fn bounded<T>(
@@ -235,62 +243,6 @@ impl Shared {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
 
-    async fn raw_get(&self, text: &str) -> Result<Option<Vec<u8>>, String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.get(text).await,
-            Backend::Memcached(m) => m.get(text).await,
-        }
-    }
-
-    async fn raw_set(&self, text: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.set(text, value, ttl).await,
-            Backend::Memcached(m) => m.set(text, value, ttl).await,
-        }
-    }
-
-    async fn raw_delete(&self, text: &str) -> Result<(), String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.delete(text).await,
-            Backend::Memcached(m) => m.delete(text).await,
-        }
-    }
-
-    async fn raw_index_add(&self, text: &str, member: &str, ttl: Duration) -> Result<(), String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.index_add(text, member, ttl).await,
-            Backend::Memcached(m) => m.index_add(text, member, ttl).await,
-        }
-    }
-
-    async fn raw_index_members(&self, text: &str) -> Result<Vec<String>, String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.index_members(text).await,
-            Backend::Memcached(m) => m.index_members(text).await,
-        }
-    }
-
-    async fn raw_try_lock(&self, text: &str, lock: &str, owner: &str) -> Result<bool, String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.try_lock(lock, owner, self.lock_timeout).await,
-            Backend::Memcached(m) => m.try_lock(text, lock, owner, self.lock_timeout).await,
-        }
-    }
-
-    async fn raw_unlock(&self, text: &str, lock: &str, owner: &str) -> Result<(), String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.unlock(lock, owner).await,
-            Backend::Memcached(m) => m.unlock(text, lock, owner).await,
-        }
-    }
-
-    async fn raw_poll(&self, text: &str, lock: &str) -> Result<(Option<Vec<u8>>, bool), String> {
-        match &self.backend {
-            Backend::Redis(r, _) => r.poll(text, lock).await,
-            Backend::Memcached(m) => m.poll(text, lock).await,
-        }
-    }
-
     /// Opens a stored value; a rejected one is counted and is a miss.
     fn open(&self, key: &CacheKey, text: &str, bytes: &[u8]) -> Option<Entry> {
         match sealing::open(key, text, bytes) {
@@ -324,7 +276,7 @@ impl Shared {
         if self.removal_pending(text).await {
             return None;
         }
-        match self.guarded(text, self.raw_get(text)).await {
+        match self.guarded(text, self.backend.get(text)).await {
             Ok(Some(bytes)) => self.open(key, text, &bytes).map(|e| (e, self.source)),
             Ok(None) => {
                 stats().backend_misses.inc();
@@ -353,7 +305,10 @@ impl Shared {
             return;
         }
         let sealed = sealing::seal(&key, text, entry, ttl);
-        match self.guarded(text, self.raw_set(text, &sealed, ttl)).await {
+        match self
+            .guarded(text, self.backend.set(text, &sealed, ttl))
+            .await
+        {
             // A newer answer replaced whatever a pending removal was for.
             Ok(()) => self.forget_removal(text),
             Err(Unavailable) => self.fallback.put(key.local(), entry.clone()),
@@ -369,7 +324,7 @@ impl Shared {
     }
 
     async fn remove_text(&self, text: String) {
-        match self.forced(&text, self.raw_delete(&text)).await {
+        match self.forced(&text, self.backend.delete(&text)).await {
             Ok(()) => self.forget_removal(&text),
             Err(Unavailable) => self.remember_removal(text),
         }
@@ -383,7 +338,7 @@ impl Shared {
         let member = key.public_id();
         for text in index_texts {
             let _ = self
-                .guarded(text, self.raw_index_add(text, &member, self.timeout))
+                .guarded(text, self.backend.index_add(text, &member, self.timeout))
                 .await;
         }
     }
@@ -393,7 +348,7 @@ impl Shared {
     /// only local.
     pub async fn purge_index(&self, index_text: &str) -> bool {
         let Ok(members) = self
-            .forced(index_text, self.raw_index_members(index_text))
+            .forced(index_text, self.backend.index_members(index_text))
             .await
         else {
             return false;
@@ -466,13 +421,13 @@ impl Shared {
                 pending.retain(|_, until| *until > now);
                 pending
                     .keys()
-                    .filter(|k| !self.backend.breaker(k).skipping())
+                    .filter(|k| !self.breaker(k).skipping())
                     .take(REPLAY_BATCH)
                     .cloned()
                     .collect()
             };
             for key in &due {
-                if self.guarded(key, self.raw_delete(key)).await.is_err() {
+                if self.guarded(key, self.backend.delete(key)).await.is_err() {
                     break;
                 }
                 self.forget_removal(key);
@@ -518,7 +473,7 @@ impl Shared {
         }
         if let Some((lock, owner)) = held {
             let _ = self
-                .guarded(&text, self.raw_unlock(&text, &lock, &owner))
+                .guarded(&text, self.backend.unlock(&text, &lock, &owner))
                 .await;
         }
         result.map(|entry| (entry, Source::Network))
@@ -530,17 +485,21 @@ impl Shared {
         let give_up = Instant::now() + self.lock_timeout * 2 + self.op_timeout;
         loop {
             match self
-                .guarded(text, self.raw_try_lock(text, &lock, &owner))
+                .guarded(
+                    text,
+                    self.backend
+                        .try_lock(text, &lock, &owner, self.lock_timeout),
+                )
                 .await
             {
                 Err(Unavailable) => return Acquired::Nothing,
                 Ok(true) => {
                     stats().backend_lock_acquired.inc();
                     // Another process may have stored the value between our miss and our lock.
-                    if let Ok(Some(bytes)) = self.guarded(text, self.raw_get(text)).await {
+                    if let Ok(Some(bytes)) = self.guarded(text, self.backend.get(text)).await {
                         if let Some(entry) = self.open(key, text, &bytes) {
                             let _ = self
-                                .guarded(text, self.raw_unlock(text, &lock, &owner))
+                                .guarded(text, self.backend.unlock(text, &lock, &owner))
                                 .await;
                             return Acquired::Value(entry);
                         }
@@ -556,7 +515,7 @@ impl Shared {
                         }
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(self.lock_sleep);
-                        match self.guarded(text, self.raw_poll(text, &lock)).await {
+                        match self.guarded(text, self.backend.poll(text, &lock)).await {
                             Err(Unavailable) => return Acquired::Nothing,
                             Ok((Some(bytes), locked)) => match self.open(key, text, &bytes) {
                                 Some(entry) => return Acquired::Value(entry),
@@ -578,7 +537,7 @@ impl Shared {
     #[doc(hidden)]
     pub async fn raw_get_len(&self, key: &CacheKey) -> Option<usize> {
         let text = key.to_text(&self.prefix);
-        tokio::time::timeout(self.op_timeout, self.raw_get(&text))
+        tokio::time::timeout(self.op_timeout, self.backend.get(&text))
             .await
             .ok()?
             .ok()?
@@ -587,10 +546,7 @@ impl Shared {
 
     pub fn describe(&self) -> serde_json::Value {
         self.fallback.sweep();
-        let breakers: Vec<&'static str> = match &self.backend {
-            Backend::Redis(_, b) => vec![b.state()],
-            Backend::Memcached(m) => m.breakers().map(Breaker::state).collect(),
-        };
+        let breakers: Vec<&'static str> = self.breakers.iter().map(Breaker::state).collect();
         serde_json::json!({
             "prefix": self.prefix,
             "distributed_lock": self.distributed_lock,

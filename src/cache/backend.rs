@@ -1,0 +1,93 @@
+//! What a shared backend does for [`Shared`](super::shared::Shared): a few operations on keys,
+//! each one round trip or close to it, that answer or fail with a message.
+//!
+//! Everything around the operations is `Shared`'s, the same for every backend: sealing, the
+//! circuit breakers, the operation timeout, the fallback layer, the protocol of the fleet fetch
+//! lock and the replay of purges. A backend stores bytes under keys with a lifetime, keeps the
+//! identity indexes, and takes, releases and polls a lock; it tells how many breakers it wants
+//! (one per server it spreads keys over) and which one covers a key, and which
+//! [`Source`] its answers come from.
+//!
+//! Error texts go to the logs and to `describe`: they may name commands and servers, never
+//! values. A new backend is one file implementing [`SharedBackend`] (with a
+//! `From<&ItsConfig> for Settings`) and one constructor in `shared`.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::Source;
+
+/// One backend operation: its answer, or why there is none.
+pub type Op<'a, T> = BoxFuture<'a, Result<T, String>>;
+
+/// The settings every shared backend's configuration has.
+pub struct Settings {
+    /// Put in front of every key.
+    pub prefix: String,
+    /// The bound of each operation (connecting included).
+    pub op_timeout: Duration,
+    pub distributed_lock: bool,
+    pub lock_timeout: Duration,
+    /// The longest pause between two looks of a process waiting for another one's fetch.
+    pub lock_sleep: Duration,
+    /// Server-side expiry cap; entries get min(this, their own TTL).
+    pub expiration_cap: Option<Duration>,
+    /// Consecutive failures after which a breaker skips its server for `breaker_cooldown`.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+/// A shared backend's operations. `key` is always a backend key (prefixed); an operation is
+/// bounded by the caller, and may be dropped mid-way.
+pub trait SharedBackend: Send + Sync {
+    /// Where its answers come from (`Source::Redis`, `Source::Memcached`); names the backend
+    /// in logs too.
+    fn source(&self) -> Source;
+
+    /// How many circuit breakers the backend wants: one per server it spreads keys over, or
+    /// one for the whole backend.
+    fn shards(&self) -> usize {
+        1
+    }
+
+    /// The breaker (in `0..shards()`) covering `key`: the server holding it.
+    fn shard(&self, _key: &str) -> usize {
+        0
+    }
+
+    /// The value of `key` (`None`: there is none).
+    fn get<'a>(&'a self, key: &'a str) -> Op<'a, Option<Vec<u8>>>;
+
+    /// Stores `value` under `key` for `ttl` (at least 1 ms). A backend whose expiry is coarser
+    /// than `ttl` stores nothing rather than keep the value longer.
+    fn set<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> Op<'a, ()>;
+
+    /// Removes `key`; a key that does not exist is not an error.
+    fn delete<'a>(&'a self, key: &'a str) -> Op<'a, ()>;
+
+    /// Adds `member` to the identity index `key` (created when missing) and makes the index
+    /// live `ttl` from now.
+    fn index_add<'a>(&'a self, key: &'a str, member: &'a str, ttl: Duration) -> Op<'a, ()>;
+
+    /// The members of the identity index `key` (none when it does not exist).
+    fn index_members<'a>(&'a self, key: &'a str) -> Op<'a, Vec<String>>;
+
+    /// Takes `lock` (the fetch lock of the value `key`) with the value `owner` for `ttl`,
+    /// unless it is held: whether we now hold it. The backend may keep the lock next to `key`,
+    /// so that [`poll`](Self::poll) reads both at once.
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        lock: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> Op<'a, bool>;
+
+    /// Releases `lock` only if it still holds `owner` (compare-and-delete: it may have expired
+    /// and been taken by another process).
+    fn unlock<'a>(&'a self, key: &'a str, lock: &'a str, owner: &'a str) -> Op<'a, ()>;
+
+    /// The value of `key` and whether `lock` is held, in one round trip.
+    fn poll<'a>(&'a self, key: &'a str, lock: &'a str) -> Op<'a, (Option<Vec<u8>>, bool)>;
+}
