@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::memcached::memcached_config;
-use super::redis::{redis_config, Flavor};
-use super::{bad_value, Keys, MemcachedConfig, RedisConfig};
+use super::de::{keys_of, read, reject_unknown, Choice, Choices, Flag, Seconds, Text, Whole};
+use super::redis::Flavor;
+use super::{memcached, redis, MemcachedConfig, RedisConfig};
 use crate::status::Error;
+
+/// What error messages put before a `cache_config` key.
+pub(super) const PREFIX: &str = "cache_config.";
 
 /// `cache_config`: which backend, how long entries live, and the backend's own arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,70 +58,155 @@ impl CacheConfig {
         }
     }
 
+    /// Parses and validates a `cache_config` object.
     pub fn from_value(value: &Value) -> Result<CacheConfig, Error> {
         let obj = value.as_object().ok_or_else(|| {
             Error::invalid_config("config key 'cache_config' must be a JSON object")
         })?;
-        let mut keys = Keys::new(obj, "cache_config.");
-        let backend = keys.string("backend")?.unwrap_or("memory".into());
-        let timeout = keys.seconds("timeout")?.unwrap_or(Duration::from_secs(30));
-        let backend = match backend.as_str() {
-            "memory" | "dogpile.cache.memory" => BackendConfig::Memory(MemoryConfig {
-                max_entries: keys.integer("max_entries", 1, 1 << 32)?.unwrap_or(100_000),
-            }),
-            "redis" | "dogpile.cache.redis" => {
-                BackendConfig::Redis(redis_config(&mut keys, Flavor::Plain)?)
+        let raw: RawCache = read(obj, PREFIX)?;
+        let head = keys_of::<RawCache>();
+        let backend = match raw.backend.map_or(Backend::Memory, |c| c.0) {
+            Backend::Memory => {
+                let memory: RawMemory = read(obj, PREFIX)?;
+                reject_unknown(obj, PREFIX, &[head, keys_of::<RawMemory>()])?;
+                BackendConfig::Memory(MemoryConfig {
+                    max_entries: memory.max_entries.map_or(100_000, |w| w.0),
+                })
             }
-            "redis_cluster" | "dogpile.cache.redis_cluster" => {
-                BackendConfig::Redis(redis_config(&mut keys, Flavor::Cluster)?)
+            Backend::Redis => BackendConfig::Redis(redis::parse(obj, Flavor::Plain, head)?),
+            Backend::RedisCluster => {
+                BackendConfig::Redis(redis::parse(obj, Flavor::Cluster, head)?)
             }
-            "redis_sentinel" | "dogpile.cache.redis_sentinel" => {
-                BackendConfig::Redis(redis_config(&mut keys, Flavor::Sentinel)?)
+            Backend::RedisSentinel => {
+                BackendConfig::Redis(redis::parse(obj, Flavor::Sentinel, head)?)
             }
-            "memcached"
-            | "dogpile.cache.memcached"
-            | "dogpile.cache.pylibmc"
-            | "dogpile.cache.bmemcached" => BackendConfig::Memcached(memcached_config(&mut keys)?),
-            other => return Err(bad_value("cache_config.backend", other, BACKEND_NAMES)),
+            Backend::Memcached => BackendConfig::Memcached(memcached::parse(obj, head)?),
         };
-        keys.finish()?;
-        Ok(CacheConfig { timeout, backend })
+        Ok(CacheConfig {
+            timeout: raw.timeout.map_or(Duration::from_secs(30), |s| s.0),
+            backend,
+        })
     }
 }
 
-/// The `backend` names, for the message when it is none of them.
-const BACKEND_NAMES: &str = concat!(
-    "\"memory\", \"redis\", \"redis_cluster\", \"redis_sentinel\" or \"memcached\" ",
-    "(or their dogpile.cache.* names)"
-);
+/// The keys every backend reads.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    backend: Option<Choice<Backend>>,
+    timeout: Option<Seconds>,
+}
 
-/// A number of seconds that must be more than zero.
-pub(super) fn positive_seconds(
-    keys: &mut Keys,
-    key: &'static str,
+/// `backend`: our names, and dogpile.cache's as aliases.
+#[derive(Clone, Copy, Deserialize)]
+enum Backend {
+    #[serde(rename = "memory", alias = "dogpile.cache.memory")]
+    Memory,
+    #[serde(rename = "redis", alias = "dogpile.cache.redis")]
+    Redis,
+    #[serde(rename = "redis_cluster", alias = "dogpile.cache.redis_cluster")]
+    RedisCluster,
+    #[serde(rename = "redis_sentinel", alias = "dogpile.cache.redis_sentinel")]
+    RedisSentinel,
+    #[serde(
+        rename = "memcached",
+        alias = "dogpile.cache.memcached",
+        alias = "dogpile.cache.pylibmc",
+        alias = "dogpile.cache.bmemcached"
+    )]
+    Memcached,
+}
+
+impl Choices for Backend {
+    const EXPECTED: &'static str = concat!(
+        "\"memory\", \"redis\", \"redis_cluster\", \"redis_sentinel\" or \"memcached\" ",
+        "(or their dogpile.cache.* names)"
+    );
+}
+
+/// The memory backend's own key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemory {
+    max_entries: Option<Whole<1, { 1 << 32 }>>,
+}
+
+/// The settings Redis and Memcached share, declared once: each backend reads them with
+/// [`read`] beside its own keys (see `de.rs` for why not `#[serde(flatten)]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SharedBackendSettings {
+    socket_timeout: Option<Seconds>,
+    distributed_lock: Option<Flag>,
+    lock_timeout: Option<Seconds>,
+    prefix: Option<Text>,
+    near_cache_ttl: Option<Seconds>,
+    near_cache_max_entries: Option<Whole<1, { 1 << 32 }>>,
+    lock_sleep: Option<Seconds>,
+    breaker_failures: Option<Whole<1, 1000>>,
+    /// Memcached also takes it as `dead_retry` (python-memcached's name).
+    pub(super) breaker_cooldown: Option<Seconds>,
+}
+
+/// [`SharedBackendSettings`], validated and with their defaults.
+pub(super) struct Shared {
+    pub socket_timeout: Duration,
+    pub distributed_lock: bool,
+    pub lock_timeout: Duration,
+    pub prefix: String,
+    pub near_cache: Option<NearCacheConfig>,
+    pub lock_sleep: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+impl SharedBackendSettings {
+    pub(super) fn validate(self) -> Result<Shared, Error> {
+        let near_cache = match (self.near_cache_ttl, self.near_cache_max_entries) {
+            (None, None) => None,
+            (Some(t), _) if t.0.is_zero() => None,
+            (ttl, max) => Some(NearCacheConfig {
+                ttl: ttl.map_or(Duration::from_secs(2), |s| s.0),
+                max_entries: max.map_or(10_000, |w| w.0),
+            }),
+        };
+        Ok(Shared {
+            socket_timeout: positive(
+                "socket_timeout",
+                self.socket_timeout,
+                Duration::from_millis(250),
+            )?,
+            distributed_lock: self.distributed_lock.map_or(true, |f| f.0),
+            lock_timeout: positive("lock_timeout", self.lock_timeout, Duration::from_secs(10))?,
+            prefix: self.prefix.map_or_else(|| "tc:".into(), |t| t.0),
+            near_cache,
+            lock_sleep: positive("lock_sleep", self.lock_sleep, Duration::from_millis(5))?,
+            breaker_failures: self.breaker_failures.map_or(3, |w| w.0) as u32,
+            breaker_cooldown: positive(
+                "breaker_cooldown",
+                self.breaker_cooldown,
+                Duration::from_secs(2),
+            )?,
+        })
+    }
+}
+
+/// A number of seconds that must be more than zero (`default` when not given).
+pub(super) fn positive(
+    key: &str,
+    given: Option<Seconds>,
     default: Duration,
 ) -> Result<Duration, Error> {
-    match keys.seconds(key)? {
+    match given {
         None => Ok(default),
-        Some(d) if d.is_zero() => Err(keys.wrong_type(key, "a number of seconds more than 0")),
-        Some(d) => Ok(d),
+        Some(Seconds(d)) if d.is_zero() => Err(Error::invalid_config(format!(
+            "config key '{PREFIX}{key}' must be a number of seconds more than 0"
+        ))),
+        Some(Seconds(d)) => Ok(d),
     }
 }
 
 /// An expiration cap: 0 means none (as in dogpile).
-pub(super) fn positive_or_none(d: Option<Duration>) -> Option<Duration> {
-    d.filter(|d| !d.is_zero())
-}
-
-pub(super) fn near_cache(keys: &mut Keys) -> Result<Option<NearCacheConfig>, Error> {
-    let ttl = keys.seconds("near_cache_ttl")?;
-    let max = keys.integer("near_cache_max_entries", 1, 1 << 32)?;
-    Ok(match (ttl, max) {
-        (None, None) => None,
-        (Some(t), _) if t.is_zero() => None,
-        (ttl, max) => Some(NearCacheConfig {
-            ttl: ttl.unwrap_or(Duration::from_secs(2)),
-            max_entries: max.unwrap_or(10_000),
-        }),
-    })
+pub(super) fn positive_or_none(given: Option<Seconds>) -> Option<Duration> {
+    given.map(|s| s.0).filter(|d| !d.is_zero())
 }

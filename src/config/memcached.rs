@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 
-use super::cache::{near_cache, positive_or_none, positive_seconds, NearCacheConfig};
-use super::Keys;
+use super::cache::{positive, positive_or_none, NearCacheConfig, SharedBackendSettings, PREFIX};
+use super::de::{keys_of, leaf, one_or_many, read, reject_unknown, OneOrMany, Seconds};
 use crate::status::Error;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,85 +24,107 @@ pub struct MemcachedConfig {
     pub breaker_cooldown: Duration,
 }
 
-pub(super) fn memcached_config(keys: &mut Keys) -> Result<MemcachedConfig, Error> {
-    let servers = match keys.take("url") {
-        None | Some(Value::Null) => vec!["127.0.0.1:11211".to_string()],
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => {
-            let mut out = Vec::new();
-            for item in items {
-                match item.as_str() {
-                    Some(s) if !s.is_empty() => out.push(s.to_string()),
-                    _ => {
-                        return Err(Error::invalid_config(
-                            "cache_config.url must be a server or a list of servers (strings)",
-                        ))
-                    }
-                }
-            }
-            if out.is_empty() {
-                return Err(Error::invalid_config(
-                    "cache_config.url must name at least one server",
-                ));
-            }
-            out
-        }
-        Some(_) => {
+/// Memcached's own keys, besides the [`SharedBackendSettings`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemcached {
+    url: Option<Servers>,
+    memcached_expire_time: Option<Seconds>,
+    /// python-memcached's name for `breaker_cooldown`.
+    dead_retry: Option<Seconds>,
+}
+
+/// Reads and validates a Memcached `cache_config` (`head`: the keys every backend reads).
+pub(super) fn parse(obj: &Map<String, Value>, head: &[&str]) -> Result<MemcachedConfig, Error> {
+    let raw: RawMemcached = read(obj, PREFIX)?;
+    let shared: SharedBackendSettings = read(obj, PREFIX)?;
+    let config = validate(raw, shared)?;
+    reject_unknown(
+        obj,
+        PREFIX,
+        &[
+            head,
+            keys_of::<SharedBackendSettings>(),
+            keys_of::<RawMemcached>(),
+        ],
+    )?;
+    Ok(config)
+}
+
+/// What the types do not say: the prefix is part of a Memcached key; `dead_retry` and
+/// `breaker_cooldown` are the same setting.
+fn validate(
+    raw: RawMemcached,
+    mut shared: SharedBackendSettings,
+) -> Result<MemcachedConfig, Error> {
+    if let Some(dead_retry) = raw.dead_retry {
+        if shared.breaker_cooldown.is_some() {
             return Err(Error::invalid_config(
-                "cache_config.url must be a server or a list of servers (strings)",
-            ))
-        }
-    };
-    for server in &servers {
-        if server.is_empty()
-            || server
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(Error::invalid_config(
-                "cache_config.url: a Memcached server is \"host:port\" (or tcp://host:port, unix:///path)",
+                "cache_config: give either 'dead_retry' or 'breaker_cooldown', not both",
             ));
         }
+        let cooldown = positive("dead_retry", Some(dead_retry), Duration::ZERO)?;
+        shared.breaker_cooldown = Some(Seconds(cooldown));
     }
-    let prefix = keys.string("prefix")?.unwrap_or_else(|| "tc:".into());
-    if prefix.len() > 160
-        || prefix
+    let shared = shared.validate()?;
+    if shared.prefix.len() > 160
+        || shared
+            .prefix
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
-        return Err(keys.wrong_type(
-            "prefix",
-            "at most 160 characters without spaces or control characters (a Memcached key)",
+        return Err(Error::invalid_config(
+            "config key 'cache_config.prefix' must be at most 160 characters without spaces or \
+             control characters (a Memcached key)",
         ));
     }
-    // `dead_retry` (python-memcached's name) and `breaker_cooldown` are the same setting.
-    let dead_retry = keys.seconds("dead_retry")?;
-    let cooldown = keys.seconds("breaker_cooldown")?;
-    let breaker_cooldown = match (dead_retry, cooldown) {
-        (Some(_), Some(_)) => {
-            return Err(Error::invalid_config(
-                "cache_config: give either 'dead_retry' or 'breaker_cooldown', not both",
-            ))
-        }
-        (Some(d), None) if d.is_zero() => {
-            return Err(keys.wrong_type("dead_retry", "a number of seconds more than 0"))
-        }
-        (None, Some(d)) if d.is_zero() => {
-            return Err(keys.wrong_type("breaker_cooldown", "a number of seconds more than 0"))
-        }
-        (Some(d), None) | (None, Some(d)) => d,
-        (None, None) => Duration::from_secs(2),
-    };
     Ok(MemcachedConfig {
-        servers,
-        socket_timeout: positive_seconds(keys, "socket_timeout", Duration::from_millis(250))?,
-        distributed_lock: keys.boolean("distributed_lock")?.unwrap_or(true),
-        lock_timeout: positive_seconds(keys, "lock_timeout", Duration::from_secs(10))?,
-        expiration_time: positive_or_none(keys.seconds("memcached_expire_time")?),
-        prefix,
-        near_cache: near_cache(keys)?,
-        lock_sleep: positive_seconds(keys, "lock_sleep", Duration::from_millis(5))?,
-        breaker_failures: keys.integer("breaker_failures", 1, 1000)?.unwrap_or(3) as u32,
-        breaker_cooldown,
+        servers: raw
+            .url
+            .map_or_else(|| vec!["127.0.0.1:11211".to_string()], |s| s.0),
+        socket_timeout: shared.socket_timeout,
+        distributed_lock: shared.distributed_lock,
+        lock_timeout: shared.lock_timeout,
+        expiration_time: positive_or_none(raw.memcached_expire_time),
+        prefix: shared.prefix,
+        near_cache: shared.near_cache,
+        lock_sleep: shared.lock_sleep,
+        breaker_failures: shared.breaker_failures,
+        breaker_cooldown: shared.breaker_cooldown,
     })
+}
+
+/// Memcached's `url`: a server or a non-empty list of them, each `host:port` (or
+/// `tcp://host:port`, `unix:///path`) without spaces or control characters.
+struct Servers(Vec<String>);
+
+impl<'de> Deserialize<'de> for Servers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = " must be a server or a list of servers (strings)";
+        leaf(d, |v| {
+            let servers = match one_or_many(v).ok_or(WHAT)? {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(list) if list.iter().any(String::is_empty) => {
+                    return Err(WHAT.into())
+                }
+                OneOrMany::Many(list) if list.is_empty() => {
+                    return Err(" must name at least one server".into())
+                }
+                OneOrMany::Many(list) => list,
+            };
+            let bad = |s: &String| {
+                s.is_empty()
+                    || s.bytes()
+                        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            };
+            if servers.iter().any(bad) {
+                return Err(
+                    ": a Memcached server is \"host:port\" (or tcp://host:port, \
+                            unix:///path)"
+                        .into(),
+                );
+            }
+            Ok(Servers(servers))
+        })
+    }
 }

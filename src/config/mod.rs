@@ -3,8 +3,14 @@
 //! Every key is known: an unknown key, a wrong type or a bad value is an error naming the key
 //! (the original silently ignored typos and crashed on `"timeout": "60"`). The caller's document
 //! is only read, never changed.
+//!
+//! Each part of the document is read into a `#[derive(Deserialize)]` struct of optional, typed
+//! values (`de.rs`: how, and how errors name the key path), then validated in one function that
+//! checks what types cannot say and builds the public types below: the top level here
+//! (`RawConfig::validate`), `cache_config` in `cache.rs`, `redis.rs` and `memcached.rs`.
 
 mod cache;
+mod de;
 mod memcached;
 mod redis;
 #[cfg(test)]
@@ -12,9 +18,11 @@ mod tests;
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::status::Error;
+use de::{read, reject_unknown, Choice, Choices, Flag, HttpUrl, Text, Whole, Words};
 
 pub use cache::{BackendConfig, CacheConfig, MemoryConfig, NearCacheConfig};
 pub use memcached::MemcachedConfig;
@@ -24,7 +32,8 @@ pub const DEFAULT_AUTH_URL: &str = "https://auth.globus.org";
 pub const DEFAULT_GROUPS_URL: &str = "https://groups.api.globus.org";
 
 /// How the token's scopes must match `expected_scopes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ScopeMatch {
     /// At least one expected scope (the original behaviour).
     Any,
@@ -33,7 +42,8 @@ pub enum ScopeMatch {
 }
 
 /// When group memberships are fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FetchGroups {
     /// Only when an authorization needs them (the default).
     Lazy,
@@ -81,9 +91,45 @@ pub struct Config {
     pub rules_id: u64,
 }
 
+impl Choices for ScopeMatch {
+    const EXPECTED: &'static str = "\"any\" or \"all\"";
+}
+
+impl Choices for FetchGroups {
+    const EXPECTED: &'static str = "\"lazy\", \"eager\" or \"never\"";
+}
+
+/// The top-level keys as written (`cache_config` is read on its own, see [`cache`]); every one
+/// may be missing or `null`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    client_id: Option<Text>,
+    client_secret: Option<Text>,
+    expected_scopes: Option<Words>,
+    expected_audience: Option<Text>,
+    auth_url: Option<HttpUrl>,
+    groups_url: Option<HttpUrl>,
+    scope_match: Option<Choice<ScopeMatch>>,
+    leeway_s: Option<Whole<0, 3600>>,
+    fetch_groups: Option<Choice<FetchGroups>>,
+    verify_credentials: Option<Flag>,
+    connect_timeout_ms: Option<Whole<1, 600_000>>,
+    request_timeout_ms: Option<Whole<1, 600_000>>,
+    max_retries: Option<Whole<0, 10>>,
+    max_token_bytes: Option<Whole<16, { 1 << 20 }>>,
+    max_response_bytes: Option<Whole<1024, { 64 << 20 }>>,
+    max_concurrent_requests: Option<Whole<1, 100_000>>,
+    stale_if_error_s: Option<Whole<0, 86_400>>,
+    allow_insecure_http: Option<Flag>,
+    ca_certs: Option<Words>,
+}
+
 impl Config {
     /// Parses and validates a configuration document.
     pub fn from_json(text: &str) -> Result<Config, Error> {
+        // Through `Value`, so that both entry points give the same answer for the same document
+        // (a repeated key: the last one, as `Value` keeps it).
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Error::invalid_config(format!("config is not valid JSON: {e}")))?;
         Config::from_value(&value)
@@ -93,59 +139,45 @@ impl Config {
         let obj = value
             .as_object()
             .ok_or_else(|| Error::invalid_config("config must be a JSON object"))?;
-        let mut keys = Keys::new(obj, "");
-        let client_id = keys.required_string("client_id")?;
-        let client_secret = keys.required_string("client_secret")?;
-        let expected_scopes = keys.string_list("expected_scopes")?.ok_or_else(|| {
-            Error::invalid_config("config key 'expected_scopes' is required (a list of scopes)")
-        })?;
+        let raw: RawConfig = read(obj, "")?;
+        let config = raw.validate()?;
+        let cache = match obj.get("cache_config") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(CacheConfig::from_value(v)?),
+        };
+        reject_unknown(obj, "", &[de::keys_of::<RawConfig>(), &["cache_config"]])?;
+        Ok(Config { cache, ..config })
+    }
+}
+
+impl RawConfig {
+    /// What the types do not say: required keys, the plain-http rule, the CA files.
+    fn validate(self) -> Result<Config, Error> {
+        let required = |key: &str, v: Option<Text>| match v {
+            Some(Text(s)) if !s.is_empty() => Ok(s),
+            Some(_) => Err(Error::invalid_config(format!(
+                "config key '{key}' must be a non-empty string"
+            ))),
+            None => Err(Error::invalid_config(format!(
+                "config key '{key}' is required"
+            ))),
+        };
+        let client_id = required("client_id", self.client_id)?;
+        let client_secret = required("client_secret", self.client_secret)?;
+        let Some(Words(expected_scopes)) = self.expected_scopes else {
+            return Err(Error::invalid_config(
+                "config key 'expected_scopes' is required (a list of scopes)",
+            ));
+        };
         if expected_scopes.is_empty() {
             return Err(Error::invalid_config(
                 "config key 'expected_scopes' must name at least one scope",
             ));
         }
-        let expected_audience = keys
-            .string("expected_audience")?
-            .unwrap_or_else(|| client_id.clone());
-        let auth_url = keys.url("auth_url")?.unwrap_or(DEFAULT_AUTH_URL.into());
-        let groups_url = keys.url("groups_url")?.unwrap_or(DEFAULT_GROUPS_URL.into());
-        let scope_match = match keys.string("scope_match")?.as_deref() {
-            None | Some("any") => ScopeMatch::Any,
-            Some("all") => ScopeMatch::All,
-            Some(other) => return Err(bad_value("scope_match", other, "\"any\" or \"all\"")),
-        };
-        let leeway_s = keys.integer("leeway_s", 0, 3600)?.unwrap_or(3) as i64;
-        let fetch_groups = match keys.string("fetch_groups")?.as_deref() {
-            None | Some("lazy") => FetchGroups::Lazy,
-            Some("eager") => FetchGroups::Eager,
-            Some("never") => FetchGroups::Never,
-            Some(other) => {
-                return Err(bad_value(
-                    "fetch_groups",
-                    other,
-                    "\"lazy\", \"eager\" or \"never\"",
-                ))
-            }
-        };
-        let verify_credentials = keys.boolean("verify_credentials")?.unwrap_or(true);
-        let connect_timeout = keys
-            .millis("connect_timeout_ms", 1, 600_000)?
-            .unwrap_or(2_000);
-        let request_timeout = keys
-            .millis("request_timeout_ms", 1, 600_000)?
-            .unwrap_or(10_000);
-        let max_retries = keys.integer("max_retries", 0, 10)?.unwrap_or(1) as u32;
-        let max_token_bytes = keys
-            .integer("max_token_bytes", 16, 1 << 20)?
-            .unwrap_or(16 * 1024) as usize;
-        let max_response_bytes = keys
-            .integer("max_response_bytes", 1024, 64 << 20)?
-            .unwrap_or(1 << 20) as usize;
-        let max_concurrent_requests = keys
-            .integer("max_concurrent_requests", 1, 100_000)?
-            .unwrap_or(256) as usize;
-        let stale_if_error = keys.integer("stale_if_error_s", 0, 86_400)?.unwrap_or(0);
-        let allow_insecure_http = keys.boolean("allow_insecure_http")?.unwrap_or(false);
+        let expected_audience = self.expected_audience.map_or(client_id.clone(), |t| t.0);
+        let auth_url = self.auth_url.map_or(DEFAULT_AUTH_URL.into(), |u| u.0);
+        let groups_url = self.groups_url.map_or(DEFAULT_GROUPS_URL.into(), |u| u.0);
+        let allow_insecure_http = self.allow_insecure_http.is_some_and(|f| f.0);
         for (key, url) in [("auth_url", &auth_url), ("groups_url", &groups_url)] {
             if !allow_insecure_http && url.starts_with("http://") && !is_loopback(url) {
                 return Err(Error::invalid_config(format!(
@@ -156,7 +188,7 @@ impl Config {
             }
         }
         let mut ca_certs = Vec::new();
-        for path in keys.string_list("ca_certs")?.unwrap_or_default() {
+        for path in self.ca_certs.map(|w| w.0).unwrap_or_default() {
             let pem = read_pem_file("ca_certs", &path)?;
             let bundle = reqwest::Certificate::from_pem_bundle(&pem)
                 .ok()
@@ -169,11 +201,9 @@ impl Config {
                 })?;
             ca_certs.extend(bundle);
         }
-        let cache = match keys.take("cache_config") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(CacheConfig::from_value(v)?),
+        let millis = |w: Option<Whole<1, 600_000>>, default| {
+            Duration::from_millis(w.map_or(default, |w| w.0))
         };
-        keys.finish()?;
         Ok(Config {
             client_id,
             client_secret,
@@ -181,20 +211,20 @@ impl Config {
             expected_audience,
             auth_url,
             groups_url,
-            scope_match,
-            leeway_s,
-            fetch_groups,
-            verify_credentials,
-            connect_timeout: Duration::from_millis(connect_timeout),
-            request_timeout: Duration::from_millis(request_timeout),
-            max_retries,
-            max_token_bytes,
-            max_response_bytes,
-            max_concurrent_requests,
-            stale_if_error: Duration::from_secs(stale_if_error),
+            scope_match: self.scope_match.map_or(ScopeMatch::Any, |c| c.0),
+            leeway_s: self.leeway_s.map_or(3, |w| w.0) as i64,
+            fetch_groups: self.fetch_groups.map_or(FetchGroups::Lazy, |c| c.0),
+            verify_credentials: self.verify_credentials.map_or(true, |f| f.0),
+            connect_timeout: millis(self.connect_timeout_ms, 2_000),
+            request_timeout: millis(self.request_timeout_ms, 10_000),
+            max_retries: self.max_retries.map_or(1, |w| w.0) as u32,
+            max_token_bytes: self.max_token_bytes.map_or(16 * 1024, |w| w.0) as usize,
+            max_response_bytes: self.max_response_bytes.map_or(1 << 20, |w| w.0) as usize,
+            max_concurrent_requests: self.max_concurrent_requests.map_or(256, |w| w.0) as usize,
+            stale_if_error: Duration::from_secs(self.stale_if_error_s.map_or(0, |w| w.0)),
             allow_insecure_http,
             ca_certs,
-            cache,
+            cache: None,
             rules_id: 0,
         })
     }
@@ -232,13 +262,6 @@ pub fn read_pem_file(key: &str, path: &str) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| fail(e.to_string()))
 }
 
-pub(super) fn bad_value(key: &str, got: &str, expected: &str) -> Error {
-    Error::invalid_config(format!(
-        "config key '{key}' has an unknown value {:?}; expected {expected}",
-        clip(got)
-    ))
-}
-
 /// At most 64 characters of something the caller wrote, for an error message: a hostile
 /// configuration must not turn into a multi-megabyte message.
 pub(crate) fn clip(s: &str) -> String {
@@ -246,166 +269,5 @@ pub(crate) fn clip(s: &str) -> String {
     match s.char_indices().nth(MAX) {
         None => s.to_string(),
         Some((cut, _)) => format!("{}…", &s[..cut]),
-    }
-}
-
-/// Reads keys out of one JSON object and reports what was left unread.
-pub(super) struct Keys<'a> {
-    obj: &'a Map<String, Value>,
-    prefix: &'static str,
-    seen: Vec<&'a str>,
-}
-
-impl<'a> Keys<'a> {
-    pub(super) fn new(obj: &'a Map<String, Value>, prefix: &'static str) -> Self {
-        Keys {
-            obj,
-            prefix,
-            seen: Vec::new(),
-        }
-    }
-
-    pub(super) fn take(&mut self, key: &'static str) -> Option<&'a Value> {
-        let (k, v) = self.obj.get_key_value(key)?;
-        self.seen.push(k.as_str());
-        Some(v)
-    }
-
-    pub(super) fn wrong_type(&self, key: &str, expected: &str) -> Error {
-        Error::invalid_config(format!(
-            "config key '{}{key}' must be {expected}",
-            self.prefix
-        ))
-    }
-
-    pub(super) fn string(&mut self, key: &'static str) -> Result<Option<String>, Error> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(self.wrong_type(key, "a string")),
-        }
-    }
-
-    pub(super) fn required_string(&mut self, key: &'static str) -> Result<String, Error> {
-        match self.string(key)? {
-            Some(s) if !s.is_empty() => Ok(s),
-            Some(_) => Err(self.wrong_type(key, "a non-empty string")),
-            None => Err(Error::invalid_config(format!(
-                "config key '{}{key}' is required",
-                self.prefix
-            ))),
-        }
-    }
-
-    pub(super) fn url(&mut self, key: &'static str) -> Result<Option<String>, Error> {
-        let Some(text) = self.string(key)? else {
-            return Ok(None);
-        };
-        let parsed = reqwest::Url::parse(&text)
-            .map_err(|e| self.wrong_type(key, &format!("an http:// or https:// URL ({e})")))?;
-        let host_ok = parsed.host_str().is_some_and(|h| !h.is_empty());
-        // The text itself is what requests are built from: it must say `http://` or `https://`
-        // (the URL parser forgives `http:host`, `http:./host`, `HTTP://`, …).
-        let prefix_ok = text.starts_with("http://") || text.starts_with("https://");
-        if !prefix_ok
-            || !matches!(parsed.scheme(), "http" | "https")
-            || !host_ok
-            || parsed.query().is_some()
-            || parsed.fragment().is_some()
-            || !parsed.username().is_empty()
-            || parsed.password().is_some()
-        {
-            return Err(self.wrong_type(
-                key,
-                "an http:// or https:// URL with a host and no user, query or fragment",
-            ));
-        }
-        Ok(Some(text.trim_end_matches('/').to_string()))
-    }
-
-    /// A list of non-empty strings; a single space-separated string is accepted too.
-    pub(super) fn string_list(&mut self, key: &'static str) -> Result<Option<Vec<String>>, Error> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.split_whitespace().map(String::from).collect())),
-            Some(Value::Array(items)) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    match item.as_str() {
-                        Some(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
-                        _ => return Err(self.wrong_type(key, "a list of non-empty strings")),
-                    }
-                }
-                Ok(Some(out))
-            }
-            Some(_) => Err(self.wrong_type(key, "a list of strings")),
-        }
-    }
-
-    pub(super) fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, Error> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(self.wrong_type(key, "true or false")),
-        }
-    }
-
-    pub(super) fn integer(
-        &mut self,
-        key: &'static str,
-        min: u64,
-        max: u64,
-    ) -> Result<Option<u64>, Error> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
-                _ => Err(self.wrong_type(key, &format!("a whole number from {min} to {max}"))),
-            },
-            Some(_) => Err(self.wrong_type(key, &format!("a whole number from {min} to {max}"))),
-        }
-    }
-
-    pub(super) fn millis(
-        &mut self,
-        key: &'static str,
-        min: u64,
-        max: u64,
-    ) -> Result<Option<u64>, Error> {
-        self.integer(key, min, max)
-    }
-
-    /// Seconds as a number (fractions allowed), 0 to 30 days.
-    pub(super) fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>, Error> {
-        match self.take(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(v) if v.is_finite() && (0.0..=2_592_000.0).contains(&v) => {
-                    Ok(Some(Duration::from_secs_f64(v)))
-                }
-                _ => Err(self.wrong_type(key, "a number of seconds from 0 to 2592000")),
-            },
-            Some(_) => Err(self.wrong_type(key, "a number of seconds (not a string)")),
-        }
-    }
-
-    pub(super) fn finish(self) -> Result<(), Error> {
-        let mut unknown: Vec<&str> = self
-            .obj
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !self.seen.contains(k))
-            .collect();
-        if unknown.is_empty() {
-            return Ok(());
-        }
-        unknown.sort_unstable();
-        let list = unknown
-            .iter()
-            .take(5)
-            .map(|k| format!("'{}{}'", self.prefix, clip(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        Err(Error::invalid_config(format!("unknown config key {list}")))
     }
 }

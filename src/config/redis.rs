@@ -2,10 +2,15 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use super::cache::{near_cache, positive_or_none, positive_seconds, NearCacheConfig};
-use super::{clip, Keys};
+use super::cache::{positive_or_none, NearCacheConfig, SharedBackendSettings, PREFIX};
+use super::clip;
+use super::de::{
+    keys_of, read, reject_unknown, Flag, HostPorts, Nullable, Seconds, SeedUrls, SingleUrl, Text,
+    Whole, MAX_REDIS_SERVERS,
+};
 use crate::status::Error;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,17 +91,89 @@ pub(super) enum Flavor {
     Sentinel,
 }
 
-pub(super) fn redis_config(keys: &mut Keys, flavor: Flavor) -> Result<RedisConfig, Error> {
+/// The keys every Redis flavor reads, besides the [`SharedBackendSettings`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    cluster: Option<Flag>,
+    username: Option<Text>,
+    password: Option<Text>,
+    db: Option<Whole<0, { 1 << 20 }>>,
+    /// dogpile's RedisBackend argument, accepted (true or false) and ignored: locks here are per
+    /// key and process-wide anyway.
+    #[allow(dead_code)]
+    thread_local_lock: Option<Flag>,
+    // TLS files, with redis-py's names.
+    ssl_ca_certs: Option<Text>,
+    ssl_certfile: Option<Text>,
+    ssl_keyfile: Option<Text>,
+    redis_expiration_time: Option<Seconds>,
+}
+
+/// One server: `url`, or a URL built from host/port/db/username/password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSingle {
+    url: Option<SingleUrl>,
+    host: Option<Text>,
+    port: Option<Whole<1, 65535>>,
+}
+
+/// A Redis Cluster's seeds: `url` (one or a list), `startup_nodes` (dogpile's `redis_cluster`
+/// backend: `[host, port]` pairs or `"host:port"`), or `host`/`port`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    url: Option<SeedUrls>,
+    host: Option<Text>,
+    port: Option<Whole<1, 65535>>,
+    startup_nodes: Option<HostPorts>,
+}
+
+/// The redis_sentinel backend's own keys (and `sentinel_kwargs`, an object read on its own).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSentinel {
+    sentinels: Option<HostPorts>,
+    service_name: Option<Text>,
+}
+
+/// `sentinel_kwargs`: the sentinels' own username and password (`null`: none).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSentinelKwargs {
+    #[serde(default)]
+    username: Nullable,
+    #[serde(default)]
+    password: Nullable,
+}
+
+/// The flavor's own keys, as read.
+enum RawTopology {
+    Single(RawSingle),
+    Cluster(RawCluster),
+    Sentinel(RawSentinel, RawSentinelKwargs),
+}
+
+/// Reads and validates a Redis `cache_config` (`head`: the keys every backend reads).
+pub(super) fn parse(
+    obj: &Map<String, Value>,
+    flavor: Flavor,
+    head: &[&str],
+) -> Result<RedisConfig, Error> {
+    use RawTopology::{Cluster, Sentinel, Single};
     // redis-py keyword arguments: a Python notion; every supported one is a key of its own.
-    if keys.take("connection_kwargs").is_some() {
+    if obj.contains_key("connection_kwargs") {
         return Err(Error::invalid_config(
             "config key 'cache_config.connection_kwargs' is not supported: give 'db', 'username', \
              'password', 'socket_timeout' and the ssl_* files as cache_config keys",
         ));
     }
+    let common: RawRedis = read(obj, PREFIX)?;
+    let shared: SharedBackendSettings = read(obj, PREFIX)?;
     let cluster_error =
         |why: &str| Error::invalid_config(format!("config key 'cache_config.cluster' {why}"));
-    let flavor = match (flavor, keys.boolean("cluster")?) {
+    let flavor = match (flavor, common.cluster.as_ref().map(|f| f.0)) {
         (Flavor::Plain, Some(true)) => Flavor::Cluster,
         (Flavor::Cluster, Some(false)) => {
             return Err(cluster_error("is false, but the backend is redis_cluster"))
@@ -108,30 +185,94 @@ pub(super) fn redis_config(keys: &mut Keys, flavor: Flavor) -> Result<RedisConfi
         }
         (flavor, _) => flavor,
     };
-    if flavor != Flavor::Sentinel {
-        for key in ["sentinels", "service_name", "sentinel_kwargs"] {
-            if keys.take(key).is_some() {
+    // Another flavor's keys are named with what they need.
+    let sentinel_keys = [keys_of::<RawSentinel>(), &["sentinel_kwargs"]].concat();
+    let (others, why): (&[&str], _) = match flavor {
+        Flavor::Sentinel => (
+            keys_of::<RawCluster>(),
+            "does not apply to the redis_sentinel backend: the master is found through 'sentinels'",
+        ),
+        Flavor::Plain if obj.contains_key("startup_nodes") => (
+            &["startup_nodes"],
+            "needs \"cluster\": true (a Redis Cluster)",
+        ),
+        _ => (
+            &sentinel_keys,
+            "needs the backend \"redis_sentinel\" (or \"dogpile.cache.redis_sentinel\")",
+        ),
+    };
+    if let Some(k) = others.iter().find(|k| obj.contains_key(**k)) {
+        return Err(Error::invalid_config(format!(
+            "config key '{PREFIX}{k}' {why}"
+        )));
+    }
+    let (own, raw) = match flavor {
+        Flavor::Plain => (keys_of::<RawSingle>(), Single(read(obj, PREFIX)?)),
+        Flavor::Cluster => (keys_of::<RawCluster>(), Cluster(read(obj, PREFIX)?)),
+        Flavor::Sentinel => (
+            &sentinel_keys[..],
+            Sentinel(read(obj, PREFIX)?, sentinel_kwargs(obj)?),
+        ),
+    };
+    let config = validate(common, raw, shared)?;
+    let shared = keys_of::<SharedBackendSettings>();
+    reject_unknown(obj, PREFIX, &[head, shared, keys_of::<RawRedis>(), own])?;
+    Ok(config)
+}
+
+/// `sentinel_kwargs`, when given: an object with `username` and/or `password`.
+fn sentinel_kwargs(obj: &Map<String, Value>) -> Result<RawSentinelKwargs, Error> {
+    const KEY: &str = "cache_config.sentinel_kwargs";
+    match obj.get("sentinel_kwargs") {
+        None | Some(Value::Null) => Ok(RawSentinelKwargs::default()),
+        Some(Value::Object(kwargs)) => {
+            let known = keys_of::<RawSentinelKwargs>();
+            if let Some(other) = kwargs.keys().find(|k| !known.contains(&k.as_str())) {
                 return Err(Error::invalid_config(format!(
-                    "config key 'cache_config.{key}' needs the backend \"redis_sentinel\" \
-                     (or \"dogpile.cache.redis_sentinel\")"
+                    "config key '{KEY}.{}' is not supported (only 'username' and 'password' are)",
+                    clip(other)
                 )));
             }
+            read(kwargs, &format!("{KEY}."))
         }
+        Some(_) => Err(Error::invalid_config(format!(
+            "config key '{KEY}' must be an object (with 'username' and/or 'password')"
+        ))),
     }
-    let username = keys.string("username")?;
-    let password = keys.string("password")?;
-    let db = keys.integer("db", 0, 1 << 20)?;
-    let (url, topology) = match flavor {
-        Flavor::Plain => (
-            single_url(keys, username, password, db)?,
+}
+
+/// What the types do not say: which keys go together, the URLs, TLS, the shared settings.
+fn validate(
+    common: RawRedis,
+    raw: RawTopology,
+    shared: SharedBackendSettings,
+) -> Result<RedisConfig, Error> {
+    use RawTopology::{Cluster, Sentinel, Single};
+    let RawRedis {
+        cluster: _,
+        username,
+        password,
+        db,
+        thread_local_lock: _,
+        ssl_ca_certs,
+        ssl_certfile,
+        ssl_keyfile,
+        redis_expiration_time,
+    } = common;
+    let username = username.map(|t| t.0);
+    let password = password.map(|t| t.0);
+    let db = db.map(|w| w.0);
+    let (url, topology) = match raw {
+        Single(raw) => (
+            single_url(raw, username, password, db)?,
             RedisTopology::Single,
         ),
-        Flavor::Cluster => {
-            let seeds = cluster_seeds(keys, username, password, db)?;
+        Cluster(raw) => {
+            let seeds = cluster_seeds(raw, username, password, db)?;
             (seeds[0].clone(), RedisTopology::Cluster { seeds })
         }
-        Flavor::Sentinel => {
-            let sentinel = sentinel_config(keys, username, password, db)?;
+        Sentinel(raw, kwargs) => {
+            let sentinel = sentinel_config(raw, kwargs, username, password, db)?;
             let (host, port) = &sentinel.sentinels[0];
             (
                 format!("redis://{}:{port}", bracketed(host)),
@@ -139,12 +280,9 @@ pub(super) fn redis_config(keys: &mut Keys, flavor: Flavor) -> Result<RedisConfi
             )
         }
     };
-    // dogpile's RedisBackend argument; locks here are per key and process-wide anyway.
-    let _ = keys.boolean("thread_local_lock")?;
-    // TLS files, with redis-py's names.
-    let tls_ca_file = keys.string("ssl_ca_certs")?;
-    let tls_client_cert = match (keys.string("ssl_certfile")?, keys.string("ssl_keyfile")?) {
-        (Some(cert), Some(key)) => Some((cert, key)),
+    let tls_ca_file = ssl_ca_certs.map(|t| t.0);
+    let tls_client_cert = match (ssl_certfile, ssl_keyfile) {
+        (Some(cert), Some(key)) => Some((cert.0, key.0)),
         (None, None) => None,
         _ => {
             return Err(Error::invalid_config(
@@ -165,18 +303,19 @@ pub(super) fn redis_config(keys: &mut Keys, flavor: Flavor) -> Result<RedisConfi
             "cache_config: 'ssl_ca_certs', 'ssl_certfile' and 'ssl_keyfile' need a rediss:// url",
         ));
     }
+    let shared = shared.validate()?;
     Ok(RedisConfig {
         url,
         topology,
-        socket_timeout: positive_seconds(keys, "socket_timeout", Duration::from_millis(250))?,
-        distributed_lock: keys.boolean("distributed_lock")?.unwrap_or(true),
-        lock_timeout: positive_seconds(keys, "lock_timeout", Duration::from_secs(10))?,
-        expiration_time: positive_or_none(keys.seconds("redis_expiration_time")?),
-        prefix: keys.string("prefix")?.unwrap_or_else(|| "tc:".into()),
-        near_cache: near_cache(keys)?,
-        lock_sleep: positive_seconds(keys, "lock_sleep", Duration::from_millis(5))?,
-        breaker_failures: keys.integer("breaker_failures", 1, 1000)?.unwrap_or(3) as u32,
-        breaker_cooldown: positive_seconds(keys, "breaker_cooldown", Duration::from_secs(2))?,
+        socket_timeout: shared.socket_timeout,
+        distributed_lock: shared.distributed_lock,
+        lock_timeout: shared.lock_timeout,
+        expiration_time: positive_or_none(redis_expiration_time),
+        prefix: shared.prefix,
+        near_cache: shared.near_cache,
+        lock_sleep: shared.lock_sleep,
+        breaker_failures: shared.breaker_failures,
+        breaker_cooldown: shared.breaker_cooldown,
         tls_ca_file,
         tls_client_cert,
     })
@@ -184,32 +323,15 @@ pub(super) fn redis_config(keys: &mut Keys, flavor: Flavor) -> Result<RedisConfi
 
 /// One server: `url`, or a URL built from host/port/db/username/password.
 fn single_url(
-    keys: &mut Keys,
+    raw: RawSingle,
     username: Option<String>,
     password: Option<String>,
     db: Option<u64>,
 ) -> Result<String, Error> {
-    let url = match keys.take("url") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Array(_)) => {
-            return Err(Error::invalid_config(concat!(
-                "config key 'cache_config.url' is a list: several seed URLs need ",
-                "\"cluster\": true (a Redis Cluster); for Sentinel use the redis_sentinel ",
-                "backend and 'sentinels'"
-            )))
-        }
-        Some(_) => return Err(keys.wrong_type("url", "a string")),
-    };
-    if keys.take("startup_nodes").is_some() {
-        return Err(Error::invalid_config(
-            "config key 'cache_config.startup_nodes' needs \"cluster\": true (a Redis Cluster)",
-        ));
-    }
-    let host = keys.string("host")?;
-    let port = keys.integer("port", 1, 65535)?;
-    match url {
-        Some(url) => {
+    let host = raw.host.map(|t| t.0);
+    let port = raw.port.map(|w| w.0);
+    match raw.url {
+        Some(SingleUrl(url)) => {
             if host.is_some()
                 || port.is_some()
                 || db.is_some()
@@ -242,10 +364,9 @@ fn single_url(
     }
 }
 
-/// A Redis Cluster's seeds: `url` (one or a list), `startup_nodes` (dogpile's
-/// `redis_cluster` backend: `[host, port]` pairs or `"host:port"`), or `host`/`port`.
+/// A Redis Cluster's seeds.
 fn cluster_seeds(
-    keys: &mut Keys,
+    raw: RawCluster,
     username: Option<String>,
     password: Option<String>,
     db: Option<u64>,
@@ -255,35 +376,16 @@ fn cluster_seeds(
             "config key 'cache_config.db' must be 0: a Redis Cluster has only database 0",
         ));
     }
-    let url = match keys.take("url") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(vec![s.clone()]),
-        Some(Value::Array(items)) => {
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                match item.as_str() {
-                    Some(s) => out.push(s.to_string()),
-                    None => return Err(keys.wrong_type("url", "a seed URL or a list of seed URLs")),
-                }
-            }
-            Some(out)
-        }
-        Some(_) => return Err(keys.wrong_type("url", "a seed URL or a list of seed URLs")),
-    };
-    let nodes = match keys.take("startup_nodes") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(host_port_list(v, "cache_config.startup_nodes")?),
-    };
-    let host = keys.string("host")?;
-    let port = keys.integer("port", 1, 65535)?;
+    let host = raw.host.map(|t| t.0);
+    let port = raw.port.map(|w| w.0);
     let host_port = host.is_some() || port.is_some();
-    let seeds = match (url, nodes) {
+    let seeds = match (raw.url, raw.startup_nodes) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid_config(
                 "cache_config: give either 'url' or 'startup_nodes', not both",
             ))
         }
-        (Some(urls), None) => {
+        (Some(SeedUrls(urls)), None) => {
             if host_port || password.is_some() || username.is_some() {
                 return Err(Error::invalid_config(
                     "cache_config: give either 'url' or 'host'/'port'/'username'/'password', \
@@ -292,7 +394,7 @@ fn cluster_seeds(
             }
             urls
         }
-        (None, Some(nodes)) => {
+        (None, Some(HostPorts(nodes))) => {
             if host_port {
                 return Err(Error::invalid_config(
                     "cache_config: give either 'startup_nodes' or 'host'/'port', not both",
@@ -336,133 +438,42 @@ fn cluster_seeds(
     Ok(seeds)
 }
 
-/// The redis_sentinel backend's own keys.
+/// The redis_sentinel backend's arguments.
 fn sentinel_config(
-    keys: &mut Keys,
+    raw: RawSentinel,
+    kwargs: RawSentinelKwargs,
     username: Option<String>,
     password: Option<String>,
     db: Option<u64>,
 ) -> Result<SentinelConfig, Error> {
-    for key in ["url", "host", "port", "startup_nodes"] {
-        if keys.take(key).is_some() {
-            return Err(Error::invalid_config(format!(
-                "config key 'cache_config.{key}' does not apply to the redis_sentinel backend: \
-                 the master is found through 'sentinels'"
-            )));
-        }
-    }
-    let sentinels = match keys.take("sentinels") {
-        None | Some(Value::Null) => {
-            return Err(Error::invalid_config(
-                "config key 'cache_config.sentinels' is required by the redis_sentinel backend",
-            ))
-        }
-        Some(v) => host_port_list(v, "cache_config.sentinels")?,
+    let Some(HostPorts(sentinels)) = raw.sentinels else {
+        return Err(Error::invalid_config(
+            "config key 'cache_config.sentinels' is required by the redis_sentinel backend",
+        ));
     };
-    let service_name = keys
-        .string("service_name")?
-        .unwrap_or_else(|| "mymaster".into());
+    let service_name = raw.service_name.map_or_else(|| "mymaster".into(), |t| t.0);
     if service_name.is_empty() || service_name.len() > 256 {
-        return Err(keys.wrong_type("service_name", "a non-empty string (the master's name)"));
+        return Err(Error::invalid_config(
+            "config key 'cache_config.service_name' must be a non-empty string (the master's \
+             name)",
+        ));
     }
     // As in dogpile: the sentinels get the master's username and password unless
     // `sentinel_kwargs` says otherwise (`null`: none).
-    let (mut sentinel_username, mut sentinel_password) = (username.clone(), password.clone());
-    match keys.take("sentinel_kwargs") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(kwargs)) => {
-            for (key, value) in kwargs {
-                let slot = match key.as_str() {
-                    "username" => &mut sentinel_username,
-                    "password" => &mut sentinel_password,
-                    other => {
-                        return Err(Error::invalid_config(format!(
-                            "config key 'cache_config.sentinel_kwargs.{}' is not supported \
-                             (only 'username' and 'password' are)",
-                            clip(other)
-                        )))
-                    }
-                };
-                *slot = match value {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    _ => {
-                        return Err(Error::invalid_config(format!(
-                            "config key 'cache_config.sentinel_kwargs.{key}' must be a string \
-                             or null"
-                        )))
-                    }
-                };
-            }
-        }
-        Some(_) => {
-            return Err(keys.wrong_type(
-                "sentinel_kwargs",
-                "an object (with 'username' and/or 'password')",
-            ))
-        }
-    }
+    let or_master = |given: Nullable, master: &Option<String>| match given {
+        Nullable::Absent => master.clone(),
+        Nullable::Null => None,
+        Nullable::Text(s) => Some(s),
+    };
     Ok(SentinelConfig {
         sentinels,
         service_name,
         db: db.unwrap_or(0),
+        sentinel_username: or_master(kwargs.username, &username),
+        sentinel_password: or_master(kwargs.password, &password),
         username,
         password,
-        sentinel_username,
-        sentinel_password,
     })
-}
-
-/// The most cluster seeds or sentinels a configuration may name.
-const MAX_REDIS_SERVERS: usize = 100;
-
-/// A non-empty list of servers, each `[host, port]` or `"host:port"`.
-fn host_port_list(value: &Value, key: &str) -> Result<Vec<(String, u16)>, Error> {
-    let bad = || {
-        Error::invalid_config(format!(
-            "config key '{key}' must be a list of [host, port] pairs or \"host:port\" strings"
-        ))
-    };
-    let Value::Array(items) = value else {
-        return Err(bad());
-    };
-    if items.is_empty() || items.len() > MAX_REDIS_SERVERS {
-        return Err(Error::invalid_config(format!(
-            "config key '{key}' must name at least one server and at most {MAX_REDIS_SERVERS}"
-        )));
-    }
-    let sane_host = |h: &str| {
-        !h.is_empty()
-            && h.len() <= 255
-            && !h
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"/@?#".contains(&b))
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let (host, port) = match item {
-            Value::Array(pair) if pair.len() == 2 => match (&pair[0], pair[1].as_u64()) {
-                (Value::String(h), Some(p)) => (h.clone(), p),
-                _ => return Err(bad()),
-            },
-            Value::String(s) => match s.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                    p.parse::<u64>().map_err(|_| bad())?,
-                ),
-                None => return Err(bad()),
-            },
-            _ => return Err(bad()),
-        };
-        if !sane_host(&host) || !(1..=65535).contains(&port) {
-            return Err(Error::invalid_config(format!(
-                "config key '{key}': {:?} is not a host and a port from 1 to 65535",
-                clip(&format!("{host}:{port}"))
-            )));
-        }
-        out.push((host, port as u16));
-    }
-    Ok(out)
 }
 
 /// `user:password@` for a URL (either may be missing).
