@@ -45,46 +45,70 @@ pub struct AuthorizeRequest {
 
 impl AuthorizeRequest {
     pub fn from_json(text: &str) -> Result<Self, Error> {
+        use serde::Deserialize;
+        use serde_path_to_error::Segment;
+
+        /// The request as written: only these keys, each optional.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            allowed_principals: Vec<String>,
+            #[serde(default)]
+            allow_public: bool,
+            #[serde(default)]
+            allow_all_authenticated_users: bool,
+        }
+        let done = |raw: Raw| AuthorizeRequest {
+            allowed_principals: raw.allowed_principals,
+            allow_public: raw.allow_public,
+            allow_all_authenticated_users: raw.allow_all_authenticated_users,
+        };
+        // Per request: straight from the text into the struct (no `Value`; keys are matched
+        // without copying). Only an object: serde would read a struct from a list too.
+        if text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            if let Ok(raw) = serde_json::from_str::<Raw>(text) {
+                return Ok(done(raw));
+            }
+        }
+        // Otherwise through `Value`, at leisure: to find out why (serde's messages are not shown,
+        // they quote the value, which may be a token; the key path says which message applies).
         let doc: Value = serde_json::from_str(text).map_err(|e| {
             Error::invalid_argument(format!("the authorization request is not valid JSON: {e}"))
         })?;
-        let obj = doc.as_object().ok_or_else(|| {
-            Error::invalid_argument("the authorization request must be an object")
-        })?;
-        let mut req = AuthorizeRequest::default();
-        for (key, value) in obj {
-            match (key.as_str(), value) {
-                ("allowed_principals", Value::Array(items)) => {
-                    for item in items {
-                        let s = item.as_str().ok_or_else(|| {
-                            Error::invalid_argument("'allowed_principals' must hold only strings")
-                        })?;
-                        req.allowed_principals.push(s.to_string());
-                    }
-                }
-                ("allow_public", Value::Bool(b)) => req.allow_public = *b,
-                ("allow_all_authenticated_users", Value::Bool(b)) => {
-                    req.allow_all_authenticated_users = *b
-                }
-                ("allowed_principals", _) => {
-                    return Err(Error::invalid_argument(
-                        "'allowed_principals' must be a list of strings",
-                    ))
-                }
-                ("allow_public" | "allow_all_authenticated_users", _) => {
-                    return Err(Error::invalid_argument(format!(
-                        "'{key}' must be true or false"
-                    )))
-                }
-                _ => {
-                    return Err(Error::invalid_argument(format!(
-                        "unknown key '{}' in the authorization request",
-                        crate::status::clip(key)
-                    )))
-                }
-            }
+        if !doc.is_object() {
+            return Err(Error::invalid_argument(
+                "the authorization request must be an object",
+            ));
         }
-        Ok(req)
+        let e = match serde_path_to_error::deserialize::<_, Raw>(&doc) {
+            // Refused from the text, accepted from `Value`: a key given twice, which serde
+            // refuses in a struct; `Value` keeps the last one, as this parser always did.
+            Ok(raw) => return Ok(done(raw)),
+            Err(e) => e,
+        };
+        let path: Vec<&Segment> = e.path().iter().collect();
+        Err(Error::invalid_argument(match path.as_slice() {
+            [Segment::Map { key }, Segment::Seq { .. }, ..] if key == "allowed_principals" => {
+                "'allowed_principals' must hold only strings".to_string()
+            }
+            [Segment::Map { key }] if key == "allowed_principals" => {
+                "'allowed_principals' must be a list of strings".to_string()
+            }
+            [Segment::Map { key }]
+                if key == "allow_public" || key == "allow_all_authenticated_users" =>
+            {
+                format!("'{key}' must be true or false")
+            }
+            [Segment::Map { key }, ..] => format!(
+                "unknown key '{}' in the authorization request",
+                crate::status::clip(key)
+            ),
+            _ => "the authorization request is not valid".to_string(),
+        }))
     }
 
     /// Whether a group principal is allowed (only then are groups worth fetching).
