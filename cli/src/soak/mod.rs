@@ -55,8 +55,8 @@ use serde_json::{json, Value};
 use chaos::{chaos, redis_killer};
 use ffi::Checker;
 use judge::{clip, judge, Expect, Verdict};
-pub use options::USAGE;
-use options::{parse_args, Backend, Options};
+use options::Backend;
+pub use options::Options;
 use redis::Redis;
 use report::{Outcome, RssFigures};
 use rss::{mib, rss};
@@ -64,19 +64,9 @@ use tally::{Run, Tally};
 use tokens::{identity_of, pool_token, refused_kinds, valid_spec, GROUPS, POOL, SCOPE};
 use workers::worker;
 
-pub fn run(args: &[String]) -> ExitCode {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage:\n{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let o = match parse_args(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("tokenchecker soak: {e}\nusage:\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match soak(&o) {
+/// Runs the soak: exit 0 when it passed, 1 when it failed, 2 when the set-up failed.
+pub fn run(o: &Options) -> ExitCode {
+    match soak(o) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
