@@ -4,45 +4,89 @@
 mod soak;
 
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use clap::{Args, Parser, Subcommand};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 use tokenchecker::{tc_status, AuthorizeRequest, Checker};
 
-const USAGE: &str = "\
-usage:
-  tokenchecker demo [--metrics]
-      Starts the bundled fake Globus Auth on 127.0.0.1 and shows the library at work
-      (--metrics: also print the Prometheus text export).
-  tokenchecker check [--config FILE] [--authorize PRINCIPAL[,PRINCIPAL…]] [--groups]
-      Checks one token against a real (or any RFC 7662) authorization server. The token is read
-      from $TC_TOKEN or, when unset, from the first line of standard input (never from the
-      command line, where other users could see it). The configuration is the JSON file given
-      with --config, or built from $TC_CLIENT_ID, $TC_CLIENT_SECRET, $TC_SCOPES (space
-      separated) and optionally $TC_AUTH_URL and $TC_GROUPS_URL. Prints the result document;
-      the exit status is the tc_status code (0 when the token passed).
-  tokenchecker version";
+/// Checks Globus OAuth2 bearer tokens: the library at work against a bundled fake Globus Auth, one
+/// real token checked, or a soak test.
+#[derive(Parser)]
+#[command(name = "tokenchecker", version = tokenchecker::VERSION)]
+#[command(
+    subcommand_required = true,
+    arg_required_else_help = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Shows the library at work against the bundled fake Globus Auth [--metrics]
+    ///
+    /// Starts the bundled fake Globus Auth on 127.0.0.1 and shows the library at work.
+    Demo {
+        /// Also print the Prometheus text export
+        #[arg(long)]
+        metrics: bool,
+    },
+    /// Checks one token, read from $TC_TOKEN or standard input (never the command line)
+    /// [--config FILE] [--authorize PRINCIPAL,…] [--groups]
+    ///
+    /// Checks one token against a real (or any RFC 7662) authorization server. The token is read
+    /// from $TC_TOKEN or, when unset, from the first line of standard input (never from the
+    /// command line, where other users could see it). The configuration is the JSON file given
+    /// with --config, or built from $TC_CLIENT_ID, $TC_CLIENT_SECRET, $TC_SCOPES (space
+    /// separated) and optionally $TC_AUTH_URL and $TC_GROUPS_URL. Prints the result document;
+    /// the exit status is the tc_status code (0 when the token passed).
+    Check(CheckArgs),
+    /// Soak test: a mixed load with injected faults, every answer judged [--duration SECS]
+    /// [--backend memory|redis] [--report FILE] [--threads N] [--seed N] [--ops OP,…] …
+    ///
+    /// Runs a mixed load (cache hits, misses on fresh tokens, inactive and otherwise refused
+    /// tokens, identity and group authorizations, purges, checks after a purge) from several
+    /// threads against the bundled fake Globus for SECS seconds, injecting auth faults (503s,
+    /// closed connections, malformed answers, latency spikes) and, with --backend redis, killing
+    /// and restarting its own redis-server. Checks every answer; prints totals, per-status
+    /// counts, p50/p99 latency and RSS; --report writes them as JSON. Exits 1 on any wrong
+    /// answer, any failure Globus Auth could have answered, or RSS growth beyond the bound; 2
+    /// when the set-up failed. --ops keeps only the named operations (as printed in the
+    /// summary), to narrow down a problem.
+    Soak(soak::Options),
+    /// Prints the version
+    Version,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The checker configuration, a JSON file (default: built from the environment)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Authorize the caller: passes when it is one of these principals or in one of these
+    /// groups (comma separated); without it, only checks the token
+    #[arg(long, value_name = "PRINCIPAL[,PRINCIPAL…]")]
+    authorize: Option<String>,
+    /// Fetch the caller's groups eagerly, with the token
+    #[arg(long)]
+    groups: bool,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => demo(args.iter().any(|a| a == "--metrics")),
-        Some("check") => check(&args[1..]),
-        Some("soak") => soak::run(&args[1..]),
-        Some("version") | Some("--version") => {
+    match Cli::parse().command {
+        Command::Demo { metrics } => demo(metrics),
+        Command::Check(args) => check(args),
+        Command::Soak(options) => soak::run(&options),
+        Command::Version => {
             println!("tokenchecker {}", tokenchecker::VERSION);
             ExitCode::SUCCESS
-        }
-        Some("help") | Some("--help") | Some("-h") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
         }
     }
 }
@@ -237,22 +281,12 @@ fn demo(metrics: bool) -> ExitCode {
 
 // ---- check --------------------------------------------------------------------------------
 
-fn check(args: &[String]) -> ExitCode {
-    let mut config_file = None;
-    let mut authorize = None;
-    let mut eager_groups = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" => config_file = it.next().cloned(),
-            "--authorize" => authorize = it.next().cloned(),
-            "--groups" => eager_groups = true,
-            other => {
-                eprintln!("unknown argument {other:?}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+fn check(args: CheckArgs) -> ExitCode {
+    let CheckArgs {
+        config: config_file,
+        authorize,
+        groups: eager_groups,
+    } = args;
     let mut config: Value = match config_file {
         Some(path) => match std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
@@ -260,7 +294,7 @@ fn check(args: &[String]) -> ExitCode {
         {
             Ok(v) => v,
             Err(e) => {
-                eprintln!("cannot read the config file {path}: {e}");
+                eprintln!("cannot read the config file {}: {e}", path.display());
                 return ExitCode::from(2);
             }
         },
