@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo test --test backends -- --nocapture`
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;
