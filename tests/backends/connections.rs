@@ -4,9 +4,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::cache::{alice, bob, new_token};
+use crate::common::cache::{alice, bob, checker, new_token};
 use crate::common::servers::{free_port, redis_server_args, ServerProcess, TempDir};
-use crate::server::{checker, Backend, Server};
+use crate::server::{Backend, Server};
 use fake_globus::FakeGlobus;
 use serde_json::json;
 use tokenchecker::cache::Source;
@@ -115,17 +115,17 @@ pub fn tls(fake: &FakeGlobus) {
         "url": format!("rediss://localhost:{port}/0"),
         "ssl_ca_certs": dir.path("ca.crt"),
     });
-    let c = checker(fake, cache.clone());
+    let c = checker(fake, &cache);
     let tok = new_token(fake, "tls", alice());
     assert_eq!(c.check(&tok).unwrap().source, Source::Network);
-    let s = checker(fake, cache).check(&tok).unwrap();
+    let s = checker(fake, &cache).check(&tok).unwrap();
     assert_eq!(s.source, Source::Redis, "over TLS");
 
     // Without the CA the server's certificate is not trusted: checks still work, uncached.
     let errors = stats().backend_errors.get();
     let c = checker(
         fake,
-        json!({"backend": "redis", "url": format!("rediss://localhost:{port}/0")}),
+        &json!({"backend": "redis", "url": format!("rediss://localhost:{port}/0")}),
     );
     assert_eq!(c.check(&tok).unwrap().source, Source::Network);
     assert!(stats().backend_errors.get() > errors);
@@ -136,7 +136,7 @@ pub fn memcached_spread(fake: &FakeGlobus) {
     let one = Server::start(Backend::Memcached);
     let two = Server::start(Backend::Memcached);
     let cache = json!({"backend": "memcached", "url": [one.url(), two.url()]});
-    let c = checker(fake, cache.clone());
+    let c = checker(fake, &cache);
     let tokens: Vec<String> = (0..24)
         .map(|i| new_token(fake, &format!("spread{i}"), bob()))
         .collect();
@@ -153,7 +153,7 @@ pub fn memcached_spread(fake: &FakeGlobus) {
     let (n1, n2) = (entries(&one), entries(&two));
     assert_eq!(n1 + n2, tokens.len());
     assert!(n1 > 0 && n2 > 0, "keys spread: {n1} + {n2}");
-    let d = checker(fake, cache);
+    let d = checker(fake, &cache);
     for t in &tokens {
         assert_eq!(d.check(t).unwrap().source, Source::Memcached);
     }

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common;
 use crate::common::cache::{
-    alice, assert_nothing_readable, bob, group_request, key_of, new_token, redis_set_px, requests,
-    PREFIX,
+    alice, assert_nothing_readable, bob, checker, group_request, key_of, new_token, redis_set_px,
+    requests, PREFIX,
 };
 use crate::raw::mc_set;
-use crate::server::{checker, Backend, Server};
+use crate::server::{Backend, Server};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 use tokenchecker::cache::{Kind, Source};
@@ -24,7 +24,7 @@ pub const CHILD_ENV: &str = "TC_BACKENDS_CHILD";
 
 /// A lock left by a process that died: the waiter takes over once it expires.
 pub fn dead_lock_holder(fake: &FakeGlobus, server: &Server) {
-    let c = checker(fake, server.cache(json!({"lock_timeout": 3})));
+    let c = checker(fake, &server.cache(json!({"lock_timeout": 3})));
     let tok = new_token(fake, "dead-holder", alice());
     let lock = format!("{}.lock", key_of(fake, PREFIX, Kind::Introspection, &tok));
     let held_for = match server.backend {
@@ -76,7 +76,7 @@ pub fn fleet(fake: &FakeGlobus, server: &Server) {
         .spawn()
         .unwrap();
 
-    let c = Arc::new(checker(fake, cache));
+    let c = Arc::new(checker(fake, &cache));
     let waits = stats().backend_lock_waits.get();
     let here = run_at(&c, &tok, start_at, 3);
     let waits = stats().backend_lock_waits.get() - waits;
@@ -126,7 +126,7 @@ pub fn fleet(fake: &FakeGlobus, server: &Server) {
 pub fn purge_identity_fleet(fake: &FakeGlobus, server: &Server) {
     fake.reset();
     let cache = server.cache(json!({}));
-    let c = checker(fake, cache.clone());
+    let c = checker(fake, &cache);
     let alice1 = new_token(fake, "purge-fleet-a1", alice());
     let alice2 = new_token(fake, "purge-fleet-a2", alice());
     let bob = new_token(fake, "purge-fleet-b", bob());

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::cache::{alice, bob, key_of, new_token, PREFIX};
+use crate::common::cache::{alice, bob, checker, key_of, new_token, PREFIX};
 use crate::common::merge;
 use crate::common::servers::{free_port, wait_until, Link};
-use crate::server::{checker, plain_checker, Backend, Server};
+use crate::server::{plain_checker, Backend, Server};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
 use tokenchecker::cache::{Kind, Source};
@@ -26,7 +26,7 @@ pub fn outage(fake: &FakeGlobus, backend: Backend) {
         "breaker_failures": 2,
         "breaker_cooldown": 0.3,
     }));
-    let c = Arc::new(checker(fake, cache));
+    let c = Arc::new(checker(fake, &cache));
     let tokens: Vec<String> = (0..5)
         .map(|i| new_token(fake, &format!("outage{i}"), alice()))
         .collect();
@@ -76,7 +76,7 @@ pub fn purge_during_outage(fake: &FakeGlobus, server: &Server) {
     let cache = server.cache(json!({
         "url": url, "socket_timeout": 0.2, "breaker_cooldown": 0.2,
     }));
-    let c = checker(fake, cache);
+    let c = checker(fake, &cache);
     let t = new_token(fake, "purge-outage", alice());
     assert_eq!(c.check(&t).unwrap().source, Source::Network);
     assert_eq!(c.check(&t).unwrap().source, server.backend.source());
@@ -143,7 +143,7 @@ pub fn broken_backends(fake: &FakeGlobus) {
             json!({"socket_timeout": 0.2, "breaker_failures": 2, "breaker_cooldown": 30}),
         );
         let t0 = Instant::now();
-        let c = checker(fake, cache.clone());
+        let c = checker(fake, &cache);
         assert!(
             t0.elapsed() < Duration::from_millis(500),
             "creating a checker doesn't wait for the backend"
@@ -195,7 +195,7 @@ pub fn switching(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     let mut seen = HashSet::new();
     for token in &tokens[..2] {
         for cache in &configs {
-            let _ = checker(fake, cache.clone());
+            let _ = checker(fake, cache);
             std::thread::sleep(Duration::from_millis(120));
             seen.insert(user.check(token).unwrap().source.name());
         }

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use crate::common::cache::{
-    alice, assert_nothing_readable, bob, group_request, key_of, new_token, requests, PREFIX,
+    alice, assert_nothing_readable, bob, checker, group_request, key_of, new_token, requests,
+    PREFIX,
 };
-use crate::server::{checker, Server};
+use crate::server::Server;
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
 use tokenchecker::cache::{Kind, Source};
@@ -15,7 +16,7 @@ use tokenchecker::stats::stats;
 /// Every entry kind goes to the backend and comes back to another process view, sealed.
 pub fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
     let cache = server.cache(json!({"timeout": 60}));
-    let a = checker(fake, cache.clone());
+    let a = checker(fake, &cache);
     let tok = new_token(fake, "rt", alice());
     fake.reset();
 
@@ -24,7 +25,7 @@ pub fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
     std::thread::sleep(Duration::from_millis(60));
 
     // Another process's view: a new store, nothing in memory.
-    let b = checker(fake, cache.clone());
+    let b = checker(fake, &cache);
     let second = b.check(&tok).unwrap();
     assert_eq!(second.source, server.backend.source());
     assert_eq!(*second.info, *first.info);
@@ -55,7 +56,7 @@ pub fn round_trip(fake: &FakeGlobus, server: &Server) -> Vec<String> {
         assert!(server.raw_get(&lock).is_none(), "lock released");
     }
 
-    let c = checker(fake, cache);
+    let c = checker(fake, &cache);
     let auth = c.authorize(&tok, &admin).unwrap();
     assert_eq!(auth.state.source, server.backend.source());
     assert!(c
@@ -102,7 +103,7 @@ pub fn nothing_readable(server: &Server, secrets: &[String]) {
 /// Altered values and values copied to another key are rejected, and the check stays right.
 pub fn tampering(fake: &FakeGlobus, server: &Server) {
     let cache = server.cache(json!({}));
-    let c = checker(fake, cache.clone());
+    let c = checker(fake, &cache);
     let a = new_token(fake, "tamper-a", alice());
     let b = new_token(fake, "tamper-b", bob());
     c.check(&a).unwrap();
@@ -117,7 +118,7 @@ pub fn tampering(fake: &FakeGlobus, server: &Server) {
     server.raw_set(&ka, &v);
     let rejected = stats().backend_rejected_entries.get();
     let before = fake.counters().introspect;
-    let s = checker(fake, cache.clone()).check(&a).unwrap();
+    let s = checker(fake, &cache).check(&a).unwrap();
     assert_eq!(s.source, Source::Network);
     assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
     assert!(stats().backend_rejected_entries.get() > rejected);
@@ -126,7 +127,7 @@ pub fn tampering(fake: &FakeGlobus, server: &Server) {
     // Garbage.
     server.raw_set(&ka, b"{\"active\": true, \"sub\": \"mallory\"}");
     let rejected = stats().backend_rejected_entries.get();
-    let s = checker(fake, cache.clone()).check(&a).unwrap();
+    let s = checker(fake, &cache).check(&a).unwrap();
     assert_eq!(s.source, Source::Network);
     assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
     assert!(stats().backend_rejected_entries.get() > rejected);
@@ -135,7 +136,7 @@ pub fn tampering(fake: &FakeGlobus, server: &Server) {
     let alice_entry = server.raw_get(&ka).unwrap();
     server.raw_set(&kb, &alice_entry);
     let rejected = stats().backend_rejected_entries.get();
-    let s = checker(fake, cache.clone()).check(&b).unwrap();
+    let s = checker(fake, &cache).check(&b).unwrap();
     assert_eq!(s.source, Source::Network);
     assert_eq!(s.info.sub().as_deref(), Some(fixtures::BOB_ID));
     assert!(stats().backend_rejected_entries.get() > rejected);
@@ -144,7 +145,7 @@ pub fn tampering(fake: &FakeGlobus, server: &Server) {
     let kg = key_of(fake, PREFIX, Kind::Groups, &a);
     server.raw_set(&kg, &alice_entry);
     let rejected = stats().backend_rejected_entries.get();
-    let c = checker(fake, cache);
+    let c = checker(fake, &cache);
     c.authorize(&a, &group_request(fixtures::GROUP_MEMBER))
         .unwrap();
     assert!(stats().backend_rejected_entries.get() > rejected);

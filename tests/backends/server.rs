@@ -92,12 +92,6 @@ impl Server {
     }
 }
 
-/// A checker that installs `cache` as the process-wide cache (a fresh store: a process view of
-/// the backend with nothing in memory).
-pub fn checker(fake: &FakeGlobus, cache: Value) -> Checker {
-    common::checker(fake, json!({ "cache_config": cache }))
-}
-
 /// A checker that uses whatever cache is current.
 pub fn plain_checker(fake: &FakeGlobus) -> Checker {
     common::checker(fake, json!({}))

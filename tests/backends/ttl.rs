@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::common::cache::{alice, group_request, key_of, new_token, PREFIX};
-use crate::server::{checker, Server};
+use crate::common::cache::{alice, checker, group_request, key_of, new_token, PREFIX};
+use crate::server::Server;
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
 use tokenchecker::cache::{Kind, Source};
@@ -11,7 +11,7 @@ use tokenchecker::cache::{Kind, Source};
 /// The TTL set on the server never exceeds the entry's own, nor the configured caps.
 pub fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     // Redis: an entry's own TTL (the token expires in 20 s) and the timeout (30 s).
-    let c = checker(fake, redis.cache(json!({"timeout": 30})));
+    let c = checker(fake, &redis.cache(json!({"timeout": 30})));
     let short = new_token(fake, "ttl-short", json!({"exp_in": 20}));
     let long = new_token(fake, "ttl-long", alice());
     c.check(&short).unwrap();
@@ -33,7 +33,7 @@ pub fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     // redis_expiration_time caps it further.
     let c = checker(
         fake,
-        redis.cache(json!({"timeout": 30, "redis_expiration_time": 5})),
+        &redis.cache(json!({"timeout": 30, "redis_expiration_time": 5})),
     );
     let capped = new_token(fake, "ttl-capped", alice());
     c.check(&capped).unwrap();
@@ -41,7 +41,7 @@ pub fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     assert!(p > 0 && p <= 5_000, "PTTL {p}");
 
     // Memcached: gone from the server once the entry's TTL has passed.
-    let c = checker(fake, memcached.cache(json!({"timeout": 2})));
+    let c = checker(fake, &memcached.cache(json!({"timeout": 2})));
     let tok = new_token(fake, "ttl-mc", alice());
     c.check(&tok).unwrap();
     let key = key_of(fake, PREFIX, Kind::Introspection, &tok);
@@ -53,7 +53,7 @@ pub fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     // memcached_expire_time caps it.
     let c = checker(
         fake,
-        memcached.cache(json!({"timeout": 60, "memcached_expire_time": 1})),
+        &memcached.cache(json!({"timeout": 60, "memcached_expire_time": 1})),
     );
     let tok = new_token(fake, "ttl-mc2", alice());
     c.check(&tok).unwrap();
@@ -64,7 +64,7 @@ pub fn ttls(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
 /// The near cache answers a hot token without a round trip; purge clears both layers.
 pub fn near_cache(fake: &FakeGlobus, server: &Server) {
     let cache = server.cache(json!({"near_cache_ttl": 1, "near_cache_max_entries": 100}));
-    let c = checker(fake, cache.clone());
+    let c = checker(fake, &cache);
     let tok = new_token(fake, "near", alice());
     assert_eq!(c.check(&tok).unwrap().source, Source::Network);
     assert_eq!(c.check(&tok).unwrap().source, Source::Near);
@@ -73,7 +73,7 @@ pub fn near_cache(fake: &FakeGlobus, server: &Server) {
         Source::Near
     );
 
-    let d = checker(fake, cache);
+    let d = checker(fake, &cache);
     assert_eq!(d.check(&tok).unwrap().source, server.backend.source());
     assert_eq!(d.check(&tok).unwrap().source, Source::Near);
     std::thread::sleep(Duration::from_millis(1100));
