@@ -9,7 +9,7 @@ use crate::common::cache::{
 };
 use crate::server::Server;
 use fake_globus::{fixtures, FakeGlobus};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokenchecker::cache::{Kind, Source};
 use tokenchecker::stats::stats;
 
@@ -116,30 +116,18 @@ pub fn tampering(fake: &FakeGlobus, server: &Server) {
     let mid = v.len() / 2;
     v[mid] ^= 0x20;
     server.raw_set(&ka, &v);
-    let rejected = stats().backend_rejected_entries.get();
     let before = fake.counters().introspect;
-    let s = checker(fake, &cache).check(&a).unwrap();
-    assert_eq!(s.source, Source::Network);
-    assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
-    assert!(stats().backend_rejected_entries.get() > rejected);
+    rejected_and_refetched(fake, &cache, &a, fixtures::ALICE_ID);
     assert_eq!(fake.counters().introspect, before + 1);
 
     // Garbage.
     server.raw_set(&ka, b"{\"active\": true, \"sub\": \"mallory\"}");
-    let rejected = stats().backend_rejected_entries.get();
-    let s = checker(fake, &cache).check(&a).unwrap();
-    assert_eq!(s.source, Source::Network);
-    assert_eq!(s.info.sub().as_deref(), Some(fixtures::ALICE_ID));
-    assert!(stats().backend_rejected_entries.get() > rejected);
+    rejected_and_refetched(fake, &cache, &a, fixtures::ALICE_ID);
 
     // Alice's (valid) entry copied over Bob's key: Bob must not become Alice.
     let alice_entry = server.raw_get(&ka).unwrap();
     server.raw_set(&kb, &alice_entry);
-    let rejected = stats().backend_rejected_entries.get();
-    let s = checker(fake, &cache).check(&b).unwrap();
-    assert_eq!(s.source, Source::Network);
-    assert_eq!(s.info.sub().as_deref(), Some(fixtures::BOB_ID));
-    assert!(stats().backend_rejected_entries.get() > rejected);
+    rejected_and_refetched(fake, &cache, &b, fixtures::BOB_ID);
 
     // Alice's introspection copied to her own groups key: rejected too.
     let kg = key_of(fake, PREFIX, Kind::Groups, &a);
@@ -151,4 +139,15 @@ pub fn tampering(fake: &FakeGlobus, server: &Server) {
     assert!(stats().backend_rejected_entries.get() > rejected);
     // And the refetched values are good again.
     assert_eq!(c.check(&a).unwrap().source, server.backend.source());
+}
+
+/// Another process view checks `token`, whose entry in the backend was tampered with: the entry
+/// is rejected, and the token is introspected again and is `sub`'s.
+#[track_caller]
+fn rejected_and_refetched(fake: &FakeGlobus, cache: &Value, token: &str, sub: &str) {
+    let rejected = stats().backend_rejected_entries.get();
+    let s = checker(fake, cache).check(token).unwrap();
+    assert_eq!(s.source, Source::Network);
+    assert_eq!(s.info.sub().as_deref(), Some(sub));
+    assert!(stats().backend_rejected_entries.get() > rejected);
 }
