@@ -63,18 +63,7 @@ pub fn fleet(fake: &FakeGlobus, server: &Server) {
     let config = common::config(fake, json!({ "cache_config": cache.clone() }));
     let start_at = unix_ms() + 1500;
     let spec = json!({"config": config, "token": tok, "start_at": start_at, "threads": 3});
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, spec.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = other_process(&spec).spawn().unwrap();
 
     let c = Arc::new(checker(fake, &cache));
     let waits = stats().backend_lock_waits.get();
@@ -137,16 +126,9 @@ pub fn purge_identity_fleet(fake: &FakeGlobus, server: &Server) {
     c.authorize(&alice1, &group_request(fixtures::GROUP_MEMBER))
         .unwrap();
     let config = common::config(fake, json!({ "cache_config": cache }));
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process", "--nocapture", "--test-threads=1"])
-        .env(
-            CHILD_ENV,
-            json!({"config": config, "purge_identity": format!("urn:globus:auth:identity:{}", fixtures::ALICE_ID2)})
-                .to_string(),
-        )
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
+    let identity = format!("urn:globus:auth:identity:{}", fixtures::ALICE_ID2);
+    let spec = json!({"config": config, "purge_identity": identity});
+    let out = other_process(&spec).output().unwrap();
     assert!(out.status.success(), "the child process failed");
     assert!(String::from_utf8_lossy(&out.stdout).contains("CHILD_RESULT"));
     let before = requests(fake);
@@ -166,6 +148,23 @@ pub fn purge_identity_fleet(fake: &FakeGlobus, server: &Server) {
     assert_eq!(after.2 - before.2, 1, "Alice's groups fetched again");
     // No identity in the backend's keys or values, the indexes included.
     assert_nothing_readable(server.dump(), PREFIX, &[], &[]);
+}
+
+/// This test binary again, as another process of the fleet: only its `child_process` test runs,
+/// and does what `spec` says; its stdout has a `CHILD_RESULT` line.
+fn other_process(spec: &Value) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, spec.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
 }
 
 /// The other process of [`fleet`] and [`purge_identity_fleet`] (the `child_process` test, run
