@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::cache::{alice, bob, checker, new_token};
 use crate::common::servers::{free_port, redis_server_args, ServerProcess, TempDir};
-use crate::server::{Backend, Server};
+use crate::server::{new_tokens, Backend, Server};
 use fake_globus::FakeGlobus;
 use serde_json::json;
 use tokenchecker::cache::Source;
@@ -137,9 +137,7 @@ pub fn memcached_spread(fake: &FakeGlobus) {
     let two = Server::start(Backend::Memcached);
     let cache = json!({"backend": "memcached", "url": [one.url(), two.url()]});
     let c = checker(fake, &cache);
-    let tokens: Vec<String> = (0..24)
-        .map(|i| new_token(fake, &format!("spread{i}"), bob()))
-        .collect();
+    let tokens = new_tokens(fake, "spread", 24, bob());
     for t in &tokens {
         c.check(t).unwrap();
     }

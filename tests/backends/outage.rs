@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::common::cache::{alice, bob, checker, key_of, new_token, PREFIX};
 use crate::common::merge;
 use crate::common::servers::{free_port, wait_until, Link};
-use crate::server::{plain_checker, Backend, Server};
+use crate::server::{new_tokens, plain_checker, Backend, Server};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
 use tokenchecker::cache::{Kind, Source};
@@ -27,9 +27,7 @@ pub fn outage(fake: &FakeGlobus, backend: Backend) {
         "breaker_cooldown": 0.3,
     }));
     let c = Arc::new(checker(fake, &cache));
-    let tokens: Vec<String> = (0..5)
-        .map(|i| new_token(fake, &format!("outage{i}"), alice()))
-        .collect();
+    let tokens = new_tokens(fake, "outage", 5, alice());
     for t in &tokens {
         c.check(t).unwrap();
     }
@@ -148,9 +146,7 @@ pub fn broken_backends(fake: &FakeGlobus) {
             t0.elapsed() < Duration::from_millis(500),
             "creating a checker doesn't wait for the backend"
         );
-        let tokens: Vec<String> = (0..3)
-            .map(|i| new_token(fake, &format!("broken{i}"), bob()))
-            .collect();
+        let tokens = new_tokens(fake, "broken", 3, bob());
         for t in &tokens {
             let s = c.check(t).unwrap_or_else(|e| panic!("{cache}: {e:?}"));
             assert_eq!(s.info.sub().as_deref(), Some(fixtures::BOB_ID));
@@ -180,9 +176,7 @@ pub fn broken_backends(fake: &FakeGlobus) {
 /// Switching the process-wide cache between backends while other threads keep checking.
 pub fn switching(fake: &FakeGlobus, redis: &Server, memcached: &Server) {
     let user = Arc::new(plain_checker(fake));
-    let tokens: Vec<String> = (0..4)
-        .map(|i| new_token(fake, &format!("switch{i}"), alice()))
-        .collect();
+    let tokens = new_tokens(fake, "switch", 4, alice());
     let checking = Checking::start(&user, &tokens, 3, Duration::ZERO);
     let configs = [
         redis.cache(json!({})),

@@ -1,9 +1,10 @@
-//! The servers the scenarios run against (`redis-server`, `memcached`) and the checkers that
-//! install them as the process-wide cache.
+//! The servers the scenarios run against (`redis-server`, `memcached`), the checkers that
+//! install them as the process-wide cache, and tokens to check.
 
 use std::time::Duration;
 
 use crate::common;
+use crate::common::cache::new_token;
 use crate::common::merge;
 use crate::common::servers::{free_port, redis_server_args, ServerProcess};
 use fake_globus::FakeGlobus;
@@ -95,4 +96,11 @@ impl Server {
 /// A checker that uses whatever cache is current.
 pub fn plain_checker(fake: &FakeGlobus) -> Checker {
     common::checker(fake, json!({}))
+}
+
+/// `n` tokens of one user (`spec`) that no other check uses, named `name0`, `name1`, ….
+pub fn new_tokens(fake: &FakeGlobus, name: &str, n: usize, spec: Value) -> Vec<String> {
+    (0..n)
+        .map(|i| new_token(fake, &format!("{name}{i}"), spec.clone()))
+        .collect()
 }
