@@ -1,4 +1,4 @@
-//! The backends' configuration keys.
+//! The backends' configuration keys: what parses and what is refused, with the key named.
 
 use crate::common::cache::parse_cache_config;
 use serde_json::json;

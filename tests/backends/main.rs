@@ -4,8 +4,8 @@
 //!
 //! The cache is process-wide, so every scenario that installs a `cache_config` runs inside the
 //! one `#[test] fn backends`, one after the other. `child_process` is not a test of its own: the
-//! fleet scenario runs this test binary again as a second OS process with `TC_BACKENDS_CHILD` set,
-//! and only then does it do anything.
+//! fleet scenarios run this test binary again as a second OS process with `TC_BACKENDS_CHILD`
+//! set, and only then does it do anything.
 //!
 //! This file holds the tests and the order in which the scenarios run; the scenarios live in
 //! files by concern:
@@ -19,8 +19,9 @@
 //!   backends while checking
 //! - `config`: the configuration keys (parsing only)
 //!
-//! and what they share: `server` (the server processes and the checkers that install them),
-//! `raw` (an operator's raw access to a server: dump, get, set).
+//! and what they share: `server` (the server processes, the checkers that install them, tokens),
+//! `raw` (an operator's raw access to a server: dump, get, set), and `tests/common/` (shared with
+//! the other test binaries).
 //!
 //! Run: `cargo test --test backends -- --nocapture`
 
@@ -51,6 +52,8 @@ fn child_process() {
     fleet::child_process();
 }
 
+/// Every scenario that installs a cache, one after the other, against one fake Globus, one
+/// `redis-server` and one `memcached` (and the servers some scenarios start for themselves).
 #[test]
 fn backends() {
     if std::env::var(fleet::CHILD_ENV).is_ok() {
