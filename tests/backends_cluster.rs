@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cache::{
-    alice, assert_nothing_readable, group_request, key_of, new_token, parse_cache_config,
+    alice, assert_nothing_readable, checker, group_request, key_of, new_token, parse_cache_config,
     redis_set_px, requests, PREFIX,
 };
 use common::servers::{
@@ -345,12 +345,6 @@ impl SentinelSetup {
 }
 
 // ---- checkers and tokens ---------------------------------------------------------------------
-
-/// A checker that installs `cache` as the process-wide cache: a fresh store, nothing in its
-/// in-process layers (what another process of the fleet sees).
-fn checker(fake: &FakeGlobus, cache: &Value) -> Checker {
-    common::checker(fake, json!({ "cache_config": cache }))
-}
 
 /// Checks `token` and asks for its groups and a dependent token: one entry of every kind.
 fn use_fully(c: &Checker, token: &str) -> Vec<String> {

@@ -6,7 +6,7 @@ use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 use tokenchecker::internals::cache::{CacheKey, KeyHasher, Kind};
 use tokenchecker::internals::config::CacheConfig;
-use tokenchecker::{AuthorizeRequest, Config};
+use tokenchecker::{AuthorizeRequest, Checker, Config};
 
 /// The backends' default key prefix.
 pub const PREFIX: &str = "tc:";
@@ -63,6 +63,12 @@ pub fn group_request(group: &str) -> AuthorizeRequest {
 pub fn key_of(fake: &FakeGlobus, prefix: &str, kind: Kind, token: &str) -> String {
     let hasher = KeyHasher::new(fixtures::CLIENT_ID, fixtures::CLIENT_SECRET, &fake.url());
     CacheKey::new(kind, hasher.token_id(token)).to_text(prefix)
+}
+
+/// A checker that installs `cache` as the process-wide cache: a fresh store, nothing in its
+/// in-process layers (what another process of the fleet sees).
+pub fn checker(fake: &FakeGlobus, cache: &Value) -> Checker {
+    super::checker(fake, json!({ "cache_config": cache }))
 }
 
 /// What `fake` was asked for since its last reset: (introspections, dependent-token grants,
