@@ -22,7 +22,7 @@ import (
 )
 
 // libraryConfigKeys are the library's top-level configuration keys (README.md,
-// "Configuration"; src/config.rs), each with a valid value that is not its default (as the
+// "Configuration"; src/config/), each with a valid value that is not its default (as the
 // Go field holds it). TestConfigKeys checks that Config's JSON tags are exactly these keys and
 // that the library accepts each of them as Config renders it.
 func libraryConfigKeys(t *testing.T) map[string]any {
