@@ -73,7 +73,10 @@ pub fn purge_during_outage(fake: &FakeGlobus, server: &Server) {
         Backend::Memcached => format!("127.0.0.1:{}", link.port),
     };
     let cache = server.cache(json!({
-        "url": url, "socket_timeout": 0.2, "breaker_cooldown": 0.2,
+        // The cut closes connections, so failures are immediate; the generous socket timeout
+        // is for the reconnection after the heal on a busy machine (a timed-out store would
+        // mean a second fetch).
+        "url": url, "socket_timeout": 2.0, "breaker_cooldown": 0.2,
     }));
     let c = checker(fake, &cache);
     let t = new_token(fake, "purge-outage", alice());
@@ -96,7 +99,7 @@ pub fn purge_during_outage(fake: &FakeGlobus, server: &Server) {
     assert_eq!(fake.counters().introspect, introspections + 1);
     let fresh = s.info.to_introspection();
     // Replayed: what the backend holds now is the fresh answer. On a busy machine the first
-    // operations after the heal may time out (0.2 s) and trip the breaker again; meanwhile the
+    // operations after the heal may fail and trip the breaker again; meanwhile the
     // fallback layer answers with the same fresh entry. Either way nothing is fetched again.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
