@@ -661,7 +661,7 @@ fn config_keys() {
             seeds: vec!["redis://:pw@a:1".into(), "redis://:pw@b:2".into()]
         }
     );
-    assert_eq!(r.prefix, "x:");
+    assert_eq!(r.shared.prefix, "x:");
     let r = redis_of(json!({"backend": "dogpile.cache.redis_cluster",
                             "startup_nodes": [["a", 1], "b:2"], "password": "p w"}));
     assert_eq!(

@@ -62,9 +62,9 @@ fn check_config(c: &Config) {
         match &cache.backend {
             BackendConfig::Memory(m) => assert!(m.max_entries >= 1),
             BackendConfig::Redis(r) => {
-                assert!(!r.socket_timeout.is_zero() && !r.lock_timeout.is_zero());
-                assert!(!r.lock_sleep.is_zero() && !r.breaker_cooldown.is_zero());
-                assert!(r.breaker_failures >= 1);
+                assert!(!r.shared.socket_timeout.is_zero() && !r.shared.lock_timeout.is_zero());
+                assert!(!r.shared.lock_sleep.is_zero() && !r.shared.breaker_cooldown.is_zero());
+                assert!(r.shared.breaker_failures >= 1);
                 assert!(
                     ["redis://", "rediss://", "redis+unix://", "unix://"]
                         .iter()
@@ -83,8 +83,8 @@ fn check_config(c: &Config) {
                                 .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
                     );
                 }
-                assert!(m.prefix.len() <= 160);
-                assert!(!m.breaker_cooldown.is_zero() && m.breaker_failures >= 1);
+                assert!(m.shared.prefix.len() <= 160);
+                assert!(!m.shared.breaker_cooldown.is_zero() && m.shared.breaker_failures >= 1);
             }
         }
     }

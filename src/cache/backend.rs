@@ -9,8 +9,8 @@
 //! [`Source`] its answers come from.
 //!
 //! Error texts go to the logs and to `describe`: they may name commands and servers, never
-//! values. A new backend is one file implementing [`SharedBackend`] (with a
-//! `From<&ItsConfig> for Settings`) and one constructor in `shared`.
+//! values. A new backend is one file implementing [`SharedBackend`], and one constructor in
+//! `shared` that gives it the configuration's [`SharedSettings`](crate::config::SharedSettings).
 
 use std::time::Duration;
 
@@ -20,23 +20,6 @@ use super::Source;
 
 /// One backend operation: its answer, or why there is none.
 pub type Op<'a, T> = BoxFuture<'a, Result<T, String>>;
-
-/// The settings every shared backend's configuration has.
-pub struct Settings {
-    /// Put in front of every key.
-    pub prefix: String,
-    /// The bound of each operation (connecting included).
-    pub op_timeout: Duration,
-    pub distributed_lock: bool,
-    pub lock_timeout: Duration,
-    /// The longest pause between two looks of a process waiting for another one's fetch.
-    pub lock_sleep: Duration,
-    /// Server-side expiry cap; entries get min(this, their own TTL).
-    pub expiration_cap: Option<Duration>,
-    /// Consecutive failures after which a breaker skips its server for `breaker_cooldown`.
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-}
 
 /// A shared backend's operations. `key` is always a backend key (prefixed); an operation is
 /// bounded by the caller, and may be dropped mid-way.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_memcached::{AsciiProtocol, Client, Error as McError, MetaProtocol, Status};
 
-use super::backend::{Op, Settings, SharedBackend};
+use super::backend::{Op, SharedBackend};
 use super::Source;
 use crate::config::MemcachedConfig;
 
@@ -56,21 +56,6 @@ impl Server {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(client);
-        }
-    }
-}
-
-impl From<&MemcachedConfig> for Settings {
-    fn from(c: &MemcachedConfig) -> Settings {
-        Settings {
-            prefix: c.prefix.clone(),
-            op_timeout: c.socket_timeout,
-            distributed_lock: c.distributed_lock,
-            lock_timeout: c.lock_timeout,
-            lock_sleep: c.lock_sleep,
-            expiration_cap: c.expiration_time,
-            breaker_failures: c.breaker_failures,
-            breaker_cooldown: c.breaker_cooldown,
         }
     }
 }

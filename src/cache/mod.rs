@@ -109,12 +109,12 @@ impl CacheStore {
                 None,
             ),
             BackendConfig::Redis(r) => (
-                near_layer(&r.near_cache, config.timeout),
+                near_layer(&r.shared.near_cache, config.timeout),
                 Source::Near,
                 Some(Shared::redis(r, config.timeout)?),
             ),
             BackendConfig::Memcached(m) => (
-                near_layer(&m.near_cache, config.timeout),
+                near_layer(&m.shared.near_cache, config.timeout),
                 Source::Near,
                 Some(Shared::memcached(m, config.timeout)?),
             ),

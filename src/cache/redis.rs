@@ -36,7 +36,7 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use super::backend::{Op, Settings, SharedBackend};
+use super::backend::{Op, SharedBackend};
 use super::Source;
 use crate::config::{RedisConfig, RedisTopology, SentinelConfig};
 use crate::status::Error;
@@ -212,24 +212,9 @@ fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertificates>, Err
     }))
 }
 
-impl From<&RedisConfig> for Settings {
-    fn from(c: &RedisConfig) -> Settings {
-        Settings {
-            prefix: c.prefix.clone(),
-            op_timeout: c.socket_timeout,
-            distributed_lock: c.distributed_lock,
-            lock_timeout: c.lock_timeout,
-            lock_sleep: c.lock_sleep,
-            expiration_cap: c.expiration_time,
-            breaker_failures: c.breaker_failures,
-            breaker_cooldown: c.breaker_cooldown,
-        }
-    }
-}
-
 impl RedisBackend {
     pub fn new(config: &RedisConfig) -> Result<RedisBackend, Error> {
-        let timeout = config.socket_timeout;
+        let timeout = config.shared.socket_timeout;
         let link = match &config.topology {
             RedisTopology::Single => {
                 let client = match tls_certificates(config)? {

@@ -39,7 +39,7 @@ use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
 use futures::future::BoxFuture;
 
-use super::backend::{Settings, SharedBackend};
+use super::backend::SharedBackend;
 use super::breaker::Breaker;
 use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
@@ -47,7 +47,7 @@ use super::redis::RedisBackend;
 use super::sealing;
 use super::{CacheKey, Entry, Fetched, Kind, LocalKey};
 use crate::clock::Moment;
-use crate::config::{MemcachedConfig, RedisConfig};
+use crate::config::{MemcachedConfig, RedisConfig, SharedSettings};
 use crate::log::{log_debug, log_info, log_warn};
 use crate::model::Source;
 use crate::stats::stats;
@@ -68,12 +68,8 @@ pub struct Shared {
     breakers: Box<[Breaker]>,
     /// The backend's source (read on every hit).
     source: Source,
-    prefix: String,
-    op_timeout: Duration,
-    distributed_lock: bool,
-    lock_timeout: Duration,
-    lock_sleep: Duration,
-    expiration_cap: Option<Duration>,
+    /// The configuration's settings: prefix, operation timeout, fetch lock, expiry cap.
+    settings: SharedSettings,
     /// The cache's `timeout`: no entry is stored for longer.
     timeout: Duration,
     fallback: MemoryLayer,
@@ -94,7 +90,7 @@ impl Shared {
     pub fn redis(config: &RedisConfig, timeout: Duration) -> Result<Shared, Error> {
         Ok(Shared::new(
             RedisBackend::new(config)?,
-            config.into(),
+            &config.shared,
             timeout,
         ))
     }
@@ -102,7 +98,7 @@ impl Shared {
     pub fn memcached(config: &MemcachedConfig, timeout: Duration) -> Result<Shared, Error> {
         Ok(Shared::new(
             MemcachedBackend::new(config),
-            config.into(),
+            &config.shared,
             timeout,
         ))
     }
@@ -110,32 +106,17 @@ impl Shared {
     /// A layer over `backend`; `timeout` is the cache's (no entry is stored for longer).
     pub fn new(
         backend: impl SharedBackend + 'static,
-        settings: Settings,
+        settings: &SharedSettings,
         timeout: Duration,
     ) -> Shared {
-        let Settings {
-            prefix,
-            op_timeout,
-            distributed_lock,
-            lock_timeout,
-            lock_sleep,
-            expiration_cap,
-            breaker_failures,
-            breaker_cooldown,
-        } = settings;
         let breakers = (0..backend.shards())
-            .map(|_| Breaker::new(breaker_failures, breaker_cooldown))
+            .map(|_| Breaker::new(settings.breaker_failures, settings.breaker_cooldown))
             .collect();
         Shared {
             source: backend.source(),
             backend: Box::new(backend),
             breakers,
-            prefix,
-            op_timeout,
-            distributed_lock,
-            lock_timeout,
-            lock_sleep,
-            expiration_cap,
+            settings: settings.clone(),
             timeout,
             fallback: MemoryLayer::new(FALLBACK_MAX_ENTRIES, timeout),
             last_error: Mutex::new(None),
@@ -146,7 +127,7 @@ impl Shared {
     }
 
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        &self.settings.prefix
     }
 
     pub fn source(&self) -> Source {
@@ -209,7 +190,7 @@ impl Shared {
         op: impl Future<Output = Result<T, String>>,
     ) -> Result<T, Unavailable> {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.op_timeout, op).await;
+        let result = tokio::time::timeout(self.settings.socket_timeout, op).await;
         stats().backend_latency.observe(started.elapsed());
         match result {
             Ok(Ok(v)) => {
@@ -223,7 +204,10 @@ impl Shared {
                 Err(Unavailable)
             }
             Err(_) => {
-                self.failed(breaker, format!("no answer within {:?}", self.op_timeout));
+                self.failed(
+                    breaker,
+                    format!("no answer within {:?}", self.settings.socket_timeout),
+                );
                 Err(Unavailable)
             }
         }
@@ -268,7 +252,7 @@ impl Shared {
 
     /// A lookup in the backend (or, when it is unavailable, in the fallback layer).
     pub async fn get(&self, key: &CacheKey) -> Option<(Entry, Source)> {
-        let text = key.to_text(&self.prefix);
+        let text = key.to_text(&self.settings.prefix);
         self.get_text(key, &text).await
     }
 
@@ -289,7 +273,7 @@ impl Shared {
     /// Stores `entry` in the backend for what is left of its lifetime (capped by the backend's
     /// expiration setting), or in the fallback layer when the backend is unavailable.
     pub async fn put(&self, key: CacheKey, entry: &Entry) {
-        let text = key.to_text(&self.prefix);
+        let text = key.to_text(&self.settings.prefix);
         self.put_text(key, &text, entry).await
     }
 
@@ -298,7 +282,7 @@ impl Shared {
             .expires_at
             .saturating_duration_since(Moment::now())
             .min(self.timeout);
-        if let Some(cap) = self.expiration_cap {
+        if let Some(cap) = self.settings.expiration_time {
             ttl = ttl.min(cap);
         }
         if ttl < Duration::from_millis(1) {
@@ -320,7 +304,7 @@ impl Shared {
     /// module documentation).
     pub async fn remove(&self, key: &CacheKey) {
         self.fallback.remove(&key.local());
-        self.remove_text(key.to_text(&self.prefix)).await;
+        self.remove_text(key.to_text(&self.settings.prefix)).await;
     }
 
     async fn remove_text(&self, text: String) {
@@ -358,7 +342,7 @@ impl Shared {
                 continue; // not ours: never turned into a key
             }
             for kind in Kind::ALL {
-                self.remove_text(CacheKey::text_of(&self.prefix, kind, &member))
+                self.remove_text(CacheKey::text_of(&self.settings.prefix, kind, &member))
                     .await;
             }
         }
@@ -450,12 +434,12 @@ impl Shared {
     where
         F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>>,
     {
-        let text = key.to_text(&self.prefix);
+        let text = key.to_text(&self.settings.prefix);
         let mut held = None;
         // A purged key whose removal has not reached the backend yet: fetch without the lock
         // (whose holder reads the backend's value).
         let purged = self.removal_pending(&text).await;
-        if self.distributed_lock && !purged {
+        if self.settings.distributed_lock && !purged {
             match self.acquire_or_wait(&key, &text).await {
                 Acquired::Value(entry) => return Ok((entry, self.source)),
                 Acquired::Lock(lock, owner) => held = Some((lock, owner)),
@@ -482,13 +466,14 @@ impl Shared {
     async fn acquire_or_wait(&self, key: &CacheKey, text: &str) -> Acquired {
         let lock = format!("{text}.lock");
         let owner = random_owner();
-        let give_up = Instant::now() + self.lock_timeout * 2 + self.op_timeout;
+        let give_up =
+            Instant::now() + self.settings.lock_timeout * 2 + self.settings.socket_timeout;
         loop {
             match self
                 .guarded(
                     text,
                     self.backend
-                        .try_lock(text, &lock, &owner, self.lock_timeout),
+                        .try_lock(text, &lock, &owner, self.settings.lock_timeout),
                 )
                 .await
             {
@@ -514,7 +499,7 @@ impl Shared {
                             return Acquired::Nothing;
                         }
                         tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(self.lock_sleep);
+                        pause = (pause * 2).min(self.settings.lock_sleep);
                         match self.guarded(text, self.backend.poll(text, &lock)).await {
                             Err(Unavailable) => return Acquired::Nothing,
                             Ok((Some(bytes), locked)) => match self.open(key, text, &bytes) {
@@ -536,8 +521,8 @@ impl Shared {
     /// baseline a cached check through this backend is measured against. The size read.
     #[doc(hidden)]
     pub async fn raw_get_len(&self, key: &CacheKey) -> Option<usize> {
-        let text = key.to_text(&self.prefix);
-        tokio::time::timeout(self.op_timeout, self.backend.get(&text))
+        let text = key.to_text(&self.settings.prefix);
+        tokio::time::timeout(self.settings.socket_timeout, self.backend.get(&text))
             .await
             .ok()?
             .ok()?
@@ -548,8 +533,8 @@ impl Shared {
         self.fallback.sweep();
         let breakers: Vec<&'static str> = self.breakers.iter().map(Breaker::state).collect();
         serde_json::json!({
-            "prefix": self.prefix,
-            "distributed_lock": self.distributed_lock,
+            "prefix": self.settings.prefix,
+            "distributed_lock": self.settings.distributed_lock,
             "breaker": breakers,
             "fallback_entries": self.fallback.entry_count(),
             "last_error": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),

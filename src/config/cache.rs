@@ -135,7 +135,7 @@ struct RawMemory {
 /// [`read`] beside its own keys (see `de.rs` for why not `#[serde(flatten)]`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SharedBackendSettings {
+pub(super) struct RawSharedSettings {
     socket_timeout: Option<Seconds>,
     distributed_lock: Option<Flag>,
     lock_timeout: Option<Seconds>,
@@ -148,20 +148,35 @@ pub(super) struct SharedBackendSettings {
     pub(super) breaker_cooldown: Option<Seconds>,
 }
 
-/// [`SharedBackendSettings`], validated and with their defaults.
-pub(super) struct Shared {
+/// The settings every shared backend (Redis, Memcached) has, validated and with their defaults:
+/// one list, held by [`RedisConfig`] and [`MemcachedConfig`] and taken as it is by the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedSettings {
+    /// The bound of each backend operation (connecting included).
     pub socket_timeout: Duration,
+    /// Whether processes take a fleet-wide lock so that one of them fetches a missing answer.
     pub distributed_lock: bool,
     pub lock_timeout: Duration,
+    /// The longest pause between two looks of a process waiting for another one's fetch.
+    pub lock_sleep: Duration,
+    /// Server-side expiry cap (`redis_expiration_time`, `memcached_expire_time`); entries get
+    /// min(this, their own TTL).
+    pub expiration_time: Option<Duration>,
+    /// Put in front of every key.
     pub prefix: String,
     pub near_cache: Option<NearCacheConfig>,
-    pub lock_sleep: Duration,
+    /// Consecutive failures after which a breaker skips its server for `breaker_cooldown`
+    /// (Redis: the whole backend; Memcached: per server).
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
 }
 
-impl SharedBackendSettings {
-    pub(super) fn validate(self) -> Result<Shared, Error> {
+impl RawSharedSettings {
+    /// Validates the settings; `expiration_time` is the backend's own key, read beside them.
+    pub(super) fn validate(
+        self,
+        expiration_time: Option<Seconds>,
+    ) -> Result<SharedSettings, Error> {
         let near_cache = match (self.near_cache_ttl, self.near_cache_max_entries) {
             (None, None) => None,
             (Some(t), _) if t.0.is_zero() => None,
@@ -170,7 +185,7 @@ impl SharedBackendSettings {
                 max_entries: max.map_or(10_000, |w| w.0),
             }),
         };
-        Ok(Shared {
+        Ok(SharedSettings {
             socket_timeout: positive(
                 "socket_timeout",
                 self.socket_timeout,
@@ -178,9 +193,11 @@ impl SharedBackendSettings {
             )?,
             distributed_lock: self.distributed_lock.map_or(true, |f| f.0),
             lock_timeout: positive("lock_timeout", self.lock_timeout, Duration::from_secs(10))?,
+            lock_sleep: positive("lock_sleep", self.lock_sleep, Duration::from_millis(5))?,
+            // 0 means none (as in dogpile).
+            expiration_time: expiration_time.map(|s| s.0).filter(|d| !d.is_zero()),
             prefix: self.prefix.map_or_else(|| "tc:".into(), |t| t.0),
             near_cache,
-            lock_sleep: positive("lock_sleep", self.lock_sleep, Duration::from_millis(5))?,
             breaker_failures: self.breaker_failures.map_or(3, |w| w.0) as u32,
             breaker_cooldown: positive(
                 "breaker_cooldown",
@@ -204,9 +221,4 @@ pub(super) fn positive(
         ))),
         Some(Seconds(d)) => Ok(d),
     }
-}
-
-/// An expiration cap: 0 means none (as in dogpile).
-pub(super) fn positive_or_none(given: Option<Seconds>) -> Option<Duration> {
-    given.map(|s| s.0).filter(|d| !d.is_zero())
 }

@@ -5,26 +5,17 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::cache::{positive, positive_or_none, NearCacheConfig, SharedBackendSettings, PREFIX};
+use super::cache::{positive, RawSharedSettings, SharedSettings, PREFIX};
 use super::de::{keys_of, leaf, one_or_many, read, reject_unknown, OneOrMany, Seconds};
 use crate::status::Error;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemcachedConfig {
     pub servers: Vec<String>,
-    pub socket_timeout: Duration,
-    pub distributed_lock: bool,
-    pub lock_timeout: Duration,
-    pub expiration_time: Option<Duration>,
-    pub prefix: String,
-    pub near_cache: Option<NearCacheConfig>,
-    pub lock_sleep: Duration,
-    /// Per server: consecutive failures after which it is skipped for `breaker_cooldown`.
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
+    pub shared: SharedSettings,
 }
 
-/// Memcached's own keys, besides the [`SharedBackendSettings`].
+/// Memcached's own keys, besides the [`RawSharedSettings`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMemcached {
@@ -37,14 +28,14 @@ struct RawMemcached {
 /// Reads and validates a Memcached `cache_config` (`head`: the keys every backend reads).
 pub(super) fn parse(obj: &Map<String, Value>, head: &[&str]) -> Result<MemcachedConfig, Error> {
     let raw: RawMemcached = read(obj, PREFIX)?;
-    let shared: SharedBackendSettings = read(obj, PREFIX)?;
+    let shared: RawSharedSettings = read(obj, PREFIX)?;
     let config = validate(raw, shared)?;
     reject_unknown(
         obj,
         PREFIX,
         &[
             head,
-            keys_of::<SharedBackendSettings>(),
+            keys_of::<RawSharedSettings>(),
             keys_of::<RawMemcached>(),
         ],
     )?;
@@ -53,10 +44,7 @@ pub(super) fn parse(obj: &Map<String, Value>, head: &[&str]) -> Result<Memcached
 
 /// What the types do not say: the prefix is part of a Memcached key; `dead_retry` and
 /// `breaker_cooldown` are the same setting.
-fn validate(
-    raw: RawMemcached,
-    mut shared: SharedBackendSettings,
-) -> Result<MemcachedConfig, Error> {
+fn validate(raw: RawMemcached, mut shared: RawSharedSettings) -> Result<MemcachedConfig, Error> {
     if let Some(dead_retry) = raw.dead_retry {
         if shared.breaker_cooldown.is_some() {
             return Err(Error::invalid_config(
@@ -66,7 +54,7 @@ fn validate(
         let cooldown = positive("dead_retry", Some(dead_retry), Duration::ZERO)?;
         shared.breaker_cooldown = Some(Seconds(cooldown));
     }
-    let shared = shared.validate()?;
+    let shared = shared.validate(raw.memcached_expire_time)?;
     if shared.prefix.len() > 160
         || shared
             .prefix
@@ -82,15 +70,7 @@ fn validate(
         servers: raw
             .url
             .map_or_else(|| vec!["127.0.0.1:11211".to_string()], |s| s.0),
-        socket_timeout: shared.socket_timeout,
-        distributed_lock: shared.distributed_lock,
-        lock_timeout: shared.lock_timeout,
-        expiration_time: positive_or_none(raw.memcached_expire_time),
-        prefix: shared.prefix,
-        near_cache: shared.near_cache,
-        lock_sleep: shared.lock_sleep,
-        breaker_failures: shared.breaker_failures,
-        breaker_cooldown: shared.breaker_cooldown,
+        shared,
     })
 }
 

@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::status::{clip, Error};
 use de::{read, reject_unknown, Choice, Choices, Flag, HttpUrl, Text, Whole, Words};
 
-pub use cache::{BackendConfig, CacheConfig, NearCacheConfig};
+pub use cache::{BackendConfig, CacheConfig, NearCacheConfig, SharedSettings};
 pub use memcached::MemcachedConfig;
 pub use redis::{RedisConfig, RedisTopology, SentinelConfig};
 

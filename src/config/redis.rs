@@ -1,11 +1,9 @@
 //! The Redis backends: one server, a Redis Cluster, or a master found through Redis Sentinel.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::cache::{positive_or_none, NearCacheConfig, SharedBackendSettings, PREFIX};
+use super::cache::{RawSharedSettings, SharedSettings, PREFIX};
 use super::de::{
     keys_of, read, reject_unknown, Flag, HostPorts, Nullable, Seconds, SeedUrls, SingleUrl, Text,
     Whole, MAX_REDIS_SERVERS,
@@ -21,18 +19,7 @@ pub struct RedisConfig {
     pub url: String,
     /// One server, a Redis Cluster, or a master found through Redis Sentinel.
     pub topology: RedisTopology,
-    pub socket_timeout: Duration,
-    pub distributed_lock: bool,
-    pub lock_timeout: Duration,
-    /// Server-side expiry cap; entries get min(this, their own TTL).
-    pub expiration_time: Option<Duration>,
-    pub prefix: String,
-    pub near_cache: Option<NearCacheConfig>,
-    /// The longest pause between two looks of a process waiting for another one's fetch.
-    pub lock_sleep: Duration,
-    /// Consecutive failures after which the backend is skipped for `breaker_cooldown`.
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
+    pub shared: SharedSettings,
     /// `rediss://` only: a PEM file of the CAs to trust instead of the system's (`ssl_ca_certs`).
     pub tls_ca_file: Option<String>,
     /// `rediss://` only: a client certificate and its key, PEM (`ssl_certfile`, `ssl_keyfile`).
@@ -91,7 +78,7 @@ pub(super) enum Flavor {
     Sentinel,
 }
 
-/// The keys every Redis flavor reads, besides the [`SharedBackendSettings`].
+/// The keys every Redis flavor reads, besides the [`RawSharedSettings`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRedis {
@@ -170,7 +157,7 @@ pub(super) fn parse(
         ));
     }
     let common: RawRedis = read(obj, PREFIX)?;
-    let shared: SharedBackendSettings = read(obj, PREFIX)?;
+    let shared: RawSharedSettings = read(obj, PREFIX)?;
     let cluster_error =
         |why: &str| Error::invalid_config(format!("config key 'cache_config.cluster' {why}"));
     let flavor = match (flavor, common.cluster.as_ref().map(|f| f.0)) {
@@ -215,7 +202,7 @@ pub(super) fn parse(
         ),
     };
     let config = validate(common, raw, shared)?;
-    let shared = keys_of::<SharedBackendSettings>();
+    let shared = keys_of::<RawSharedSettings>();
     reject_unknown(obj, PREFIX, &[head, shared, keys_of::<RawRedis>(), own])?;
     Ok(config)
 }
@@ -245,7 +232,7 @@ fn sentinel_kwargs(obj: &Map<String, Value>) -> Result<RawSentinelKwargs, Error>
 fn validate(
     common: RawRedis,
     raw: RawTopology,
-    shared: SharedBackendSettings,
+    shared: RawSharedSettings,
 ) -> Result<RedisConfig, Error> {
     use RawTopology::{Cluster, Sentinel, Single};
     let RawRedis {
@@ -303,19 +290,10 @@ fn validate(
             "cache_config: 'ssl_ca_certs', 'ssl_certfile' and 'ssl_keyfile' need a rediss:// url",
         ));
     }
-    let shared = shared.validate()?;
     Ok(RedisConfig {
         url,
         topology,
-        socket_timeout: shared.socket_timeout,
-        distributed_lock: shared.distributed_lock,
-        lock_timeout: shared.lock_timeout,
-        expiration_time: positive_or_none(redis_expiration_time),
-        prefix: shared.prefix,
-        near_cache: shared.near_cache,
-        lock_sleep: shared.lock_sleep,
-        breaker_failures: shared.breaker_failures,
-        breaker_cooldown: shared.breaker_cooldown,
+        shared: shared.validate(redis_expiration_time)?,
         tls_ca_file,
         tls_client_cert,
     })

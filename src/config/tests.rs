@@ -89,7 +89,7 @@ fn backends() {
 
 #[test]
 fn the_shared_backend_settings_are_declared_once() {
-    let shared = de::keys_of::<cache::SharedBackendSettings>();
+    let shared = de::keys_of::<cache::RawSharedSettings>();
     assert_eq!(
         shared,
         [
