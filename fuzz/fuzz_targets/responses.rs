@@ -1,6 +1,7 @@
-//! The response parsers, fed whatever `serde_json::from_slice` makes of the input (or, when it
-//! is not JSON, the document it generates, see structured/mod.rs): the
-//! introspection answer, the dependent-token grant's answer and the Groups API's `my_groups`.
+//! The response parsers, fed the input's bytes as they are, then the JSON document
+//! `serde_json::from_slice` makes of the input (or, when it is not JSON, the document it
+//! generates, see structured/mod.rs), written out: the introspection answer, the
+//! dependent-token grant's answer and the Groups API's `my_groups`.
 //!
 //! Never a panic, and what they return is sane:
 //! * `parse_introspection`: `active: true` only when the document says `"active": true` (the
@@ -40,8 +41,8 @@ fn config() -> Config {
     .unwrap()
 }
 
-fn introspection(doc: &Value) {
-    let Ok(i) = parse_introspection(doc) else {
+fn introspection(doc: &Value, body: &[u8]) {
+    let Ok(i) = parse_introspection(body) else {
         return;
     };
     let obj = doc.as_object().expect("only an object parses");
@@ -113,9 +114,9 @@ fn introspection(doc: &Value) {
     }
 }
 
-fn dependent_tokens(doc: &Value) {
+fn dependent_tokens(doc: &Value, body: &[u8]) {
     for now in [NOW, tokenchecker::internals::clock::now_unix()] {
-        let Ok(tokens) = parse_dependent_tokens(doc, now) else {
+        let Ok(tokens) = parse_dependent_tokens(body, now) else {
             continue;
         };
         let items = doc.as_array().expect("only a list parses");
@@ -138,8 +139,8 @@ fn dependent_tokens(doc: &Value) {
     }
 }
 
-fn groups(doc: &Value) {
-    let Ok(ids) = parse_groups(doc) else {
+fn groups(doc: &Value, body: &[u8]) {
+    let Ok(ids) = parse_groups(body) else {
         return;
     };
     let groups = doc.as_array().expect("only a list parses");
@@ -164,10 +165,15 @@ fn groups(doc: &Value) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // The raw bytes: never a panic, whatever they are.
+    let _ = parse_introspection(data);
+    let _ = parse_dependent_tokens(data, NOW);
+    let _ = parse_groups(data);
     let Some(doc) = structured::document(data) else {
         return;
     };
-    introspection(&doc);
-    dependent_tokens(&doc);
-    groups(&doc);
+    let body = serde_json::to_vec(&doc).expect("a document writes out");
+    introspection(&doc, &body);
+    dependent_tokens(&doc, &body);
+    groups(&doc, &body);
 });

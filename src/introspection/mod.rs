@@ -6,20 +6,23 @@
 //! allows) on answers that say "try again" (429, 500, 502, 503, 504) or on connection failures.
 //! Responses are parsed strictly: a document that is not exactly what the protocol promises is
 //! an error, never an "active" token. Neither the token nor the client secret ever appears in an
-//! error message, and the `Authorization` headers are marked sensitive.
+//! error message, and the `Authorization` headers are marked sensitive. The answers' wire types
+//! and parsers are in `wire.rs`.
+
+mod wire;
 
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::header::HeaderValue;
 
-use serde_json::Value;
-
 use crate::clock::now_unix;
 use crate::config::Config;
 use crate::model::{DependentToken, Introspection};
 use crate::stats::{stats, Counter};
 use crate::status::{tc_status, Cause, Error};
+
+pub use wire::{parse_dependent_tokens, parse_groups, parse_introspection};
 
 /// The Groups API scope whose dependent token reads the caller's memberships.
 pub const GROUPS_SCOPE: &str =
@@ -51,6 +54,14 @@ impl Endpoint {
             Endpoint::Groups => &stats().requests_groups,
         }
     }
+    /// A parsed answer; a malformed one counts as an error of the endpoint and is logged.
+    fn parsed<T>(self, result: Result<T, Error>) -> Result<T, Error> {
+        result.inspect_err(|e| {
+            self.errors().inc();
+            crate::log::log_warn!("{}", e);
+        })
+    }
+
     fn errors(self) -> &'static Counter {
         match self {
             Endpoint::Introspect => &stats().errors_introspect,
@@ -123,7 +134,7 @@ impl AuthClient {
     /// `POST /v2/oauth2/token/introspect` with `include=identity_set`.
     pub async fn introspect(&self, token: &str, deadline: Instant) -> Result<Introspection, Error> {
         let body = form(&[("token", token), ("include", "identity_set")]);
-        let doc = self
+        let body = self
             .send(Endpoint::Introspect, true, deadline, || {
                 self.http
                     .post(&self.introspect_url)
@@ -133,7 +144,7 @@ impl AuthClient {
                     .body(body.clone())
             })
             .await?;
-        parse_introspection(&doc).inspect_err(|_| Endpoint::Introspect.errors().inc())
+        Endpoint::Introspect.parsed(parse_introspection(&body))
     }
 
     /// The dependent-token grant: tokens for the services this one may call for the caller.
@@ -146,7 +157,7 @@ impl AuthClient {
     ) -> Result<Vec<DependentToken>, Error> {
         let body = form(&[("grant_type", DEPENDENT_GRANT), ("token", token)]);
         // Not retried on an answer: a second grant would issue a second set of tokens.
-        let doc = self
+        let body = self
             .send(Endpoint::DependentToken, false, deadline, || {
                 self.http
                     .post(&self.token_url)
@@ -156,8 +167,7 @@ impl AuthClient {
                     .body(body.clone())
             })
             .await?;
-        parse_dependent_tokens(&doc, now_unix())
-            .inspect_err(|_| Endpoint::DependentToken.errors().inc())
+        Endpoint::DependentToken.parsed(parse_dependent_tokens(&body, now_unix()))
     }
 
     /// `GET /v2/groups/my_groups`: ids of the groups with an active member/manager/admin
@@ -170,7 +180,7 @@ impl AuthClient {
         let bearer = sensitive(format!("Bearer {groups_token}")).map_err(|_| {
             Error::unavailable("the Groups API token from the dependent-token grant is malformed")
         })?;
-        let doc = self
+        let body = self
             .send(Endpoint::Groups, true, deadline, || {
                 self.http
                     .get(&self.groups_url)
@@ -178,7 +188,7 @@ impl AuthClient {
                     .header("Accept", "application/json")
             })
             .await?;
-        parse_groups(&doc).inspect_err(|_| Endpoint::Groups.errors().inc())
+        Endpoint::Groups.parsed(parse_groups(&body))
     }
 
     async fn send(
@@ -187,7 +197,7 @@ impl AuthClient {
         retry_answers: bool,
         deadline: Instant,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Value, Error> {
+    ) -> Result<Vec<u8>, Error> {
         let slot_wait = self
             .slot_wait
             .min(deadline.saturating_duration_since(Instant::now()));
@@ -262,7 +272,7 @@ impl AuthClient {
         &self,
         endpoint: Endpoint,
         req: reqwest::RequestBuilder,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Vec<u8>, Failure> {
         let mut resp = req.send().await.map_err(|e| Failure::from_reqwest(&e))?;
         let status = resp.status().as_u16();
         if let Some(len) = resp.content_length() {
@@ -285,7 +295,7 @@ impl AuthClient {
                 ))
             }
             400 if endpoint == Endpoint::DependentToken => {
-                let code = oauth_error_code(resp).await;
+                let code = error_code(resp).await;
                 return Err(Failure::Fatal(
                     if code.as_deref() == Some("invalid_grant") {
                         Error::new(
@@ -347,12 +357,7 @@ impl AuthClient {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body).map_err(|_| {
-            Failure::Fatal(Error::unavailable(format!(
-                "the {} answer is not valid JSON",
-                endpoint.name()
-            )))
-        })
+        Ok(body)
     }
 }
 
@@ -416,7 +421,7 @@ const MIN_TRY: Duration = Duration::from_millis(50);
 
 /// The OAuth2 `error` code of an error answer (RFC 6749 §5.2), read from at most
 /// `MAX_ERROR_BODY` bytes of it.
-async fn oauth_error_code(mut resp: reqwest::Response) -> Option<String> {
+async fn error_code(mut resp: reqwest::Response) -> Option<String> {
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
         if body.len() + chunk.len() > MAX_ERROR_BODY {
@@ -424,8 +429,7 @@ async fn oauth_error_code(mut resp: reqwest::Response) -> Option<String> {
         }
         body.extend_from_slice(&chunk);
     }
-    let doc: Value = serde_json::from_slice(&body).ok()?;
-    doc.get("error").and_then(Value::as_str).map(String::from)
+    wire::oauth_error_code(&body)
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -434,196 +438,4 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{k}={}", urlencoding::encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn malformed(what: &str) -> Error {
-    Error::unavailable(format!("malformed introspection answer: {what}"))
-}
-
-fn opt_string(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(malformed(&format!("'{key}' is not a string"))),
-    }
-}
-
-fn opt_int(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<i64>, Error> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .map(Some)
-            .ok_or_else(|| malformed(&format!("'{key}' is not a number"))),
-        Some(_) => Err(malformed(&format!("'{key}' is not a number"))),
-    }
-}
-
-fn string_array(v: &Value, key: &str) -> Result<Vec<String>, Error> {
-    match v {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(String::from)
-                    .ok_or_else(|| malformed(&format!("'{key}' holds a non-string")))
-            })
-            .collect(),
-        _ => Err(malformed(&format!("'{key}' is not a list of strings"))),
-    }
-}
-
-/// Parses an RFC 7662 answer with Globus' `identity_set`. Fails closed.
-pub fn parse_introspection(doc: &Value) -> Result<Introspection, Error> {
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| malformed("not a JSON object"))?;
-    let active = match obj.get("active") {
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(malformed("'active' is not true or false")),
-        None => return Err(malformed("'active' is missing")),
-    };
-    if !active {
-        return Ok(Introspection::default());
-    }
-    let exp = opt_int(obj, "exp")?;
-    if exp.is_none() {
-        return Err(malformed("an active token without 'exp'"));
-    }
-    let scopes = opt_string(obj, "scope")?
-        .map(|s| s.split_whitespace().map(String::from).collect())
-        .unwrap_or_default();
-    let aud = match obj.get("aud") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(v) => string_array(v, "aud")?,
-    };
-    let identity_set = match obj.get("identity_set") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Array(_)) => Some(string_array(v, "identity_set")?.into()),
-        Some(_) => return Err(malformed("'identity_set' is not a list")),
-    };
-    Ok(Introspection {
-        active: true,
-        scopes,
-        sub: opt_string(obj, "sub")?,
-        username: opt_string(obj, "username")?,
-        name: opt_string(obj, "name")?,
-        email: opt_string(obj, "email")?,
-        aud,
-        client_id: opt_string(obj, "client_id")?,
-        exp,
-        nbf: opt_int(obj, "nbf")?,
-        iat: opt_int(obj, "iat")?,
-        identity_set,
-    })
-}
-
-/// Parses the dependent-token grant's answer: a JSON list of tokens (the only shape the real
-/// service sends).
-pub fn parse_dependent_tokens(doc: &Value, now: i64) -> Result<Vec<DependentToken>, Error> {
-    let bad = |what: &str| Error::unavailable(format!("malformed dependent-token answer: {what}"));
-    let items = match doc {
-        Value::Array(items) => items,
-        _ => return Err(bad("not a JSON list")),
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let obj = item
-            .as_object()
-            .ok_or_else(|| bad("an item is not an object"))?;
-        let get = |k: &str| obj.get(k).and_then(Value::as_str).map(String::from);
-        let access_token = get("access_token").ok_or_else(|| bad("an item lacks access_token"))?;
-        let expires_in = obj
-            .get("expires_in")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| bad("an item lacks a numeric expires_in"))?;
-        out.push(DependentToken {
-            scope: get("scope").unwrap_or_default(),
-            access_token,
-            resource_server: get("resource_server").unwrap_or_default(),
-            token_type: get("token_type").unwrap_or_else(|| "bearer".into()),
-            expires_at: now.saturating_add(expires_in.max(0)),
-            refresh_token: get("refresh_token"),
-        });
-    }
-    Ok(out)
-}
-
-/// Ids of the groups where one of the caller's memberships is active as member, manager or admin.
-pub fn parse_groups(doc: &Value) -> Result<Vec<String>, Error> {
-    let bad = |what: &str| Error::unavailable(format!("malformed Groups API answer: {what}"));
-    let groups = doc.as_array().ok_or_else(|| bad("not a JSON list"))?;
-    let mut out = Vec::new();
-    for group in groups {
-        let id = group
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("a group lacks an id"))?;
-        let memberships = match group.get("my_memberships") {
-            None | Some(Value::Null) => continue,
-            Some(Value::Array(m)) => m,
-            Some(_) => return Err(bad("'my_memberships' is not a list")),
-        };
-        let counts = memberships.iter().any(|m| {
-            m.get("status").and_then(Value::as_str) == Some("active")
-                && matches!(
-                    m.get("role").and_then(Value::as_str),
-                    Some("member" | "manager" | "admin")
-                )
-        });
-        if counts && !out.iter().any(|g| g == id) {
-            out.push(id.to_string());
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn introspection_fails_closed() {
-        assert!(
-            !parse_introspection(&json!({"active": false}))
-                .unwrap()
-                .active
-        );
-        assert!(parse_introspection(&json!({"active": "true"})).is_err());
-        assert!(parse_introspection(&json!({"active": true})).is_err());
-        assert!(parse_introspection(&json!({"active": true, "exp": "1"})).is_err());
-        assert!(parse_introspection(&json!([1])).is_err());
-        let i = parse_introspection(
-            &json!({"active": true, "exp": 5, "scope": "a b", "aud": "x", "identity_set": ["i"]}),
-        )
-        .unwrap();
-        assert_eq!(i.scopes, vec!["a", "b"]);
-        assert_eq!(i.aud, vec!["x"]);
-        assert_eq!(i.identity_set.as_deref(), Some(&["i".to_string()][..]));
-    }
-
-    #[test]
-    fn groups_count_only_active_roles() {
-        let doc = json!([
-            {"id": "g1", "my_memberships": [{"role": "member", "status": "active"}]},
-            {"id": "g2", "my_memberships": [{"role": "admin", "status": "pending"}]},
-            {"id": "g3", "my_memberships": [{"role": "manager", "status": "active"}]},
-            {"id": "g4", "my_memberships": []}
-        ]);
-        assert_eq!(parse_groups(&doc).unwrap(), vec!["g1", "g3"]);
-    }
-
-    #[test]
-    fn dependent_tokens_debug_hides_secrets() {
-        let t = parse_dependent_tokens(
-            &json!([{"scope": "s", "access_token": "SECRET", "expires_in": 10}]),
-            100,
-        )
-        .unwrap();
-        assert_eq!(t[0].expires_at, 110);
-        assert!(!format!("{t:?}").contains("SECRET"));
-    }
 }
