@@ -131,6 +131,12 @@ typedef struct tc_checker tc_checker;
 typedef void (*tc_callback)(void *user_data, tc_status status, char *json);
 
 /**
+ * A host's log callback: `message` is valid only during the call (copy it to keep it). It may be
+ * called from any thread, including the library's runtime threads; it must not block for long.
+ */
+typedef void (*tc_log_callback)(void *user_data, tc_log_level level, const char *message);
+
+/**
  * The parts of a check's answer that change from call to call.
  */
 typedef struct {
@@ -144,12 +150,6 @@ typedef struct {
    */
   uint64_t age_ms;
 } tc_answer_meta;
-
-/**
- * A host's log callback: `message` is valid only during the call (copy it to keep it). It may be
- * called from any thread, including the library's runtime threads; it must not block for long.
- */
-typedef void (*tc_log_callback)(void *user_data, tc_log_level level, const char *message);
 
 
 
@@ -222,64 +222,6 @@ tc_status tc_check_async(const tc_checker *checker,
                          const char *token,
                          tc_callback callback,
                          void *user_data);
-
-/**
- * Checks a token like `tc_check` (blocking on a miss), but hands back the answer as a handle
- * instead of a rendered document: a cached check then renders and allocates nothing.
- *
- * On `TC_OK`: `*out_answer` is a new reference to the answer (release it with
- * `tc_answer_free`); `*out_meta`, when `out_meta` is not NULL, gets the answer's source and
- * age; `*out_error`, when `out_error` is not NULL, is NULL. Otherwise `*out_answer` is NULL and
- * `*out_error` (when not NULL) is the error document (release it with `tc_string_free`).
- * `out_answer` is required (NULL: `TC_INVALID_ARGUMENT`). Errors as `tc_check`. Thread-safe.
- */
-tc_status tc_check_answer(const tc_checker *checker,
-                          const char *token,
-                          const tc_answer **out_answer,
-                          tc_answer_meta *out_meta,
-                          char **out_error);
-
-/**
- * Like `tc_check_answer`, but answers only from the in-process cache and never blocks:
- * `TC_WOULD_BLOCK` (with an error document) when the answer needs the network. The hot path
- * of bindings: a cached answer costs a keyed hash, one lookup and the rules.
- */
-tc_status tc_try_check_answer(const tc_checker *checker,
-                              const char *token,
-                              const tc_answer **out_answer,
-                              tc_answer_meta *out_meta,
-                              char **out_error);
-
-/**
- * The stable part of an answer's result: a NUL-terminated JSON object, borrowed (valid while
- * the answer lives; never free it), the same bytes for every hit of the same cached answer:
- * `{"active":true,"sub":…,"identities":[…],"username":…,"name":…,"email":…,"client_id":…,
- * "scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}`. The result document's other members are
- * derived from it (`effective_identity` is `urn:globus:auth:identity:` + `sub`; `principals`
- * are the identities with that prefix, plus groups from `tc_groups`) or volatile
- * (`tc_answer_meta`). `*out_len`, when `out_len` is not NULL, gets its length in bytes (without
- * the NUL). NULL `answer`: NULL (and 0).
- */
-const char *tc_answer_text(const tc_answer *answer,
-                           size_t *out_len);
-
-/**
- * A number unique to this answer for the life of the process, never reused (1 and up; 0 for
- * NULL): bindings key what they decoded from `tc_answer_text` by it. A new fetch of the same
- * token's answer (after its entry expired, or from a shared backend) has a new id.
- */
-uint64_t tc_answer_id(const tc_answer *answer);
-
-/**
- * Another reference to `answer` (returned; release each with `tc_answer_free`). NULL: NULL.
- * Thread-safe: answers are immutable and may be shared between threads.
- */
-const tc_answer *tc_answer_retain(const tc_answer *answer);
-
-/**
- * Releases one reference to an answer. NULL is ignored; each reference is released once.
- */
-void tc_answer_free(const tc_answer *answer);
 
 /**
  * The group memberships of the token's caller, after the token passed every check: on `TC_OK`
@@ -424,6 +366,64 @@ uint32_t tc_abi_version(void);
  * static string, never freed.
  */
 const char *tc_status_name(uint32_t status);
+
+/**
+ * Checks a token like `tc_check` (blocking on a miss), but hands back the answer as a handle
+ * instead of a rendered document: a cached check then renders and allocates nothing.
+ *
+ * On `TC_OK`: `*out_answer` is a new reference to the answer (release it with
+ * `tc_answer_free`); `*out_meta`, when `out_meta` is not NULL, gets the answer's source and
+ * age; `*out_error`, when `out_error` is not NULL, is NULL. Otherwise `*out_answer` is NULL and
+ * `*out_error` (when not NULL) is the error document (release it with `tc_string_free`).
+ * `out_answer` is required (NULL: `TC_INVALID_ARGUMENT`). Errors as `tc_check`. Thread-safe.
+ */
+tc_status tc_check_answer(const tc_checker *checker,
+                          const char *token,
+                          const tc_answer **out_answer,
+                          tc_answer_meta *out_meta,
+                          char **out_error);
+
+/**
+ * Like `tc_check_answer`, but answers only from the in-process cache and never blocks:
+ * `TC_WOULD_BLOCK` (with an error document) when the answer needs the network. The hot path
+ * of bindings: a cached answer costs a keyed hash, one lookup and the rules.
+ */
+tc_status tc_try_check_answer(const tc_checker *checker,
+                              const char *token,
+                              const tc_answer **out_answer,
+                              tc_answer_meta *out_meta,
+                              char **out_error);
+
+/**
+ * The stable part of an answer's result: a NUL-terminated JSON object, borrowed (valid while
+ * the answer lives; never free it), the same bytes for every hit of the same cached answer:
+ * `{"active":true,"sub":…,"identities":[…],"username":…,"name":…,"email":…,"client_id":…,
+ * "scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}`. The result document's other members are
+ * derived from it (`effective_identity` is `urn:globus:auth:identity:` + `sub`; `principals`
+ * are the identities with that prefix, plus groups from `tc_groups`) or volatile
+ * (`tc_answer_meta`). `*out_len`, when `out_len` is not NULL, gets its length in bytes (without
+ * the NUL). NULL `answer`: NULL (and 0).
+ */
+const char *tc_answer_text(const tc_answer *answer,
+                           size_t *out_len);
+
+/**
+ * A number unique to this answer for the life of the process, never reused (1 and up; 0 for
+ * NULL): bindings key what they decoded from `tc_answer_text` by it. A new fetch of the same
+ * token's answer (after its entry expired, or from a shared backend) has a new id.
+ */
+uint64_t tc_answer_id(const tc_answer *answer);
+
+/**
+ * Another reference to `answer` (returned; release each with `tc_answer_free`). NULL: NULL.
+ * Thread-safe: answers are immutable and may be shared between threads.
+ */
+const tc_answer *tc_answer_retain(const tc_answer *answer);
+
+/**
+ * Releases one reference to an answer. NULL is ignored; each reference is released once.
+ */
+void tc_answer_free(const tc_answer *answer);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,4 +1,5 @@
-//! The C ABI.
+//! The C ABI: the exports here, the answer handle in `answer.rs`, the panic boundary and the
+//! other plumbing they share in `boundary.rs`.
 //!
 //! Conventions, the same for every function:
 //! - Every export runs inside a panic boundary: a panic becomes `TC_PANIC` (never an unwind into
@@ -18,43 +19,34 @@
 //! `# Safety` section per function.
 #![allow(clippy::missing_safety_doc)]
 
-use std::ffi::{c_char, c_void, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+mod answer;
+mod boundary;
+
+use std::ffi::{c_char, c_void, CString};
+use std::panic::catch_unwind;
 use std::ptr;
 use std::sync::Arc;
 
-use futures::FutureExt;
+use boundary::{
+    checker_arc, checker_ref, deliver, deliver_object, guard, start_async, str_arg, to_c_string,
+    CDoc,
+};
 
-use crate::auth_state::{AuthState, AuthorizeRequest};
+use crate::auth_state::AuthorizeRequest;
 use crate::checker::Checker;
-pub use crate::log::{tc_log_callback, tc_log_level};
-use crate::model::{DependentToken, TokenInfo};
-use crate::runtime;
+use crate::model::DependentToken;
 use crate::status::{tc_status, Error};
+
+pub use crate::log::{tc_log_callback, tc_log_level};
+pub use answer::{
+    tc_answer, tc_answer_free, tc_answer_id, tc_answer_meta, tc_answer_retain, tc_answer_text,
+    tc_check_answer, tc_try_check_answer,
+};
 
 /// A token checker. Opaque: created by `tc_new`, released by `tc_free`.
 #[allow(non_camel_case_types)]
 pub struct tc_checker {
     _private: [u8; 0],
-}
-
-/// The answer of a check: the stable part of its result, immutable and reference-counted.
-/// Opaque: from `tc_check_answer`/`tc_try_check_answer`, read with `tc_answer_text` and
-/// `tc_answer_id`, kept with `tc_answer_retain`, released with `tc_answer_free`.
-#[allow(non_camel_case_types)]
-pub struct tc_answer {
-    _private: [u8; 0],
-}
-
-/// The parts of a check's answer that change from call to call.
-#[allow(non_camel_case_types)]
-#[repr(C)]
-pub struct tc_answer_meta {
-    /// Where the answer came from: "network", "coalesced", "memory", "near", "redis",
-    /// "memcached" or "stale" (a static string, never freed).
-    pub source: *const c_char,
-    /// How old the answer is, in milliseconds.
-    pub age_ms: u64,
 }
 
 /// Completion callback of the `*_async` functions.
@@ -67,164 +59,6 @@ pub struct tc_answer_meta {
 #[allow(non_camel_case_types)]
 pub type tc_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, status: tc_status, json: *mut c_char)>;
-
-// ---- plumbing -------------------------------------------------------------------------------
-
-/// Hands a document to C. Every document is JSON written by serde_json or by our renderer from
-/// serde_json pieces, where a NUL can only appear escaped (`\u0000`); so instead of scanning
-/// the whole document for one (a `CString::new` on every check), this checks it only in debug
-/// builds.
-fn to_c_string(s: String) -> *mut c_char {
-    CDoc::from(s).into_raw()
-}
-
-/// A document ready for C: its bytes and the terminating NUL, best allocated at its exact size
-/// (`into_raw` otherwise shrinks it, a `realloc` on every call).
-struct CDoc(Vec<u8>);
-
-impl CDoc {
-    fn into_raw(self) -> *mut c_char {
-        debug_assert_eq!(
-            self.0.iter().position(|&b| b == 0),
-            Some(self.0.len() - 1),
-            "a document with a raw NUL byte, or none at the end"
-        );
-        // SAFETY: exactly one NUL, at the end (see above).
-        unsafe { CString::from_vec_with_nul_unchecked(self.0) }.into_raw()
-    }
-}
-
-impl From<String> for CDoc {
-    fn from(s: String) -> CDoc {
-        let mut bytes = s.into_bytes();
-        bytes.reserve_exact(1);
-        bytes.push(0);
-        CDoc(bytes)
-    }
-}
-
-fn panic_json() -> String {
-    Error::new(
-        tc_status::TC_PANIC,
-        "internal error (a panic was caught at the FFI boundary); please report it",
-    )
-    .to_json()
-}
-
-/// Runs `f` behind the panic boundary and delivers its document through `out`.
-unsafe fn deliver<D: Into<CDoc>>(
-    out: *mut *mut c_char,
-    f: impl FnOnce() -> Result<D, Error>,
-) -> tc_status {
-    if out.is_null() {
-        return tc_status::TC_INVALID_ARGUMENT;
-    }
-    *out = ptr::null_mut();
-    let (status, doc) = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(doc)) => (tc_status::TC_OK, doc.into()),
-        Ok(Err(e)) => (e.status, e.to_json().into()),
-        Err(_) => (tc_status::TC_PANIC, panic_json().into()),
-    };
-    *out = CDoc::into_raw(doc);
-    status
-}
-
-/// Runs `f` behind the panic boundary for the exports that hand out an object: `keep` stores a
-/// success; a failure (or a caught panic, reported with `panic_message`) goes to `*out_error` as
-/// an error document when `out_error` is not NULL. The caller has cleared `*out_error`.
-unsafe fn deliver_object<T>(
-    out_error: *mut *mut c_char,
-    panic_message: &str,
-    f: impl FnOnce() -> Result<T, Error>,
-    keep: impl FnOnce(T),
-) -> tc_status {
-    let error = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(value)) => {
-            keep(value);
-            return tc_status::TC_OK;
-        }
-        Ok(Err(e)) => e,
-        Err(_) => Error::new(tc_status::TC_PANIC, panic_message),
-    };
-    if !out_error.is_null() {
-        *out_error = to_c_string(error.to_json());
-    }
-    error.status
-}
-
-/// Runs `f` behind the panic boundary when there is no document to deliver.
-fn guard(f: impl FnOnce() -> Result<(), Error>) -> tc_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => tc_status::TC_OK,
-        Ok(Err(e)) => e.status,
-        Err(_) => tc_status::TC_PANIC,
-    }
-}
-
-unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
-    if p.is_null() {
-        return Err(Error::invalid_argument(format!("{what} is NULL")));
-    }
-    CStr::from_ptr(p)
-        .to_str()
-        .map_err(|_| Error::invalid_argument(format!("{what} is not valid UTF-8")))
-}
-
-/// Borrows the checker behind a handle.
-unsafe fn checker_ref<'a>(p: *const tc_checker) -> Result<&'a Checker, Error> {
-    if p.is_null() {
-        return Err(Error::invalid_argument("the checker is NULL"));
-    }
-    Ok(&*(p as *const Checker))
-}
-
-/// A new strong reference to the checker behind a handle, for work that outlives the call.
-unsafe fn checker_arc(p: *const tc_checker) -> Result<Arc<Checker>, Error> {
-    if p.is_null() {
-        return Err(Error::invalid_argument("the checker is NULL"));
-    }
-    let raw = p as *const Checker;
-    Arc::increment_strong_count(raw);
-    Ok(Arc::from_raw(raw))
-}
-
-/// `user_data` crosses to a runtime thread; the caller promised (by using the async API) that
-/// this is fine.
-struct UserData(*mut c_void);
-unsafe impl Send for UserData {}
-
-/// The shared body of the `*_async` exports: checks the callback, takes a reference to the
-/// checker, lets `make` copy the inputs and build the work, and starts it on the runtime; the
-/// work's outcome goes to `callback`, exactly once. Any error before the start is returned, and
-/// then the callback is never called.
-unsafe fn start_async<F, W>(
-    checker: *const tc_checker,
-    callback: tc_callback,
-    user_data: *mut c_void,
-    make: F,
-) -> tc_status
-where
-    F: FnOnce(Arc<Checker>) -> Result<W, Error>,
-    W: std::future::Future<Output = Result<String, Error>> + Send + 'static,
-{
-    guard(|| {
-        let Some(callback) = callback else {
-            return Err(Error::invalid_argument("the callback is NULL"));
-        };
-        let work = make(checker_arc(checker)?)?;
-        let user_data = UserData(user_data);
-        runtime::spawn(async move {
-            let user_data = user_data;
-            let (status, doc) = match AssertUnwindSafe(work).catch_unwind().await {
-                Ok(Ok(doc)) => (tc_status::TC_OK, doc),
-                Ok(Err(e)) => (e.status, e.to_json()),
-                Err(_) => (tc_status::TC_PANIC, panic_json()),
-            };
-            callback(user_data.0, status, to_c_string(doc));
-        });
-        Ok(())
-    })
-}
 
 // ---- lifecycle ------------------------------------------------------------------------------
 
@@ -353,142 +187,6 @@ pub unsafe extern "C" fn tc_check_async(
         let token = str_arg(token, "the token")?.to_owned();
         Ok(async move { Ok(checker.check_async(&token).await?.to_json(None)) })
     })
-}
-
-// ---- the answer handle ----------------------------------------------------------------------
-
-/// Runs a check behind the panic boundary and hands its answer out as a handle.
-unsafe fn deliver_answer(
-    out_answer: *mut *const tc_answer,
-    out_meta: *mut tc_answer_meta,
-    out_error: *mut *mut c_char,
-    f: impl FnOnce() -> Result<AuthState, Error>,
-) -> tc_status {
-    if !out_error.is_null() {
-        *out_error = ptr::null_mut();
-    }
-    if out_answer.is_null() {
-        if !out_error.is_null() {
-            *out_error = to_c_string(Error::invalid_argument("out_answer is NULL").to_json());
-        }
-        return tc_status::TC_INVALID_ARGUMENT;
-    }
-    *out_answer = ptr::null();
-    deliver_object(
-        out_error,
-        "internal error (a panic was caught at the FFI boundary); please report it",
-        f,
-        |state| {
-            if !out_meta.is_null() {
-                *out_meta = tc_answer_meta {
-                    source: state.source.c_name().as_ptr(),
-                    age_ms: state.age.as_millis() as u64,
-                };
-            }
-            // The state's own reference to the answer becomes the caller's.
-            *out_answer = Arc::into_raw(state.info) as *const tc_answer;
-        },
-    )
-}
-
-/// Checks a token like `tc_check` (blocking on a miss), but hands back the answer as a handle
-/// instead of a rendered document: a cached check then renders and allocates nothing.
-///
-/// On `TC_OK`: `*out_answer` is a new reference to the answer (release it with
-/// `tc_answer_free`); `*out_meta`, when `out_meta` is not NULL, gets the answer's source and
-/// age; `*out_error`, when `out_error` is not NULL, is NULL. Otherwise `*out_answer` is NULL and
-/// `*out_error` (when not NULL) is the error document (release it with `tc_string_free`).
-/// `out_answer` is required (NULL: `TC_INVALID_ARGUMENT`). Errors as `tc_check`. Thread-safe.
-#[no_mangle]
-pub unsafe extern "C" fn tc_check_answer(
-    checker: *const tc_checker,
-    token: *const c_char,
-    out_answer: *mut *const tc_answer,
-    out_meta: *mut tc_answer_meta,
-    out_error: *mut *mut c_char,
-) -> tc_status {
-    deliver_answer(out_answer, out_meta, out_error, || {
-        let token = str_arg(token, "the token")?;
-        if let Some(result) = checker_ref(checker)?.try_check(token)? {
-            return result;
-        }
-        checker_arc(checker)?.check_uncached(token)
-    })
-}
-
-/// Like `tc_check_answer`, but answers only from the in-process cache and never blocks:
-/// `TC_WOULD_BLOCK` (with an error document) when the answer needs the network. The hot path
-/// of bindings: a cached answer costs a keyed hash, one lookup and the rules.
-#[no_mangle]
-pub unsafe extern "C" fn tc_try_check_answer(
-    checker: *const tc_checker,
-    token: *const c_char,
-    out_answer: *mut *const tc_answer,
-    out_meta: *mut tc_answer_meta,
-    out_error: *mut *mut c_char,
-) -> tc_status {
-    deliver_answer(out_answer, out_meta, out_error, || {
-        let token = str_arg(token, "the token")?;
-        match checker_ref(checker)?.try_check(token)? {
-            Some(result) => result,
-            None => Err(Error::new(
-                tc_status::TC_WOULD_BLOCK,
-                "the answer is not cached; use tc_check_answer or tc_check_async",
-            )),
-        }
-    })
-}
-
-/// The stable part of an answer's result: a NUL-terminated JSON object, borrowed (valid while
-/// the answer lives; never free it), the same bytes for every hit of the same cached answer:
-/// `{"active":true,"sub":…,"identities":[…],"username":…,"name":…,"email":…,"client_id":…,
-/// "scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}`. The result document's other members are
-/// derived from it (`effective_identity` is `urn:globus:auth:identity:` + `sub`; `principals`
-/// are the identities with that prefix, plus groups from `tc_groups`) or volatile
-/// (`tc_answer_meta`). `*out_len`, when `out_len` is not NULL, gets its length in bytes (without
-/// the NUL). NULL `answer`: NULL (and 0).
-#[no_mangle]
-pub unsafe extern "C" fn tc_answer_text(
-    answer: *const tc_answer,
-    out_len: *mut usize,
-) -> *const c_char {
-    let (text, len) = match (answer as *const TokenInfo).as_ref() {
-        Some(info) => (info.stable_c_ptr(), info.stable_text().len()),
-        None => (ptr::null(), 0),
-    };
-    if !out_len.is_null() {
-        *out_len = len;
-    }
-    text
-}
-
-/// A number unique to this answer for the life of the process, never reused (1 and up; 0 for
-/// NULL): bindings key what they decoded from `tc_answer_text` by it. A new fetch of the same
-/// token's answer (after its entry expired, or from a shared backend) has a new id.
-#[no_mangle]
-pub unsafe extern "C" fn tc_answer_id(answer: *const tc_answer) -> u64 {
-    (answer as *const TokenInfo)
-        .as_ref()
-        .map_or(0, TokenInfo::answer_id)
-}
-
-/// Another reference to `answer` (returned; release each with `tc_answer_free`). NULL: NULL.
-/// Thread-safe: answers are immutable and may be shared between threads.
-#[no_mangle]
-pub unsafe extern "C" fn tc_answer_retain(answer: *const tc_answer) -> *const tc_answer {
-    if !answer.is_null() {
-        Arc::increment_strong_count(answer as *const TokenInfo);
-    }
-    answer
-}
-
-/// Releases one reference to an answer. NULL is ignored; each reference is released once.
-#[no_mangle]
-pub unsafe extern "C" fn tc_answer_free(answer: *const tc_answer) {
-    if answer.is_null() {
-        return;
-    }
-    let _ = catch_unwind(|| drop(Arc::from_raw(answer as *const TokenInfo)));
 }
 
 /// The group memberships of the token's caller, after the token passed every check: on `TC_OK`

@@ -1,0 +1,132 @@
+//! Authorization: whether the caller is one of the allowed principals.
+
+use super::{local_groups, wrong_kind, Checker};
+use crate::auth_state::{AuthState, AuthorizeRequest, Groups};
+use crate::cache;
+use crate::clock::Moment;
+use crate::config::FetchGroups;
+use crate::runtime;
+use crate::stats::stats;
+use crate::status::{tc_status, Error};
+
+/// The outcome of a successful authorization.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub state: AuthState,
+    /// The allowed principal that matched.
+    pub matched: String,
+}
+
+impl Checker {
+    /// Checks the token, then whether the caller is one of the allowed principals. Answers from
+    /// the in-process cache without touching the runtime when it can.
+    pub fn authorize(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
+        if let Some(result) = self.try_authorize(token, request)? {
+            return result;
+        }
+        runtime::block_on(self.authorize_inner(token, request))?
+    }
+
+    /// `authorize` from the in-process cache only: `Ok(None)` when it needs the network.
+    pub fn try_authorize(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Option<Result<Authorization, Error>>, Error> {
+        stats().checks.inc();
+        let state = match self.lookup_local(token)? {
+            None => return Ok(None),
+            Some(Err(e)) => return Ok(Some(Err(e))),
+            Some(Ok(state)) => state,
+        };
+        match self.authorization_step(request, state) {
+            Step::Done(result) => Ok(Some(result)),
+            Step::NeedGroups(mut state) => {
+                let id = self.local_id(token)?;
+                let Some(groups) = local_groups(&cache::current(), id, Moment::now()) else {
+                    return Ok(None);
+                };
+                state.groups = Groups::Available(groups);
+                match self.authorization_step(request, state) {
+                    Step::Done(result) => Ok(Some(result)),
+                    Step::NeedGroups(_) => Ok(None),
+                }
+            }
+        }
+    }
+
+    pub async fn authorize_async(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
+        stats().checks.inc();
+        self.authorize_inner(token, request).await
+    }
+
+    async fn authorize_inner(
+        &self,
+        token: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
+        let state = self.check_inner(token).await?;
+        match self.authorization_step(request, state) {
+            Step::Done(result) => result,
+            Step::NeedGroups(mut state) => {
+                let id = self.token_id(token)?;
+                state.groups = self.groups(token, id, &state.info).await?;
+                match self.authorization_step(request, state) {
+                    Step::Done(result) => result,
+                    Step::NeedGroups(_) => Err(wrong_kind()),
+                }
+            }
+        }
+    }
+
+    /// The original `check_authorization`, once the token passed: public, then all
+    /// authenticated users, then identities, and groups only when nothing cheaper matched.
+    fn authorization_step(&self, request: &AuthorizeRequest, state: AuthState) -> Step {
+        if let Some(matched) = request.match_without_groups(&state.info) {
+            return Step::Done(Ok(Authorization { state, matched }));
+        }
+        if request.names_groups() && self.config.fetch_groups != FetchGroups::Never {
+            match &state.groups {
+                Groups::NotFetched => return Step::NeedGroups(state),
+                Groups::Available(groups) => {
+                    if let Some(matched) = request.match_groups(groups) {
+                        return Step::Done(Ok(Authorization { state, matched }));
+                    }
+                }
+                Groups::Unavailable(why) => {
+                    return Step::Done(Err(Error::unavailable(format!(
+                        "cannot authorize by group: group memberships are unavailable ({why})"
+                    ))))
+                }
+                Groups::NotGranted(why) => {
+                    return Step::Done(Err(Error::new(
+                        tc_status::TC_NOT_AUTHORIZED,
+                        format!(
+                            "the caller is none of the allowed identities, and groups cannot \
+                             decide: {why}"
+                        ),
+                    )))
+                }
+            }
+        }
+        Step::Done(Err(Error::new(
+            tc_status::TC_NOT_AUTHORIZED,
+            "the caller is none of the allowed principals",
+        )))
+    }
+}
+
+/// Where an authorization stands.
+enum Step {
+    Done(Result<Authorization, Error>),
+    /// Only the caller's groups can decide.
+    NeedGroups(AuthState),
+}

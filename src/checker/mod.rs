@@ -1,0 +1,380 @@
+//! The checker: checks tokens, authorizes callers, hands out dependent tokens, purges.
+//!
+//! Every operation is an async function run on the shared runtime; the blocking entry points
+//! first try the in-process cache without touching the runtime at all (the hot path), then fall
+//! back to `runtime::block_on`.
+//!
+//! Here: creation, checks (the hot path, then introspection through the cache) and purges;
+//! `grants.rs`: dependent tokens and groups; `authorize.rs`: the allowed-principals rules.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use crate::auth_state::{validate, AuthState, Groups};
+use crate::cache::{
+    self, CacheKey, CacheStore, Entry, Fetched, KeyHasher, Kind, LocalId, LocalKey, TokenIds,
+};
+use crate::clock::{now_unix, Moment};
+use crate::config::{Config, FetchGroups};
+use crate::introspection::AuthClient;
+use crate::log::{log_error, log_info, log_warn};
+use crate::model::{Source, TokenInfo};
+use crate::runtime;
+use crate::stale;
+use crate::stats::stats;
+use crate::status::{tc_status, Cause, Error};
+
+mod authorize;
+mod grants;
+
+pub use authorize::Authorization;
+use grants::local_groups;
+
+/// Dependent tokens are dropped from the cache this long before they expire.
+const DEPENDENT_TOKEN_MARGIN_S: i64 = 60;
+/// What creation introspects to learn whether the client credentials are accepted.
+const CREDENTIAL_PROBE_TOKEN: &str = "tokenchecker-credential-probe";
+/// How many tokens' "the grant was asked again" marks a checker keeps (see
+/// [`Checker::dependent_token_async`]).
+const REGRANT_MARKS: usize = 10_000;
+
+/// A configured token checker. Cheap to share: wrap it in an `Arc` and use it from any thread.
+pub struct Checker {
+    config: Config,
+    client: Arc<AuthClient>,
+    hasher: KeyHasher,
+    /// How long one caller waits for one request's answer (its retries included).
+    wait: Duration,
+    /// When (a [`Moment`]'s nanoseconds; 0: never) a grant last came without a Groups token:
+    /// this client's scope lacks the Groups dependency. Until a cache lifetime has passed,
+    /// group rules answer "not granted" without asking for a grant again.
+    groups_not_granted_at: AtomicU64,
+    /// The "no Groups dependency" warning was logged (once per checker).
+    groups_warned: AtomicBool,
+    /// Tokens whose dependent-token grant was asked again because it lacked a requested scope
+    /// (at most once per token per cache lifetime), and when.
+    regranted: quick_cache::sync::Cache<LocalId, Moment>,
+}
+
+impl Checker {
+    /// Builds a checker from a JSON configuration (blocking: it may probe the credentials).
+    pub fn from_json(config_json: &str) -> Result<Checker, Error> {
+        Checker::new(Config::from_json(config_json)?)
+    }
+
+    /// Builds a checker. With `config.cache` set, the process-wide cache is replaced, but only
+    /// once everything else succeeded: a failed creation leaves the current cache as it was.
+    pub fn new(mut config: Config) -> Result<Checker, Error> {
+        static NEXT_RULES_ID: AtomicU64 = AtomicU64::new(1);
+        // This checker's rules, fixed from now on: its own id (see `Config::rules_id`).
+        config.rules_id = NEXT_RULES_ID.fetch_add(1, Ordering::Relaxed);
+        let client = Arc::new(AuthClient::new(&config)?);
+        let hasher = KeyHasher::new(&config.client_id, &config.client_secret, &config.auth_url);
+        let per_try = config.connect_timeout + config.request_timeout;
+        let wait = per_try * (config.max_retries + 1) + Duration::from_secs(2) * config.max_retries;
+        let store = config.cache.as_ref().map(CacheStore::new).transpose()?;
+        let checker = Checker {
+            config,
+            client,
+            hasher,
+            wait,
+            groups_not_granted_at: AtomicU64::new(0),
+            groups_warned: AtomicBool::new(false),
+            regranted: quick_cache::sync::Cache::new(REGRANT_MARKS),
+        };
+        for (key, url) in [
+            ("auth_url", &checker.config.auth_url),
+            ("groups_url", &checker.config.groups_url),
+        ] {
+            if checker.config.allow_insecure_http && url.starts_with("http://") {
+                log_warn!(
+                    "creating a checker: {key} is plain http:// (allow_insecure_http): the client \
+                     secret and users' tokens travel in clear to {url}"
+                );
+            }
+        }
+        if checker.config.verify_credentials {
+            let client = checker.client.clone();
+            let deadline = Instant::now() + wait;
+            let probe = runtime::block_on(async move {
+                client.introspect(CREDENTIAL_PROBE_TOKEN, deadline).await
+            })?;
+            match probe {
+                Err(e) if e.status == tc_status::TC_CREDENTIALS_REJECTED => {
+                    log_error!("creating a checker: {e}");
+                    return Err(e);
+                }
+                Err(e) => log_warn!(
+                    "creating a checker: could not verify the client credentials ({e}); \
+                     checks will report TC_AUTH_UNAVAILABLE until the server answers"
+                ),
+                // An unreachable server must not stop a service from starting: checks will
+                // report TC_AUTH_UNAVAILABLE until it answers.
+                _ => {}
+            }
+        }
+        if let Some(store) = store {
+            log_info!("a new cache_config replaces the process-wide cache");
+            cache::install(store);
+        }
+        log_info!(
+            "checker created for client {} (auth {}, fetch_groups {:?})",
+            checker.config.client_id,
+            checker.config.auth_url,
+            checker.config.fetch_groups
+        );
+        Ok(checker)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Both ids of an acceptable token (the backend's needs a BLAKE3 hash: misses, purges).
+    fn token_id(&self, token: &str) -> Result<TokenIds, Error> {
+        self.valid_token(token)?;
+        Ok(self.hasher.token_id(token))
+    }
+
+    /// The in-process id of an acceptable token: all the hot path hashes.
+    #[inline]
+    fn local_id(&self, token: &str) -> Result<LocalId, Error> {
+        self.valid_token(token)?;
+        Ok(self.hasher.local_id(token))
+    }
+
+    fn valid_token(&self, token: &str) -> Result<(), Error> {
+        if token.is_empty() {
+            return Err(Error::invalid_argument("the token is empty"));
+        }
+        if token.len() > self.config.max_token_bytes {
+            return Err(Error::invalid_argument(format!(
+                "the token is {} bytes long; the limit is {} (max_token_bytes)",
+                token.len(),
+                self.config.max_token_bytes
+            )));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::invalid_argument(
+                "the token contains characters a bearer token cannot hold (space, control or non-ASCII)",
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- checking -------------------------------------------------------------------------
+
+    /// Checks a token; blocks the calling thread until it knows (never from a runtime thread).
+    pub fn check(&self, token: &str) -> Result<AuthState, Error> {
+        stats().checks.inc();
+        if let Some(result) = self.lookup_local(token)? {
+            return result;
+        }
+        runtime::block_on(self.check_inner(token))?
+    }
+
+    /// The rest of [`Self::check`] after [`Self::try_check`] missed (counted there): blocks.
+    pub fn check_uncached(&self, token: &str) -> Result<AuthState, Error> {
+        runtime::block_on(self.check_inner(token))?
+    }
+
+    /// Answers from the in-process cache only: `Ok(None)` when the answer needs the network.
+    pub fn try_check(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
+        stats().checks.inc();
+        self.lookup_local(token)
+    }
+
+    /// The hot path: the whole check from the in-process layer, without touching the runtime.
+    fn lookup_local(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
+        let id = self.local_id(token)?;
+        let store = cache::current();
+        // One clock read serves the entry's expiry and the answer's age: the coarse clock (an
+        // entry may be served a few milliseconds past its expiry; its token's `exp` is still
+        // checked in whole seconds).
+        let now = Moment::now_coarse();
+        let Some((entry, source)) =
+            store.get_local_at(&LocalKey::new(Kind::Introspection, id), now)
+        else {
+            return Ok(None);
+        };
+        let groups = match self.config.fetch_groups {
+            FetchGroups::Eager => match local_groups(&store, id, now) {
+                Some(g) => Groups::Available(g),
+                None => return Ok(None),
+            },
+            _ => Groups::NotFetched,
+        };
+        Ok(Some(self.state_from(&entry, source, groups, now)))
+    }
+
+    fn state_from(
+        &self,
+        entry: &Entry,
+        source: Source,
+        groups: Groups,
+        now: Moment,
+    ) -> Result<AuthState, Error> {
+        let cache::Value::Introspection(info) = &entry.value else {
+            return Err(wrong_kind());
+        };
+        match source {
+            Source::Network | Source::Coalesced => {}
+            _ if info.active() => stats().hits.inc(),
+            _ => stats().negative_hits.inc(),
+        }
+        validate(&self.config, info, crate::clock::unix_now_coarse())?;
+        Ok(AuthState {
+            info: info.clone(),
+            groups,
+            source,
+            age: now.saturating_duration_since(entry.fetched_at),
+        })
+    }
+
+    /// Checks a token on the runtime.
+    pub async fn check_async(&self, token: &str) -> Result<AuthState, Error> {
+        stats().checks.inc();
+        self.check_inner(token).await
+    }
+
+    async fn check_inner(&self, token: &str) -> Result<AuthState, Error> {
+        let id = self.token_id(token)?;
+        let (entry, source) = self.introspection(token, id).await?;
+        let mut state = self.state_from(&entry, source, Groups::NotFetched, Moment::now())?;
+        if self.config.fetch_groups == FetchGroups::Eager {
+            state.groups = self.groups(token, id, &state.info).await?;
+        }
+        Ok(state)
+    }
+
+    async fn introspection(&self, token: &str, id: TokenIds) -> Result<(Entry, Source), Error> {
+        let client = self.client.clone();
+        let token = token.to_owned();
+        let store = cache::current_arc();
+        let timeout = store.timeout();
+        let key = CacheKey::new(Kind::Introspection, id);
+        let wait = self.wait;
+        let result = store
+            .clone()
+            .get_or_fetch(key, self.wait, move || {
+                async move {
+                    let deadline = Instant::now() + wait;
+                    let info = TokenInfo::new(client.introspect(&token, deadline).await?);
+                    // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
+                    let ttl = match info.exp() {
+                        Some(exp) if info.active() => timeout.min(secs_until(exp)),
+                        _ => timeout,
+                    };
+                    let identities = info.identity_filter();
+                    Ok(Fetched {
+                        value: cache::Value::Introspection(Arc::new(info)),
+                        ttl,
+                        identities,
+                    })
+                }
+                .boxed()
+            })
+            .await;
+        if let Ok((entry, Source::Network)) = &result {
+            // The fetch of this call: with a shared backend, let the fleet find the token by
+            // its identities (for `purge_identity`).
+            if let (true, cache::Value::Introspection(info)) = (store.is_shared(), &entry.value) {
+                let ids = info.identities();
+                store
+                    .index_identities(&key, ids.iter().map(String::as_str), |prefix, i| {
+                        self.hasher.identity_index_text(prefix, i)
+                    })
+                    .await;
+            }
+        }
+        let stale_for = self.config.stale_if_error;
+        if stale_for.is_zero() {
+            return result;
+        }
+        match result {
+            Ok((entry, source @ (Source::Network | Source::Coalesced))) => {
+                stale::remember(key, &entry, timeout, stale_for);
+                Ok((entry, source))
+            }
+            // Only when the server itself failed: never for load shedding here, a caller's own
+            // deadline, a malformed answer or a 4xx (a flood of new tokens must not be able to
+            // make a revoked one pass).
+            Err(e) if e.cause == Cause::Upstream => match stale::recall(&key) {
+                Some(entry) => {
+                    stats().stale_served.inc();
+                    log_warn!(
+                        "the authorization server is unavailable; serving a stale answer ({e})"
+                    );
+                    Ok((entry, Source::Stale))
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    // ---- revocation -----------------------------------------------------------------------
+
+    /// Removes everything cached for one token, from every layer.
+    pub fn purge(&self, token: &str) -> Result<(), Error> {
+        runtime::block_on(self.purge_async(token))?
+    }
+
+    pub async fn purge_async(&self, token: &str) -> Result<(), Error> {
+        let id = self.token_id(token)?;
+        self.purge_id(id).await;
+        Ok(())
+    }
+
+    async fn purge_id(&self, id: TokenIds) {
+        let store = cache::current_arc();
+        for kind in Kind::ALL {
+            store.remove(&CacheKey::new(kind, id)).await;
+        }
+        stale::forget(&CacheKey::new(Kind::Introspection, id));
+        stats().purges.inc();
+    }
+
+    /// Removes everything cached for tokens of one identity (from the in-process layer).
+    pub fn purge_identity(&self, identity_id: &str) -> Result<(), Error> {
+        if identity_id.is_empty() {
+            return Err(Error::invalid_argument("the identity id is empty"));
+        }
+        let id = identity_id
+            .strip_prefix(crate::model::IDENTITY_PREFIX)
+            .unwrap_or(identity_id)
+            .to_string();
+        stale::forget_identity(&id);
+        let hasher = self.hasher.clone();
+        let fleet_wide = runtime::block_on(async move {
+            cache::current_arc()
+                .remove_identity(&id, |prefix| hasher.identity_index_text(prefix, &id))
+                .await
+        })?;
+        stats().purges.inc();
+        if !fleet_wide {
+            log_warn!(
+                "purging an identity: the shared cache backend is unreachable; the purge is \
+                 local to this process (other processes keep their entries until they expire)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether an answer came from the network for this call (not from a cache).
+fn fresh(source: Source) -> bool {
+    matches!(source, Source::Network | Source::Coalesced)
+}
+
+/// The time from now until the unix instant `t` (zero when it has passed).
+fn secs_until(t: i64) -> Duration {
+    Duration::from_secs(t.saturating_sub(now_unix()).max(0) as u64)
+}
+
+fn wrong_kind() -> Error {
+    Error::new(tc_status::TC_PANIC, "a cache entry of the wrong kind")
+}
