@@ -33,6 +33,7 @@ pub struct tc_answer_meta {
 }
 
 /// Runs a check behind the panic boundary and hands its answer out as a handle.
+#[inline]
 unsafe fn deliver_answer(
     out_answer: *mut *const tc_answer,
     out_meta: *mut tc_answer_meta,

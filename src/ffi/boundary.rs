@@ -17,6 +17,7 @@ use crate::status::{tc_status, Error};
 /// serde_json pieces, where a NUL can only appear escaped (`\u0000`); so instead of scanning
 /// the whole document for one (a `CString::new` on every check), this checks it only in debug
 /// builds.
+#[inline]
 pub(super) fn to_c_string(s: String) -> *mut c_char {
     CDoc::from(s).into_raw()
 }
@@ -26,6 +27,7 @@ pub(super) fn to_c_string(s: String) -> *mut c_char {
 pub(super) struct CDoc(pub(super) Vec<u8>);
 
 impl CDoc {
+    #[inline]
     fn into_raw(self) -> *mut c_char {
         debug_assert_eq!(
             self.0.iter().position(|&b| b == 0),
@@ -38,6 +40,7 @@ impl CDoc {
 }
 
 impl From<String> for CDoc {
+    #[inline]
     fn from(s: String) -> CDoc {
         let mut bytes = s.into_bytes();
         bytes.reserve_exact(1);
@@ -55,6 +58,7 @@ pub(super) fn panic_json() -> String {
 }
 
 /// Runs `f` behind the panic boundary and delivers its document through `out`.
+#[inline]
 pub(super) unsafe fn deliver<D: Into<CDoc>>(
     out: *mut *mut c_char,
     f: impl FnOnce() -> Result<D, Error>,
@@ -75,6 +79,7 @@ pub(super) unsafe fn deliver<D: Into<CDoc>>(
 /// Runs `f` behind the panic boundary for the exports that hand out an object: `keep` stores a
 /// success; a failure (or a caught panic, reported with `panic_message`) goes to `*out_error` as
 /// an error document when `out_error` is not NULL. The caller has cleared `*out_error`.
+#[inline]
 pub(super) unsafe fn deliver_object<T>(
     out_error: *mut *mut c_char,
     panic_message: &str,
@@ -96,6 +101,7 @@ pub(super) unsafe fn deliver_object<T>(
 }
 
 /// Runs `f` behind the panic boundary when there is no document to deliver.
+#[inline]
 pub(super) fn guard(f: impl FnOnce() -> Result<(), Error>) -> tc_status {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => tc_status::TC_OK,
@@ -104,6 +110,7 @@ pub(super) fn guard(f: impl FnOnce() -> Result<(), Error>) -> tc_status {
     }
 }
 
+#[inline]
 pub(super) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
     if p.is_null() {
         return Err(Error::invalid_argument(format!("{what} is NULL")));
@@ -114,6 +121,7 @@ pub(super) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str
 }
 
 /// Borrows the checker behind a handle.
+#[inline]
 pub(super) unsafe fn checker_ref<'a>(p: *const tc_checker) -> Result<&'a Checker, Error> {
     if p.is_null() {
         return Err(Error::invalid_argument("the checker is NULL"));
@@ -122,6 +130,7 @@ pub(super) unsafe fn checker_ref<'a>(p: *const tc_checker) -> Result<&'a Checker
 }
 
 /// A new strong reference to the checker behind a handle, for work that outlives the call.
+#[inline]
 pub(super) unsafe fn checker_arc(p: *const tc_checker) -> Result<Arc<Checker>, Error> {
     if p.is_null() {
         return Err(Error::invalid_argument("the checker is NULL"));
