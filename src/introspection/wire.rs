@@ -403,6 +403,52 @@ mod tests {
         assert!(!format!("{t:?}").contains("SECRET"));
     }
 
+    /// Answers shaped as the real services send them (globus-sdk-python's testing data, with
+    /// `include=identity_set`): every field we do not use is ignored, `null`s are absent.
+    #[test]
+    fn real_service_answers_parse() {
+        let i = parse_introspection(&bytes(json!({
+            "active": true, "token_type": "Bearer",
+            "scope": "urn:globus:auth:scope:auth.globus.org:view_identity_set profile email openid",
+            "client_id": "c1", "username": "kingfish@globus.org", "name": "Christone Ingram",
+            "email": null, "exp": 1715289767, "iat": 1715116967, "nbf": 1715116967,
+            "sub": "s1", "aud": ["auth.globus.org", "c1"], "iss": "https://auth.globus.org",
+            "identity_set": ["s1", "s2"]
+        })))
+        .unwrap();
+        assert_eq!(i.scopes.len(), 4);
+        assert_eq!((i.email, i.exp, i.aud.len()), (None, Some(1715289767), 2));
+        assert_eq!(i.identity_set.as_deref().map(<[String]>::len), Some(2));
+
+        let t = parse_dependent_tokens(
+            &bytes(json!([{
+                "scope": "urn:globus:auth:scope:groups.api.globus.org:view_my_groups_and_memberships",
+                "access_token": "groupsToken", "refresh_token": null, "token_type": "bearer",
+                "expires_in": 120, "resource_server": "groups.api.globus.org"
+            }])),
+            1000,
+        )
+        .unwrap();
+        assert_eq!(
+            (t[0].expires_at, t[0].refresh_token.as_deref()),
+            (1120, None)
+        );
+
+        let g = parse_groups(&bytes(json!([{
+            "name": "Claptrap's Rough Riders", "parent_id": null,
+            "id": "d3974728-6458-11e4-b72d-123139141556", "group_type": "regular",
+            "enforce_session": false, "session_limit": 28800, "session_timeouts": {},
+            "my_memberships": [{
+                "group_id": "d3974728-6458-11e4-b72d-123139141556",
+                "identity_id": "ae332d86-d274-11e5-b885-b31714a110e9",
+                "username": "sirosen@globusid.org", "role": "member", "status": "active"
+            }],
+            "policies": {"group_visibility": "private", "group_members_visibility": "managers"}
+        }])))
+        .unwrap();
+        assert_eq!(g, vec!["d3974728-6458-11e4-b72d-123139141556"]);
+    }
+
     #[test]
     fn oauth_error_codes() {
         assert_eq!(
