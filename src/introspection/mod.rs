@@ -131,20 +131,25 @@ impl AuthClient {
         })
     }
 
+    /// A form `POST` to Globus Auth with the client credentials.
+    fn post_form(&self, url: &str, form: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
+            .header("Authorization", self.basic.clone())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .body(form.to_owned())
+    }
+
     /// `POST /v2/oauth2/token/introspect` with `include=identity_set`.
     pub async fn introspect(&self, token: &str, deadline: Instant) -> Result<Introspection, Error> {
-        let body = form(&[("token", token), ("include", "identity_set")]);
-        let body = self
+        let form = form(&[("token", token), ("include", "identity_set")]);
+        let answer = self
             .send(Endpoint::Introspect, true, deadline, || {
-                self.http
-                    .post(&self.introspect_url)
-                    .header("Authorization", self.basic.clone())
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .header("Accept", "application/json")
-                    .body(body.clone())
+                self.post_form(&self.introspect_url, &form)
             })
             .await?;
-        Endpoint::Introspect.parsed(parse_introspection(&body))
+        Endpoint::Introspect.parsed(parse_introspection(&answer))
     }
 
     /// The dependent-token grant: tokens for the services this one may call for the caller.
@@ -155,19 +160,14 @@ impl AuthClient {
         token: &str,
         deadline: Instant,
     ) -> Result<Vec<DependentToken>, Error> {
-        let body = form(&[("grant_type", DEPENDENT_GRANT), ("token", token)]);
+        let form = form(&[("grant_type", DEPENDENT_GRANT), ("token", token)]);
         // Not retried on an answer: a second grant would issue a second set of tokens.
-        let body = self
+        let answer = self
             .send(Endpoint::DependentToken, false, deadline, || {
-                self.http
-                    .post(&self.token_url)
-                    .header("Authorization", self.basic.clone())
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .header("Accept", "application/json")
-                    .body(body.clone())
+                self.post_form(&self.token_url, &form)
             })
             .await?;
-        Endpoint::DependentToken.parsed(parse_dependent_tokens(&body, now_unix()))
+        Endpoint::DependentToken.parsed(parse_dependent_tokens(&answer, now_unix()))
     }
 
     /// `GET /v2/groups/my_groups`: ids of the groups with an active member/manager/admin
@@ -180,7 +180,7 @@ impl AuthClient {
         let bearer = sensitive(format!("Bearer {groups_token}")).map_err(|_| {
             Error::unavailable("the Groups API token from the dependent-token grant is malformed")
         })?;
-        let body = self
+        let answer = self
             .send(Endpoint::Groups, true, deadline, || {
                 self.http
                     .get(&self.groups_url)
@@ -188,7 +188,7 @@ impl AuthClient {
                     .header("Accept", "application/json")
             })
             .await?;
-        Endpoint::Groups.parsed(parse_groups(&body))
+        Endpoint::Groups.parsed(parse_groups(&answer))
     }
 
     async fn send(

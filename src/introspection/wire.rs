@@ -321,8 +321,9 @@ mod tests {
                 "malformed introspection answer: not a JSON object",
             ),
             (
-                json!({"active": true, "exp": 1, "identity_set": ["a", "SECRET, expected x"]}),
-                "",
+                // serde's message quotes the value: only its own last ", expected …" is used.
+                json!({"active": true, "exp": "SECRET, expected x"}),
+                "malformed introspection answer: 'exp' is not a number",
             ),
             (
                 json!({"active": true, "exp": 1, "identity_set": ["a", 7]}),
@@ -338,12 +339,7 @@ mod tests {
             ),
         ];
         for (doc, want) in cases {
-            let got = parse_introspection(&bytes(doc.clone()));
-            if want.is_empty() {
-                assert!(got.is_ok(), "{doc}");
-                continue;
-            }
-            let got = message(got);
+            let got = message(parse_introspection(&bytes(doc.clone())));
             assert_eq!(got, want, "{doc}");
         }
         let e = message(parse_dependent_tokens(
