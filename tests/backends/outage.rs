@@ -98,21 +98,31 @@ pub fn purge_during_outage(fake: &FakeGlobus, server: &Server) {
     assert_eq!(s.source, Source::Network, "the purged entry was served");
     assert_eq!(fake.counters().introspect, introspections + 1);
     let fresh = s.info.to_introspection();
-    // Replayed: what the backend holds now is the fresh answer. On a busy machine the first
-    // operations after the heal may fail and trip the breaker again; meanwhile the
-    // fallback layer answers with the same fresh entry. Either way nothing is fetched again.
+    // Replayed: the backend ends up holding the fresh answer. On a busy machine the first
+    // operations after the heal may fail: failures that trip the breaker again let the fallback
+    // layer answer meanwhile, and a store that failed while the breaker stayed closed leaves
+    // the backend without the entry, so the next check fetches it once more (its times may
+    // then differ by a second: the fake resolves them per request).
+    let same_token = |i: tokenchecker::Introspection| tokenchecker::Introspection {
+        exp: None,
+        iat: None,
+        nbf: None,
+        ..i
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let again = c.check(&t).unwrap();
-        assert_eq!(again.info.to_introspection(), fresh);
-        assert_eq!(fake.counters().introspect, introspections + 1);
+        assert_eq!(
+            same_token(again.info.to_introspection()),
+            same_token(fresh.clone())
+        );
         if again.source == server.backend.source() {
             break;
         }
-        assert_eq!(
-            again.source,
-            Source::Memory,
-            "only the fallback layer may answer meanwhile"
+        assert!(
+            matches!(again.source, Source::Memory | Source::Network),
+            "only the fallback layer or a new fetch may answer meanwhile: {:?}",
+            again.source
         );
         assert!(
             Instant::now() < deadline,
