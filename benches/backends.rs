@@ -11,8 +11,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
-use tokenchecker::internals::cache::{self, sealing, CacheKey, Entry, KeyHasher, Kind};
-use tokenchecker::internals::runtime;
+use tokenchecker::internals::cache::{sealing, CacheKey, Entry, KeyHasher, Kind};
+use tokenchecker::internals::process;
 use tokenchecker::Source;
 use tokenchecker::{Checker, Config};
 
@@ -50,8 +50,8 @@ fn bench(c: &mut Criterion) {
         assert_eq!(checker.check(token).unwrap().source, *source, "{name}");
         group.bench_function(*name, |b| b.iter(|| checker.check(token).unwrap()));
         if matches!(source, Source::Redis | Source::Memcached) {
-            let store = cache::current_arc();
-            let get = || runtime::block_on(store.backend_raw_get_len(&key)).unwrap();
+            let store = process::cache();
+            let get = || process::block_on(store.backend_raw_get_len(&key)).unwrap();
             assert!(get().is_some(), "{name}: the entry is in the backend");
             group.bench_function(format!("{name} bare GET"), |b| b.iter(|| get().unwrap()));
         }
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
     // The CPU part of a backend hit: opening (decrypting, parsing) one sealed introspection.
     let checker = checker(&fake, json!({"backend": "memory"}));
     checker.check(token).unwrap();
-    let cached = cache::current_arc().get_local(&key).unwrap().0;
+    let cached = process::cache().get_local(&key).unwrap().0;
     let entry = Entry::new(
         cached.value.clone(),
         Duration::from_secs(3600),

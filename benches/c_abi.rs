@@ -14,8 +14,9 @@ use std::ptr;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use fake_globus::{fixtures, FakeGlobus};
 use tokenchecker::ffi::*;
-use tokenchecker::internals::cache::{self, KeyHasher, Kind, LocalKey};
+use tokenchecker::internals::cache::{KeyHasher, Kind, LocalKey};
 use tokenchecker::internals::clock::Moment;
+use tokenchecker::internals::process;
 use tokenchecker::tc_status;
 
 fn new_checker(fake: &FakeGlobus) -> *mut tc_checker {
@@ -58,7 +59,8 @@ fn cached(c: &mut Criterion) {
     group.bench_function("floor: keyed hash + map lookup", |b| {
         b.iter(|| {
             let id = hasher.local_id(black_box(fixtures::TOK_VALID));
-            cache::current()
+            process::get()
+                .cache
                 .get_local_at(&LocalKey::new(Kind::Introspection, id), Moment::now())
                 .is_some()
         })
@@ -84,7 +86,7 @@ fn uncached(c: &mut Criterion) {
     let url = format!("{}/v2/oauth2/token/introspect", fake.url());
     group.bench_function("bare keep-alive POST", |b| {
         b.iter(|| {
-            tokenchecker::internals::runtime::block_on(async {
+            tokenchecker::internals::process::block_on(async {
                 client
                     .post(&url)
                     .basic_auth(fixtures::CLIENT_ID, Some(fixtures::CLIENT_SECRET))

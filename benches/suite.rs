@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::json;
 use tokenchecker::ffi::*;
-use tokenchecker::internals::cache::{self, CacheKey, Entry, KeyHasher, Kind, LocalKey, Value};
+use tokenchecker::internals::cache::{CacheKey, Entry, KeyHasher, Kind, LocalKey, Value};
 use tokenchecker::internals::clock::Moment;
+use tokenchecker::internals::process;
 use tokenchecker::tc_status;
 use tokenchecker::Introspection;
 use tokenchecker::{GroupList, TokenInfo};
@@ -160,7 +161,8 @@ fn main() {
         floor_blake3.push(ns_per_call(n, || {
             let ids = hasher.token_id(std::hint::black_box(fixtures::TOK_VALID));
             std::hint::black_box(
-                cache::current()
+                process::get()
+                    .cache
                     .get_local_at(
                         &LocalKey::new(Kind::Introspection, ids.local),
                         Moment::now(),
@@ -171,7 +173,8 @@ fn main() {
         floor.push(ns_per_call(n, || {
             let id = hasher.local_id(std::hint::black_box(fixtures::TOK_VALID));
             std::hint::black_box(
-                cache::current()
+                process::get()
+                    .cache
                     .get_local_at(&LocalKey::new(Kind::Introspection, id), Moment::now())
                     .is_some(),
             );
@@ -246,7 +249,7 @@ fn main() {
     let client = reqwest::Client::new();
     let bare = |path: &str, n: usize| {
         let url = format!("{}{path}", fake.url());
-        tokenchecker::internals::runtime::block_on(async {
+        process::block_on(async {
             for _ in 0..n {
                 client
                     .post(&url)
@@ -296,7 +299,7 @@ fn main() {
     // bare (the grant's answer parsed only as far as needed to find the Groups token).
     let bare_with_groups = |n: usize| {
         let auth = fake.url();
-        tokenchecker::internals::runtime::block_on(async {
+        process::block_on(async {
             for _ in 0..n {
                 let post = |path: &str, body: &'static str| {
                     client
@@ -428,10 +431,10 @@ fn main() {
             .unwrap()
             * 4096
     };
-    let store = cache::current_arc();
+    let store = process::cache();
     let before = rss();
     let entries = 1_000_000u32;
-    tokenchecker::internals::runtime::block_on(async {
+    process::block_on(async {
         for i in 0..entries {
             let id = hasher.token_id(&format!("tok-mem-{i}"));
             let intro = Introspection {

@@ -169,7 +169,10 @@ extern "C" {
  * it (every checker then uses the new one); without it the current cache is reused. A failed
  * creation leaves the cache as it was. With `verify_credentials` (the default) this blocks for
  * one introspection: `TC_CREDENTIALS_REJECTED` when the server refuses the credentials. The
- * caller's string is never modified.
+ * caller's string is never modified. Creation starts no thread that outlives it (the probe has
+ * a runtime of its own), and a checker created before `fork()` works in the child: the child
+ * rebuilds the library's process-wide state and the checker's HTTP client on first use, and
+ * starts with an empty in-process cache.
  *
  * Errors: `TC_INVALID_ARGUMENT` (NULL `config_json` or `out_checker`, not UTF-8),
  * `TC_INVALID_CONFIG`, `TC_CREDENTIALS_REJECTED`, `TC_WOULD_BLOCK` (called from a runtime

@@ -464,6 +464,8 @@ class Checker {
 
     /// Forgets everything cached for a token (tc_purge). Throws Error on failure.
     void purge(detail::Arg token) const {
+        if (token.has_nul())
+            throw nul_error();
         tc_status st = purge(token, std::nothrow);
         if (st != TC_OK)
             throw Error(st, "tc_purge failed");
@@ -477,6 +479,8 @@ class Checker {
 
     /// Forgets every cached token of an identity (tc_purge_identity). Throws Error on failure.
     void purge_identity(detail::Arg identity) const {
+        if (identity.has_nul())
+            throw nul_error();
         tc_status st = purge_identity(identity, std::nothrow);
         if (st != TC_OK)
             throw Error(st, "tc_purge_identity failed");
@@ -493,6 +497,8 @@ class Checker {
     /// Starts a check (tc_check_async); `callback` gets the Result exactly once, on a library
     /// thread. Throws Error (and never calls the callback) when the check could not be started.
     void check_async(detail::Arg token, Callback callback) const {
+        if (token.has_nul())
+            throw nul_error();
         start(check_async(token, std::move(callback), std::nothrow));
     }
 
@@ -509,6 +515,8 @@ class Checker {
 
     /// tc_authorize_async; see check_async.
     void authorize_async(detail::Arg token, detail::Arg request_json, Callback callback) const {
+        if (token.has_nul() || request_json.has_nul())
+            throw nul_error();
         start(authorize_async(token, request_json, std::move(callback), std::nothrow));
     }
 
@@ -526,6 +534,8 @@ class Checker {
 
     /// tc_dependent_token_async; see check_async.
     void dependent_token_async(detail::Arg token, detail::Arg scope, Callback callback) const {
+        if (token.has_nul() || scope.has_nul())
+            throw nul_error();
         start(dependent_token_async(token, scope, std::move(callback), std::nothrow));
     }
 
@@ -546,6 +556,7 @@ class Checker {
     Checker(tc_checker *raw, adopt_tag) noexcept : handle_(raw) {}
 
     static Result nul_result() { return Result{TC_INVALID_ARGUMENT, detail::embedded_nul_document()}; }
+    static Error nul_error() { return Error(nul_result()); }
 
     static void start(tc_status st) {
         if (st != TC_OK)

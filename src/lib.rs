@@ -8,7 +8,9 @@
 //!
 //! One module per concern, with the dependencies running one way:
 //! [`ffi`] → `checker` → `cache` / `introspection` / `auth_state` → [`model`], and everything may
-//! use the leaves (`config`, `status`, `clock`, `json`, `log`, `stats`, `runtime`).
+//! use the leaves (`config`, `status`, `clock`, `json`, `log`, `stats`, `runtime`). `process`
+//! holds what the whole process shares (runtime, current cache, stale area) and rebuilds it in
+//! a forked child.
 //!
 //! - `config`: the configuration document, parsed and validated once.
 //! - `introspection`: the HTTP client for Globus Auth and the Groups API.
@@ -30,6 +32,7 @@ mod introspection;
 mod json;
 mod log;
 pub mod model;
+mod process;
 mod runtime;
 mod stale;
 mod stats;
@@ -51,14 +54,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The library's counters and the current cache's description as one JSON document (what
 /// `tc_stats` returns).
 pub fn stats_json() -> String {
-    let mut cache = cache::current().describe();
-    cache["in_flight"] = cache::flight::in_flight().into();
+    let store = process::cache();
+    let mut cache = store.describe();
+    cache["in_flight"] = store.in_flight().into();
     stats::stats().to_json(cache)
 }
 
 /// The library's counters in the Prometheus text exposition format (what `tc_metrics` returns).
 pub fn metrics_text() -> String {
-    let entries = cache::current().describe()["local_entries"]
+    let entries = process::cache().describe()["local_entries"]
         .as_u64()
         .unwrap_or(0);
     stats::stats().to_prometheus(entries)
@@ -74,12 +78,7 @@ pub mod internals {
         pub use crate::auth_state::{validate, ALL_AUTHENTICATED_USERS, PUBLIC};
     }
     pub mod cache {
-        pub use crate::cache::{
-            current, current_arc, CacheKey, CacheStore, Entry, KeyHasher, Kind, LocalKey, Value,
-        };
-        pub mod flight {
-            pub use crate::cache::flight::in_flight;
-        }
+        pub use crate::cache::{CacheKey, CacheStore, Entry, KeyHasher, Kind, LocalKey, Value};
         pub mod memory {
             pub use crate::cache::memory::MemoryLayer;
         }
@@ -96,8 +95,8 @@ pub mod internals {
     pub mod introspection {
         pub use crate::introspection::{parse_dependent_tokens, parse_groups, parse_introspection};
     }
-    pub mod runtime {
-        pub use crate::runtime::{block_on, spawn};
+    pub mod process {
+        pub use crate::process::{block_on, cache, generation, get, spawn};
     }
     pub mod stats {
         pub use crate::stats::stats;

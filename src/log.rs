@@ -120,7 +120,11 @@ pub fn log(level: Level, message: impl FnOnce() -> String) {
     let text = message();
     let logger = &*LOGGER;
     if level <= logger.stderr_level && level != tc_log_level::TC_LOG_OFF {
-        eprintln!("tokenchecker {}: {text}", level.name());
+        // Straight to the file descriptor: std's stderr lock may be held by a thread that does
+        // not exist in a forked child.
+        let line = format!("tokenchecker {}: {text}\n", level.name());
+        // SAFETY: writes `line`'s bytes, which outlive the call, to fd 2.
+        let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
     }
     let sink = logger.sink.load_full();
     let _running = InSink::enter();

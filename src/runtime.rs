@@ -1,18 +1,23 @@
-//! The one tokio runtime of the process, started on first use.
+//! Building the tokio runtimes, and the rule about blocking calls.
 //!
-//! Blocking entry points (`tc_check` and friends) drive their future on the caller's thread with
-//! `Runtime::block_on`, while sockets and timers are driven by the runtime's workers. Calling a
-//! blocking entry point from a runtime worker (for example from inside an async completion
-//! callback) would stall that worker, so it is refused with `TC_WOULD_BLOCK` instead.
+//! The process's runtime (held by `process`, started on the first call that needs it) is
+//! multi-threaded: blocking entry points (`tc_check` and friends) drive their future on the
+//! caller's thread with `block_on`, while sockets and timers are driven by the runtime's
+//! workers. Calling a blocking entry point from a runtime worker (for example from inside an
+//! async completion callback) would stall that worker, so it is refused with `TC_WOULD_BLOCK`.
+//!
+//! Creating a checker probes the credentials on a runtime of its own that ends with the probe
+//! ([`block_on_temporary`]), so a process that creates checkers and then forks (gunicorn
+//! `--preload`) has no runtime threads at the fork.
 
 use std::future::Future;
 
-use once_cell::sync::Lazy;
 use tokio::runtime::{Builder, Runtime};
 
 use crate::status::{tc_status, Error};
 
-static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
+/// The process's multi-thread runtime.
+pub fn start() -> Runtime {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -23,10 +28,10 @@ static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
         .enable_all()
         .build()
         .expect("tokenchecker: cannot start the tokio runtime")
-});
+}
 
-/// Runs `fut` to completion on the calling thread; refuses from inside any tokio runtime.
-pub fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
+/// `TC_WOULD_BLOCK` when called from inside any tokio runtime.
+pub fn refuse_inside_runtime() -> Result<(), Error> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Error::new(
             tc_status::TC_WOULD_BLOCK,
@@ -34,14 +39,16 @@ pub fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
              use the async variant (tc_check_async) there",
         ));
     }
-    Ok(RUNTIME.block_on(fut))
+    Ok(())
 }
 
-/// Runs `fut` on the runtime's workers.
-pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    RUNTIME.spawn(fut)
+/// Runs `fut` to completion on a runtime of the calling thread's own, gone when this returns
+/// (with any thread it started): for work done once, such as a new checker's credential probe.
+pub fn block_on_temporary<F: Future>(fut: F) -> Result<F::Output, Error> {
+    refuse_inside_runtime()?;
+    let rt = Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::unavailable(format!("cannot start a runtime: {e}")))?;
+    Ok(rt.block_on(fut))
 }

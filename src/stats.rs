@@ -89,6 +89,8 @@ metrics! {
     purges: Counter => "purges", "tokenchecker_purges_total", "Purges.";
     cache_resets: Counter => "cache_resets", "tokenchecker_cache_resets_total",
         "Times a cache_config replaced the shared cache.";
+    forks_seen: Counter => "forks", "tokenchecker_forks_total",
+        "Forks after which this process (the child) rebuilt the library's state.";
     requests_introspect: Counter => "requests.introspect",
         "tokenchecker_requests_total" { endpoint = "introspect" },
         "Requests to Globus Auth and Groups.";

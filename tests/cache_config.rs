@@ -117,7 +117,7 @@ fn the_cache_is_shared_and_the_last_configuration_wins() {
         let t = unique_token(&fake, &format!("cap{n}"), json!({}));
         first.check(&t).unwrap();
     }
-    let cache = tokenchecker::internals::cache::current().describe();
+    let cache = tokenchecker::internals::process::cache().describe();
     let entries = cache["local_entries"].as_u64().unwrap();
     assert!(entries <= 50 + 16, "{entries} entries in a cache of 50");
 }

@@ -512,8 +512,8 @@ fn blocking_from_a_runtime_thread_is_refused() {
     let c = Arc::new(checker(&fake, json!({})));
     c.check(fixtures::TOK_VALID).unwrap();
     let inner = c.clone();
-    let (hit, miss) = tokenchecker::internals::runtime::block_on(async move {
-        tokenchecker::internals::runtime::spawn(async move {
+    let (hit, miss) = tokenchecker::internals::process::block_on(async move {
+        tokenchecker::internals::process::spawn(async move {
             (
                 inner.check(fixtures::TOK_VALID).map(|_| ()),
                 inner.check(fixtures::TOK_BOB).map(|_| ()),
@@ -536,10 +536,10 @@ fn async_checks_run_on_the_runtime() {
     let handles: Vec<_> = (0..300)
         .map(|_| {
             let (c, t) = (c.clone(), t.clone());
-            tokenchecker::internals::runtime::spawn(async move { c.check_async(&t).await.is_ok() })
+            tokenchecker::internals::process::spawn(async move { c.check_async(&t).await.is_ok() })
         })
         .collect();
-    let ok = tokenchecker::internals::runtime::block_on(async move {
+    let ok = tokenchecker::internals::process::block_on(async move {
         let mut ok = 0;
         for h in handles {
             ok += h.await.unwrap() as usize;
@@ -586,8 +586,8 @@ fn cached_authorizations_need_no_runtime() {
     c.authorize(fixtures::TOK_VALID, &by_group).unwrap();
     // From a runtime thread, where blocking is refused, cached answers still come back.
     let inner = c.clone();
-    let (a, b, d) = tokenchecker::internals::runtime::block_on(async move {
-        tokenchecker::internals::runtime::spawn(async move {
+    let (a, b, d) = tokenchecker::internals::process::block_on(async move {
+        tokenchecker::internals::process::spawn(async move {
             (
                 inner
                     .authorize(fixtures::TOK_VALID, &by_identity)

@@ -16,7 +16,7 @@ use common::*;
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 use tokenchecker::ffi::{tc_check, tc_checker, tc_free, tc_new, tc_string_free};
-use tokenchecker::internals::cache::flight;
+use tokenchecker::internals::process;
 use tokenchecker::{tc_status, AuthorizeRequest, Checker, Config, Groups};
 
 /// A checker through the C ABI.
@@ -63,7 +63,7 @@ unsafe fn take(s: *mut c_char) -> String {
 
 fn wait_for_no_flight(limit: Duration) {
     let start = Instant::now();
-    while flight::in_flight() > 0 && start.elapsed() < limit {
+    while process::cache().in_flight() > 0 && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -26,9 +26,15 @@ type Config struct {
 	VerifyCredentials *bool `json:"verify_credentials,omitempty"`
 	ConnectTimeoutMS  int   `json:"connect_timeout_ms,omitempty"` // default 2000
 	RequestTimeoutMS  int   `json:"request_timeout_ms,omitempty"` // default 10000
-	MaxRetries        *int  `json:"max_retries,omitempty"`        // default 1 (0–10)
-	MaxTokenBytes     int   `json:"max_token_bytes,omitempty"`    // default 16384
-	MaxResponseBytes  int   `json:"max_response_bytes,omitempty"` // default 1048576
+	// CallTimeoutMS (default 15000; 1–600000) bounds every call end to end, in the library:
+	// introspection, the dependent-token grant, Groups, retries and Retry-After pauses
+	// included; a call still unanswered then fails with TC_AUTH_UNAVAILABLE. The Go context
+	// still applies: one that ends first returns ctx.Err() at once (the native call goes on,
+	// within this bound, and caches what it learns).
+	CallTimeoutMS    int  `json:"call_timeout_ms,omitempty"`
+	MaxRetries       *int `json:"max_retries,omitempty"`        // default 1 (0–10)
+	MaxTokenBytes    int  `json:"max_token_bytes,omitempty"`    // default 16384
+	MaxResponseBytes int  `json:"max_response_bytes,omitempty"` // default 1048576
 	// MaxConcurrentRequests (default 256) bounds the requests to Globus Auth/Groups in flight
 	// per checker; more wait for a slot (at most RequestTimeoutMS), then fail with
 	// TC_AUTH_UNAVAILABLE.

@@ -39,6 +39,7 @@ func libraryConfigKeys(t *testing.T) map[string]any {
 		"verify_credentials":      tokenchecker.Bool(false),
 		"connect_timeout_ms":      1500,
 		"request_timeout_ms":      5000,
+		"call_timeout_ms":         20000,
 		"max_retries":             tokenchecker.Int(0),
 		"max_token_bytes":         4096,
 		"max_response_bytes":      65536,

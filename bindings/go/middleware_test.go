@@ -154,7 +154,7 @@ func TestExpectedScopes(t *testing.T) {
 		`["a:b", " c:d "]`, `"a:b  c:d"`,
 	} {
 		c, err := tokenchecker.New(tokenchecker.Config{RawJSON: `{"client_id": "test-client", "client_secret": "test-secret",
-			"auth_url": "` + fake.URL + `", "verify_credentials": false, "expected_scopes": ` + raw + `}`})
+			"auth_url": "` + fake.URL + `", "groups_url": "` + fake.URL + `", "verify_credentials": false, "expected_scopes": ` + raw + `}`})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,6 +36,8 @@ export interface TokenCheckerConfig {
   verifyCredentials?: boolean;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** Bounds each call end to end, milliseconds (default 15000; 1..600000): introspection, the dependent-token grant, Groups, retries and Retry-After pauses included; then the call rejects with TC_AUTH_UNAVAILABLE. */
+  callTimeoutMs?: number;
   maxRetries?: number;
   maxTokenBytes?: number;
   maxResponseBytes?: number;

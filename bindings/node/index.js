@@ -17,8 +17,11 @@ function loadNative() {
   const candidates = override
     ? [path.resolve(override)]
     : [
+        // A source build (npm run build, or the install script when no prebuilt addon fits).
         path.join(__dirname, 'build', 'Release', 'tokenchecker.node'),
         path.join(__dirname, 'build', 'Debug', 'tokenchecker.node'),
+        // The npm package's prebuilt addon, the library linked in (scripts/prebuild.js).
+        path.join(__dirname, 'prebuilds', `${process.platform}-${process.arch}`, 'tokenchecker.node'),
       ];
   let firstError;
   for (const file of candidates) {
@@ -33,8 +36,10 @@ function loadNative() {
     }
   }
   const err = new Error(
-    'tokenchecker: the native addon is not built. Run `cargo build --release -p tokenchecker` ' +
-      'at the repository root, then `npm run build` in bindings/node.',
+    `tokenchecker: the native addon is not built, and this package has no prebuilt one for ${process.platform}-` +
+      `${process.arch}. In a checkout: \`cargo build --release -p tokenchecker\` at the repository root, then ` +
+      '`npm run build` in bindings/node; in an installed package: `npm rebuild tokenchecker` with the library ' +
+      'installed (TOKENCHECKER_LIB_DIR, or pkg-config) and a C compiler (README.md).',
   );
   err.code = 'TC_ADDON_NOT_BUILT';
   err.cause = firstError;
@@ -299,7 +304,7 @@ function settle(status, json, resolve, reject, shape, what) {
 const CONFIG_KEYS = Object.freeze([
   'client_id', 'client_secret', 'expected_scopes', 'expected_audience', 'auth_url', 'groups_url',
   'scope_match', 'leeway_s', 'fetch_groups', 'verify_credentials', 'connect_timeout_ms',
-  'request_timeout_ms', 'max_retries', 'max_token_bytes', 'max_response_bytes',
+  'request_timeout_ms', 'call_timeout_ms', 'max_retries', 'max_token_bytes', 'max_response_bytes',
   'max_concurrent_requests', 'stale_if_error_s', 'allow_insecure_http', 'ca_certs', 'cache_config',
 ]);
 const KNOWN_KEYS = new Set(CONFIG_KEYS);

@@ -42,9 +42,18 @@ struct RawFault {
     latency_ms: Option<u64>,
     status: Option<u16>,
     body: Option<String>,
-    retry_after: Option<u64>,
+    retry_after: Option<RetryAfter>,
     mode: Option<Mode>,
     count: Option<u64>,
+}
+
+/// A `Retry-After` value: seconds, or any text sent verbatim (an HTTP-date, a negative number,
+/// garbage: what a broken or hostile server may send).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RetryAfter {
+    Seconds(u64),
+    Text(String),
 }
 
 /// A validated fault.
@@ -54,7 +63,7 @@ pub(crate) struct Fault {
     pub latency: Option<Duration>,
     pub status: Option<StatusCode>,
     pub body: Option<String>,
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<RetryAfter>,
     pub mode: Option<Mode>,
     /// Remaining requests to affect; `None` = until cleared.
     pub count: Option<u64>,
@@ -117,8 +126,16 @@ pub(crate) fn status_response(fault: &Fault) -> Response {
     *resp.status_mut() = fault.status.unwrap_or(StatusCode::OK);
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some(secs) = fault.retry_after {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    match &fault.retry_after {
+        Some(RetryAfter::Seconds(secs)) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        }
+        Some(RetryAfter::Text(text)) => {
+            if let Ok(v) = HeaderValue::from_str(text) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        None => {}
     }
     resp
 }

@@ -15,15 +15,17 @@
 //! The fetch stores its answer in the cache before it leaves the table, and a new fetch looks in
 //! the cache first (see `CacheStore::get_or_fetch`), so a caller that missed just before the
 //! answer was stored and arrives here after the fetch left makes no second request.
+//!
+//! Each cache store has its own table (a forked child rebuilds its store, and with it a table
+//! that no thread of the parent's holds locked).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
-use once_cell::sync::Lazy;
 
 use super::{CacheKey, Entry};
 use crate::model::Source;
@@ -39,25 +41,37 @@ struct Running {
     id: u64,
 }
 
-static IN_FLIGHT: Lazy<Mutex<HashMap<CacheKey, Running>>> = Lazy::new(Default::default);
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// The fetches in progress, by key.
+#[derive(Default)]
+pub struct Flights {
+    table: Mutex<HashMap<CacheKey, Running>>,
+    next_id: AtomicU64,
+}
 
-fn table() -> std::sync::MutexGuard<'static, HashMap<CacheKey, Running>> {
-    IN_FLIGHT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Flights {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Running>> {
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many fetches are running (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
 }
 
 /// Takes a fetch out of the table when it ends, finished or dropped (never while this module
 /// holds the table's lock: a shared future is never dropped there).
 struct Leave {
+    flights: Arc<Flights>,
     key: CacheKey,
     id: u64,
 }
 
 impl Drop for Leave {
     fn drop(&mut self) {
-        let mut guard = table();
+        let mut guard = self.flights.table();
         if guard.get(&self.key).is_some_and(|r| r.id == self.id) {
             guard.remove(&self.key);
         }
@@ -68,21 +82,30 @@ impl Drop for Leave {
 /// a fetch this call starts is given `deadline` too, and ends with it.
 /// Returns the entry and where it came from: the fetch's own answer for the caller that started
 /// it, [`Source::Coalesced`] for the callers that waited for it.
-pub async fn join<F>(key: CacheKey, deadline: Duration, fetch: F) -> Result<(Entry, Source), Error>
+pub async fn join<F>(
+    flights: &Arc<Flights>,
+    key: CacheKey,
+    deadline: Duration,
+    fetch: F,
+) -> Result<(Entry, Source), Error>
 where
     F: FnOnce() -> FetchFuture,
 {
     let (flight, leader) = {
-        let mut guard = table();
+        let mut guard = flights.table();
         match guard.get(&key).and_then(|r| r.flight.upgrade()) {
             Some(flight) => {
                 stats().coalesced_waits.inc();
                 (flight, false)
             }
             None => {
-                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                let id = flights.next_id.fetch_add(1, Ordering::Relaxed);
                 let work = AssertUnwindSafe(fetch()).catch_unwind();
-                let leave = Leave { key, id };
+                let leave = Leave {
+                    flights: flights.clone(),
+                    key,
+                    id,
+                };
                 let flight: Shared<FetchFuture> = async move {
                     let _leave = leave;
                     match tokio::time::timeout(deadline, work).await {
@@ -118,9 +141,4 @@ where
             )))
         }
     }
-}
-
-/// How many fetches are running (for tests and stats).
-pub fn in_flight() -> usize {
-    table().len()
 }

@@ -200,6 +200,11 @@ static PROCESS_KEY: Lazy<[u8; 32]> = Lazy::new(|| {
     k
 });
 
+/// Draws the process key now rather than on first use.
+pub fn warm_up() {
+    Lazy::force(&PROCESS_KEY);
+}
+
 impl KeyHasher {
     pub fn new(client_id: &str, client_secret: &str, auth_url: &str) -> Self {
         let mut material = Vec::new();

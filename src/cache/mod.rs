@@ -1,9 +1,9 @@
 //! The process-wide cache shared by every checker.
 //!
-//! One [`CacheStore`] is current at a time. A checker created with a `cache_config` builds a new
-//! store and installs it (the last configuration wins, as in the original); a checker created
-//! without one uses whatever is current. The current store is read through an `ArcSwap`, so the
-//! hit path takes no lock. In-flight fetches are coalesced per key in [`flight`].
+//! One [`CacheStore`] is current at a time (held by `process`, read without a lock). A checker
+//! created with a `cache_config` builds a new store and installs it (the last configuration
+//! wins, as in the original); a checker created without one uses whatever is current. In-flight
+//! fetches are coalesced per key in the store's [`flight`] table.
 //!
 //! Backends: the embedded in-memory cache ([`memory`]), or a shared one — Redis ([`redis`]) or
 //! Memcached ([`memcached`]) — behind [`shared`]: entries sealed per token ([`sealing`]), one
@@ -24,9 +24,7 @@ pub(crate) mod shared;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use futures::future::{BoxFuture, FutureExt};
-use once_cell::sync::Lazy;
 
 use crate::clock::Moment;
 use crate::config::{BackendConfig, CacheConfig, NearCacheConfig};
@@ -91,6 +89,8 @@ pub struct CacheStore {
     local: Option<MemoryLayer>,
     local_source: Source,
     shared: Option<Shared>,
+    /// The fetches in progress for this store.
+    flights: Arc<flight::Flights>,
 }
 
 fn near_layer(near: &Option<NearCacheConfig>, timeout: Duration) -> Option<MemoryLayer> {
@@ -124,7 +124,13 @@ impl CacheStore {
             local,
             local_source,
             shared,
+            flights: Default::default(),
         })
+    }
+
+    /// How many fetches are running.
+    pub fn in_flight(&self) -> usize {
+        self.flights.len()
     }
 
     /// Upper bound of every entry's lifetime.
@@ -253,7 +259,7 @@ impl CacheStore {
             stats().misses.inc();
         }
         let store = self.clone();
-        flight::join(key, wait, move || {
+        flight::join(&self.flights, key, wait, move || {
             async move {
                 // A fetch that finished between our miss and our arrival in the flight table
                 // has stored its answer (it stores before it leaves the table): use that.
@@ -305,25 +311,7 @@ impl CacheStore {
     }
 }
 
-static CURRENT: Lazy<ArcSwap<CacheStore>> = Lazy::new(|| {
-    ArcSwap::from_pointee(
-        CacheStore::new(&CacheConfig::default_memory()).expect("the default cache builds"),
-    )
-});
-
-/// The cache every checker uses now.
-#[inline]
-pub fn current() -> arc_swap::Guard<Arc<CacheStore>> {
-    CURRENT.load()
-}
-
-/// The cache every checker uses now, as an owned handle (for work that outlives a call).
-pub fn current_arc() -> Arc<CacheStore> {
-    CURRENT.load_full()
-}
-
-/// Drops the current cache and makes `store` the one every checker uses.
-pub fn install(store: CacheStore) {
-    CURRENT.store(Arc::new(store));
-    stats().cache_resets.inc();
+/// Computes now what the cache's statics would compute on first use (see `process`).
+pub fn warm_up() {
+    keys::warm_up();
 }

@@ -2,10 +2,9 @@
 
 use super::{local_groups, wrong_kind, Checker};
 use crate::auth_state::{AuthState, AuthorizeRequest, Groups};
-use crate::cache;
 use crate::clock::Moment;
 use crate::config::FetchGroups;
-use crate::runtime;
+use crate::process;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
 
@@ -28,7 +27,7 @@ impl Checker {
         if let Some(result) = self.try_authorize(token, request)? {
             return result;
         }
-        runtime::block_on(self.authorize_inner(token, request))?
+        process::block_on(self.authorize_inner(token, request))?
     }
 
     /// `authorize` from the in-process cache only: `Ok(None)` when it needs the network.
@@ -47,7 +46,7 @@ impl Checker {
             Step::Done(result) => Ok(Some(result)),
             Step::NeedGroups(mut state) => {
                 let id = self.local_id(token)?;
-                let Some(groups) = local_groups(&cache::current(), id, Moment::now()) else {
+                let Some(groups) = local_groups(&process::get().cache, id, Moment::now()) else {
                     return Ok(None);
                 };
                 state.groups = Groups::Available(groups);
@@ -73,12 +72,13 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Authorization, Error> {
-        let state = self.check_inner(token).await?;
+        let deadline = self.deadline();
+        let state = self.check_inner(token, deadline).await?;
         match self.authorization_step(request, state) {
             Step::Done(result) => result,
             Step::NeedGroups(mut state) => {
                 let id = self.token_id(token)?;
-                state.groups = self.groups(token, id, &state.info).await?;
+                state.groups = self.groups(token, id, &state.info, deadline).await?;
                 match self.authorization_step(request, state) {
                     Step::Done(result) => result,
                     Step::NeedGroups(_) => Err(wrong_kind()),

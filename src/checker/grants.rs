@@ -14,7 +14,7 @@ use crate::config::FetchGroups;
 use crate::introspection::{GROUPS_RESOURCE_SERVER, GROUPS_SCOPE};
 use crate::log::{log_info, log_warn};
 use crate::model::{DependentToken, GroupList, IdentityFilter, TokenInfo};
-use crate::runtime;
+use crate::process;
 use crate::stats::stats;
 use crate::status::{tc_status, Cause, Error};
 
@@ -24,15 +24,16 @@ impl Checker {
         token: &str,
         id: TokenIds,
         identities: IdentityFilter,
+        deadline: Instant,
     ) -> Result<(Arc<Vec<DependentToken>>, bool), Error> {
-        let client = self.client.clone();
+        let wait = self.stage_wait(deadline)?;
+        let client = self.client()?;
         let token_copy = token.to_owned();
         let key = CacheKey::new(Kind::DependentTokens, id);
-        let store = cache::current_arc();
+        let store = process::cache();
         let timeout = store.timeout();
-        let wait = self.wait;
         let fetched = store
-            .get_or_fetch(key, self.wait, move || {
+            .get_or_fetch(key, wait, move || {
                 async move {
                     let deadline = Instant::now() + wait;
                     let tokens = client.dependent_tokens(&token_copy, deadline).await?;
@@ -80,9 +81,10 @@ impl Checker {
         token: &str,
         id: TokenIds,
         info: &TokenInfo,
+        deadline: Instant,
     ) -> Result<Groups, Error> {
         // Boxed: the grant and the Groups call make a deep future, and every caller's with it.
-        match Box::pin(self.fetch_groups(token, id, info)).await {
+        match Box::pin(self.fetch_groups(token, id, info, deadline)).await {
             Ok(g) => Ok(Groups::Available(g)),
             Err(e)
                 if e.cause == Cause::TokenRejected && e.status == tc_status::TC_INACTIVE_TOKEN =>
@@ -110,7 +112,7 @@ impl Checker {
     pub(super) fn groups_recently_not_granted(&self, now: Moment) -> bool {
         let at = self.groups_not_granted_at.load(Ordering::Relaxed);
         at != 0
-            && now.saturating_duration_since(Moment::from_nanos(at)) < cache::current().timeout()
+            && now.saturating_duration_since(Moment::from_nanos(at)) < process::cache().timeout()
     }
 
     pub(super) async fn fetch_groups(
@@ -118,8 +120,9 @@ impl Checker {
         token: &str,
         id: TokenIds,
         info: &TokenInfo,
+        deadline: Instant,
     ) -> Result<Arc<GroupList>, Error> {
-        let store = cache::current_arc();
+        let store = process::cache();
         let key = CacheKey::new(Kind::Groups, id);
         if let Some((entry, _)) = store.get(&key).await {
             if let cache::Value::Groups(g) = &entry.value {
@@ -135,7 +138,9 @@ impl Checker {
         // ask for a new grant, and try once more.
         let mut regranted = false;
         loop {
-            let (dependent, fresh_grant) = self.dependent_tokens(token, id, identities).await?;
+            let (dependent, fresh_grant) = self
+                .dependent_tokens(token, id, identities, deadline)
+                .await?;
             let Some(groups_token) = dependent
                 .iter()
                 .find(|t| {
@@ -151,11 +156,11 @@ impl Checker {
                 }
                 return Err(Self::groups_not_granted());
             };
-            let client = self.client.clone();
-            let wait = self.wait;
+            let wait = self.stage_wait(deadline)?;
+            let client = self.client()?;
             let result = store
                 .clone()
-                .get_or_fetch(key, self.wait, move || {
+                .get_or_fetch(key, wait, move || {
                     async move {
                         let deadline = Instant::now() + wait;
                         let groups = client.my_groups(&groups_token, deadline).await?;
@@ -192,12 +197,13 @@ impl Checker {
     /// The caller's group ids, after the token passed every check (fetched through the
     /// dependent token and the Groups API, cached). Blocking.
     pub fn groups_of(&self, token: &str) -> Result<Arc<GroupList>, Error> {
-        runtime::block_on(self.groups_of_async(token))?
+        process::block_on(self.groups_of_async(token))?
     }
 
     pub async fn groups_of_async(&self, token: &str) -> Result<Arc<GroupList>, Error> {
         stats().checks.inc();
-        let state = self.check_inner(token).await?;
+        let deadline = self.deadline();
+        let state = self.check_inner(token, deadline).await?;
         if let Groups::Available(g) = &state.groups {
             return Ok(g.clone());
         }
@@ -208,7 +214,7 @@ impl Checker {
             ));
         }
         let id = self.token_id(token)?;
-        match self.groups(token, id, &state.info).await? {
+        match self.groups(token, id, &state.info, deadline).await? {
             Groups::Available(g) => Ok(g),
             Groups::NotGranted(why) => Err(Error::new(tc_status::TC_NOT_AUTHORIZED, why)),
             Groups::Unavailable(why) => Err(Error::unavailable(format!(
@@ -221,7 +227,7 @@ impl Checker {
     /// A dependent token for `scope` (or for a resource server named `scope`), after the
     /// caller's token passed every check.
     pub fn dependent_token(&self, token: &str, scope: &str) -> Result<DependentToken, Error> {
-        runtime::block_on(self.dependent_token_async(token, scope))?
+        process::block_on(self.dependent_token_async(token, scope))?
     }
 
     pub async fn dependent_token_async(
@@ -233,21 +239,26 @@ impl Checker {
             return Err(Error::invalid_argument("the requested scope is empty"));
         }
         stats().checks.inc();
+        let deadline = self.deadline();
         let id = self.token_id(token)?;
-        let state = self.check_inner(token).await?;
+        let state = self.check_inner(token, deadline).await?;
         let identities = state.info.identity_filter();
         let wanted = |t: &&DependentToken| {
             t.scope.split_whitespace().any(|s| s == scope) || t.resource_server == scope
         };
-        let (mut tokens, mut fresh_grant) = self.dependent_tokens(token, id, identities).await?;
-        if !fresh_grant && !tokens.iter().any(|t| wanted(&t)) && self.may_regrant(id) {
+        let (mut tokens, mut fresh_grant) = self
+            .dependent_tokens(token, id, identities, deadline)
+            .await?;
+        if !fresh_grant && !tokens.iter().any(|t| wanted(&t)) && self.may_regrant(id)? {
             // The user may have consented to more since the cached grant: ask once more (at
             // most once per token per cache lifetime), as globus-action-provider-tools does.
             log_info!("the cached dependent-token grant lacks a requested scope; asking again");
-            cache::current_arc()
+            process::cache()
                 .remove(&CacheKey::new(Kind::DependentTokens, id))
                 .await;
-            (tokens, fresh_grant) = self.dependent_tokens(token, id, identities).await?;
+            (tokens, fresh_grant) = self
+                .dependent_tokens(token, id, identities, deadline)
+                .await?;
         }
         let _ = fresh_grant;
         tokens.iter().find(wanted).cloned().ok_or_else(|| {
@@ -263,16 +274,17 @@ impl Checker {
 
     /// Marks that this token's grant is asked again now; false when it already was within the
     /// last cache lifetime.
-    pub(super) fn may_regrant(&self, id: TokenIds) -> bool {
+    pub(super) fn may_regrant(&self, id: TokenIds) -> Result<bool, Error> {
         let now = Moment::now();
-        let lifetime = cache::current().timeout();
-        if let Some(at) = self.regranted.get(&id.local) {
+        let lifetime = process::cache().timeout();
+        let net = self.net()?;
+        if let Some(at) = net.regranted.get(&id.local) {
             if now.saturating_duration_since(at) < lifetime {
-                return false;
+                return Ok(false);
             }
         }
-        self.regranted.insert(id.local, now);
-        true
+        net.regranted.insert(id.local, now);
+        Ok(true)
     }
 }
 

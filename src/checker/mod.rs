@@ -1,8 +1,9 @@
 //! The checker: checks tokens, authorizes callers, hands out dependent tokens, purges.
 //!
-//! Every operation is an async function run on the shared runtime; the blocking entry points
+//! Every operation is an async function run on the process's runtime; the blocking entry points
 //! first try the in-process cache without touching the runtime at all (the hot path), then fall
-//! back to `runtime::block_on`.
+//! back to `process::block_on`. Each call has one deadline (`call_timeout_ms`), set where it
+//! enters; every stage (introspection, grant, Groups, their retries) gets what is left of it.
 //!
 //! Here: creation, checks (the hot path, then introspection through the cache) and purges;
 //! `grants.rs`: dependent tokens and groups; `authorize.rs`: the allowed-principals rules.
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use futures::FutureExt;
 
 use crate::auth_state::{validate, AuthState, Groups};
@@ -22,8 +24,8 @@ use crate::config::{Config, FetchGroups};
 use crate::introspection::AuthClient;
 use crate::log::{log_error, log_info, log_warn};
 use crate::model::{Source, TokenInfo};
+use crate::process;
 use crate::runtime;
-use crate::stale;
 use crate::stats::stats;
 use crate::status::{tc_status, Cause, Error};
 
@@ -41,10 +43,22 @@ const CREDENTIAL_PROBE_TOKEN: &str = "tokenchecker-credential-probe";
 /// [`Checker::dependent_token_async`]).
 const REGRANT_MARKS: usize = 10_000;
 
+/// What a checker keeps per process generation (see `process`): its HTTP client (connection
+/// pool, request slots) and its marks of re-asked grants. A forked child builds its own on first
+/// use and abandons the inherited one.
+struct Net {
+    generation: u64,
+    client: Arc<AuthClient>,
+    /// Tokens whose dependent-token grant was asked again because it lacked a requested scope
+    /// (at most once per token per cache lifetime), and when.
+    regranted: quick_cache::sync::Cache<LocalId, Moment>,
+}
+
 /// A configured token checker. Cheap to share: wrap it in an `Arc` and use it from any thread.
 pub struct Checker {
     config: Config,
-    client: Arc<AuthClient>,
+    /// Built on first use in each process generation.
+    net: ArcSwapOption<Net>,
     hasher: KeyHasher,
     /// How long one caller waits for one request's answer (its retries included).
     wait: Duration,
@@ -54,9 +68,6 @@ pub struct Checker {
     groups_not_granted_at: AtomicU64,
     /// The "no Groups dependency" warning was logged (once per checker).
     groups_warned: AtomicBool,
-    /// Tokens whose dependent-token grant was asked again because it lacked a requested scope
-    /// (at most once per token per cache lifetime), and when.
-    regranted: quick_cache::sync::Cache<LocalId, Moment>,
 }
 
 impl Checker {
@@ -71,19 +82,19 @@ impl Checker {
         static NEXT_RULES_ID: AtomicU64 = AtomicU64::new(1);
         // This checker's rules, fixed from now on: its own id (see `Config::rules_id`).
         config.rules_id = NEXT_RULES_ID.fetch_add(1, Ordering::Relaxed);
-        let client = Arc::new(AuthClient::new(&config)?);
+        // Built now to refuse a configuration it cannot work with; used for the probe only.
+        let probe_client = AuthClient::new(&config)?;
         let hasher = KeyHasher::new(&config.client_id, &config.client_secret, &config.auth_url);
         let per_try = config.connect_timeout + config.request_timeout;
         let wait = per_try * (config.max_retries + 1) + Duration::from_secs(2) * config.max_retries;
         let store = config.cache.as_ref().map(CacheStore::new).transpose()?;
         let checker = Checker {
             config,
-            client,
+            net: ArcSwapOption::empty(),
             hasher,
             wait,
             groups_not_granted_at: AtomicU64::new(0),
             groups_warned: AtomicBool::new(false),
-            regranted: quick_cache::sync::Cache::new(REGRANT_MARKS),
         };
         for (key, url) in [
             ("auth_url", &checker.config.auth_url),
@@ -97,10 +108,14 @@ impl Checker {
             }
         }
         if checker.config.verify_credentials {
-            let client = checker.client.clone();
-            let deadline = Instant::now() + wait;
-            let probe = runtime::block_on(async move {
-                client.introspect(CREDENTIAL_PROBE_TOKEN, deadline).await
+            // On a runtime that ends with the probe, with a client that ends with it: a process
+            // that creates checkers and then forks has no runtime thread or pooled connection
+            // at the fork.
+            let deadline = Instant::now() + wait.min(checker.config.call_timeout);
+            let probe = runtime::block_on_temporary(async move {
+                probe_client
+                    .introspect(CREDENTIAL_PROBE_TOKEN, deadline)
+                    .await
             })?;
             match probe {
                 Err(e) if e.status == tc_status::TC_CREDENTIALS_REJECTED => {
@@ -118,7 +133,7 @@ impl Checker {
         }
         if let Some(store) = store {
             log_info!("a new cache_config replaces the process-wide cache");
-            cache::install(store);
+            process::install_cache(store);
         }
         log_info!(
             "checker created for client {} (auth {}, fetch_groups {:?})",
@@ -131,6 +146,52 @@ impl Checker {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// This process generation's client and marks (built on first use after creation or a
+    /// fork; what a parent process built is abandoned, never used or dropped here).
+    fn net(&self) -> Result<Arc<Net>, Error> {
+        let generation = process::generation();
+        loop {
+            let current = self.net.load_full();
+            if let Some(net) = current.as_ref().filter(|n| n.generation == generation) {
+                return Ok(net.clone());
+            }
+            let fresh = Arc::new(Net {
+                generation,
+                client: Arc::new(AuthClient::new(&self.config)?),
+                regranted: quick_cache::sync::Cache::new(REGRANT_MARKS),
+            });
+            let previous = self.net.compare_and_swap(&current, Some(fresh.clone()));
+            if previous.as_ref().map(Arc::as_ptr) == current.as_ref().map(Arc::as_ptr) {
+                // Inherited across a fork: its pool and slots belong to the parent's threads.
+                std::mem::forget(current);
+                return Ok(fresh);
+            }
+        }
+    }
+
+    /// This process generation's HTTP client.
+    fn client(&self) -> Result<Arc<AuthClient>, Error> {
+        Ok(self.net()?.client.clone())
+    }
+
+    /// The deadline of a call that starts now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.config.call_timeout
+    }
+
+    /// How long the next stage of a call may take: what is left before `deadline`, at most
+    /// one stage's worth; an error once nothing is left.
+    fn stage_wait(&self, deadline: Instant) -> Result<Duration, Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::unavailable(format!(
+                "no answer within the call's deadline (call_timeout_ms = {})",
+                self.config.call_timeout.as_millis()
+            )));
+        }
+        Ok(left.min(self.wait))
     }
 
     /// Both ids of an acceptable token (the backend's needs a BLAKE3 hash: misses, purges).
@@ -173,12 +234,12 @@ impl Checker {
         if let Some(result) = self.lookup_local(token)? {
             return result;
         }
-        runtime::block_on(self.check_inner(token))?
+        process::block_on(self.check_inner(token, self.deadline()))?
     }
 
     /// The rest of [`Self::check`] after [`Self::try_check`] missed (counted there): blocks.
     pub fn check_uncached(&self, token: &str) -> Result<AuthState, Error> {
-        runtime::block_on(self.check_inner(token))?
+        process::block_on(self.check_inner(token, self.deadline()))?
     }
 
     /// Answers from the in-process cache only: `Ok(None)` when the answer needs the network.
@@ -190,7 +251,8 @@ impl Checker {
     /// The hot path: the whole check from the in-process layer, without touching the runtime.
     fn lookup_local(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
         let id = self.local_id(token)?;
-        let store = cache::current();
+        let process = process::get();
+        let store = &process.cache;
         // One clock read serves the entry's expiry and the answer's age: the coarse clock (an
         // entry may be served a few milliseconds past its expiry; its token's `exp` is still
         // checked in whole seconds).
@@ -201,7 +263,7 @@ impl Checker {
             return Ok(None);
         };
         let groups = match self.config.fetch_groups {
-            FetchGroups::Eager => match local_groups(&store, id, now) {
+            FetchGroups::Eager => match local_groups(store, id, now) {
                 Some(g) => Groups::Available(g),
                 None => return Ok(None),
             },
@@ -237,29 +299,35 @@ impl Checker {
     /// Checks a token on the runtime.
     pub async fn check_async(&self, token: &str) -> Result<AuthState, Error> {
         stats().checks.inc();
-        self.check_inner(token).await
+        self.check_inner(token, self.deadline()).await
     }
 
-    async fn check_inner(&self, token: &str) -> Result<AuthState, Error> {
+    async fn check_inner(&self, token: &str, deadline: Instant) -> Result<AuthState, Error> {
         let id = self.token_id(token)?;
-        let (entry, source) = self.introspection(token, id).await?;
+        let (entry, source) = self.introspection(token, id, deadline).await?;
         let mut state = self.state_from(&entry, source, Groups::NotFetched, Moment::now())?;
         if self.config.fetch_groups == FetchGroups::Eager {
-            state.groups = self.groups(token, id, &state.info).await?;
+            state.groups = self.groups(token, id, &state.info, deadline).await?;
         }
         Ok(state)
     }
 
-    async fn introspection(&self, token: &str, id: TokenIds) -> Result<(Entry, Source), Error> {
-        let client = self.client.clone();
+    async fn introspection(
+        &self,
+        token: &str,
+        id: TokenIds,
+        deadline: Instant,
+    ) -> Result<(Entry, Source), Error> {
+        let wait = self.stage_wait(deadline)?;
+        let client = self.client()?;
         let token = token.to_owned();
-        let store = cache::current_arc();
+        let process = process::get_arc();
+        let store = process.cache.clone();
         let timeout = store.timeout();
         let key = CacheKey::new(Kind::Introspection, id);
-        let wait = self.wait;
         let result = store
             .clone()
-            .get_or_fetch(key, self.wait, move || {
+            .get_or_fetch(key, wait, move || {
                 async move {
                     let deadline = Instant::now() + wait;
                     let info = TokenInfo::new(client.introspect(&token, deadline).await?);
@@ -296,13 +364,13 @@ impl Checker {
         }
         match result {
             Ok((entry, source @ (Source::Network | Source::Coalesced))) => {
-                stale::remember(key, &entry, timeout, stale_for);
+                process.stale.remember(key, &entry, timeout, stale_for);
                 Ok((entry, source))
             }
             // Only when the server itself failed: never for load shedding here, a caller's own
             // deadline, a malformed answer or a 4xx (a flood of new tokens must not be able to
             // make a revoked one pass).
-            Err(e) if e.cause == Cause::Upstream => match stale::recall(&key) {
+            Err(e) if e.cause == Cause::Upstream => match process.stale.recall(&key) {
                 Some(entry) => {
                     stats().stale_served.inc();
                     log_warn!(
@@ -320,21 +388,31 @@ impl Checker {
 
     /// Removes everything cached for one token, from every layer.
     pub fn purge(&self, token: &str) -> Result<(), Error> {
-        runtime::block_on(self.purge_async(token))?
+        process::block_on(self.purge_async(token))?
     }
 
     pub async fn purge_async(&self, token: &str) -> Result<(), Error> {
         let id = self.token_id(token)?;
-        self.purge_id(id).await;
-        Ok(())
+        let wait = self.stage_wait(self.deadline())?;
+        tokio::time::timeout(wait, self.purge_id(id))
+            .await
+            .map_err(|_| {
+                Error::unavailable(format!(
+                    "the purge did not finish within {} ms (this process's layers are purged;                      the shared backend may still hold the token's entries until they expire)",
+                    wait.as_millis()
+                ))
+            })
     }
 
     async fn purge_id(&self, id: TokenIds) {
-        let store = cache::current_arc();
+        let process = process::get_arc();
+        // This process's own layers first, so that a purge cut short still holds here.
+        process
+            .stale
+            .forget(&CacheKey::new(Kind::Introspection, id));
         for kind in Kind::ALL {
-            store.remove(&CacheKey::new(kind, id)).await;
+            process.cache.remove(&CacheKey::new(kind, id)).await;
         }
-        stale::forget(&CacheKey::new(Kind::Introspection, id));
         stats().purges.inc();
     }
 
@@ -347,12 +425,15 @@ impl Checker {
             .strip_prefix(crate::model::IDENTITY_PREFIX)
             .unwrap_or(identity_id)
             .to_string();
-        stale::forget_identity(&id);
+        let process = process::get_arc();
+        process.stale.forget_identity(&id);
         let hasher = self.hasher.clone();
-        let fleet_wide = runtime::block_on(async move {
-            cache::current_arc()
-                .remove_identity(&id, |prefix| hasher.identity_index_text(prefix, &id))
-                .await
+        let wait = self.stage_wait(self.deadline())?;
+        let fleet_wide = process::block_on(async move {
+            let purge = process
+                .cache
+                .remove_identity(&id, |prefix| hasher.identity_index_text(prefix, &id));
+            tokio::time::timeout(wait, purge).await.unwrap_or(false)
         })?;
         stats().purges.inc();
         if !fleet_wide {

@@ -30,6 +30,9 @@ pub use redis::{RedisConfig, RedisTopology, SentinelConfig};
 
 pub const DEFAULT_AUTH_URL: &str = "https://auth.globus.org";
 pub const DEFAULT_GROUPS_URL: &str = "https://groups.api.globus.org";
+/// `call_timeout_ms`'s default: under the 30 s a gunicorn worker may take per request, and
+/// enough for an introspection, a grant and a Groups call with a retry each.
+const DEFAULT_CALL_TIMEOUT_MS: u64 = 15_000;
 
 /// How the token's scopes must match `expected_scopes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -53,8 +56,8 @@ pub enum FetchGroups {
     Never,
 }
 
-/// A validated checker configuration.
-#[derive(Debug, Clone)]
+/// A validated checker configuration. Its debug print hides the client secret.
+#[derive(Clone)]
 pub struct Config {
     pub client_id: String,
     pub client_secret: String,
@@ -69,6 +72,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub max_retries: u32,
+    /// Bounds every call end to end (introspection, grant, Groups, their retries and pauses, a
+    /// fleet lock's wait): each stage gets what is left of it.
+    pub call_timeout: Duration,
     pub max_token_bytes: usize,
     pub max_response_bytes: usize,
     /// At most this many requests to Globus Auth/Groups in flight per checker; more wait (within
@@ -89,6 +95,35 @@ pub struct Config {
     /// answer can remember the last rules it passed. Given by `Checker::new` (the fields are
     /// public and may change before); 0, as parsed: never remembered.
     pub rules_id: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"…")
+            .field("expected_scopes", &self.expected_scopes)
+            .field("expected_audience", &self.expected_audience)
+            .field("auth_url", &self.auth_url)
+            .field("groups_url", &self.groups_url)
+            .field("scope_match", &self.scope_match)
+            .field("leeway_s", &self.leeway_s)
+            .field("fetch_groups", &self.fetch_groups)
+            .field("verify_credentials", &self.verify_credentials)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .field("call_timeout", &self.call_timeout)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("stale_if_error", &self.stale_if_error)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("ca_certs", &self.ca_certs.len())
+            .field("cache", &self.cache)
+            .field("rules_id", &self.rules_id)
+            .finish()
+    }
 }
 
 impl Choices for ScopeMatch {
@@ -117,6 +152,7 @@ struct RawConfig {
     connect_timeout_ms: Option<Whole<1, 600_000>>,
     request_timeout_ms: Option<Whole<1, 600_000>>,
     max_retries: Option<Whole<0, 10>>,
+    call_timeout_ms: Option<Whole<1, 600_000>>,
     max_token_bytes: Option<Whole<16, { 1 << 20 }>>,
     max_response_bytes: Option<Whole<1024, { 64 << 20 }>>,
     max_concurrent_requests: Option<Whole<1, 100_000>>,
@@ -176,6 +212,19 @@ impl RawConfig {
         }
         let expected_audience = self.expected_audience.map_or(client_id.clone(), |t| t.0);
         let auth_url = self.auth_url.map_or(DEFAULT_AUTH_URL.into(), |u| u.0);
+        let fetch_groups = self.fetch_groups.map_or(FetchGroups::Lazy, |c| c.0);
+        if self.groups_url.is_none()
+            && auth_url != DEFAULT_AUTH_URL
+            && fetch_groups != FetchGroups::Never
+        {
+            // Dependent tokens from another server sent to production Globus Groups: a leak of
+            // that server's tokens, and never a right answer.
+            return Err(Error::invalid_config(
+                "config key 'groups_url' is required when 'auth_url' is not Globus Auth's \
+                 (https://auth.globus.org): group lookups would send this server's dependent \
+                 tokens to production Globus Groups; set groups_url, or fetch_groups to \"never\"",
+            ));
+        }
         let groups_url = self.groups_url.map_or(DEFAULT_GROUPS_URL.into(), |u| u.0);
         let allow_insecure_http = self.allow_insecure_http.is_some_and(|f| f.0);
         for (key, url) in [("auth_url", &auth_url), ("groups_url", &groups_url)] {
@@ -213,11 +262,12 @@ impl RawConfig {
             groups_url,
             scope_match: self.scope_match.map_or(ScopeMatch::Any, |c| c.0),
             leeway_s: self.leeway_s.map_or(3, |w| w.0) as i64,
-            fetch_groups: self.fetch_groups.map_or(FetchGroups::Lazy, |c| c.0),
+            fetch_groups,
             verify_credentials: self.verify_credentials.map_or(true, |f| f.0),
             connect_timeout: millis(self.connect_timeout_ms, 2_000),
             request_timeout: millis(self.request_timeout_ms, 10_000),
             max_retries: self.max_retries.map_or(1, |w| w.0) as u32,
+            call_timeout: millis(self.call_timeout_ms, DEFAULT_CALL_TIMEOUT_MS),
             max_token_bytes: self.max_token_bytes.map_or(16 * 1024, |w| w.0) as usize,
             max_response_bytes: self.max_response_bytes.map_or(1 << 20, |w| w.0) as usize,
             max_concurrent_requests: self.max_concurrent_requests.map_or(256, |w| w.0) as usize,

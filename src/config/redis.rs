@@ -11,7 +11,7 @@ use super::de::{
 use crate::status::clip;
 use crate::status::Error;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     /// `redis://…` or `rediss://…`; built from host/port/db/username/password when not given.
     /// A cluster: its first seed. Sentinel: `redis://host:port` of the first sentinel (for
@@ -26,8 +26,38 @@ pub struct RedisConfig {
     pub tls_client_cert: Option<(String, String)>,
 }
 
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("topology", &self.topology)
+            .field("shared", &self.shared)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client_cert", &self.tls_client_cert)
+            .finish()
+    }
+}
+
+/// A URL with the password of its user information replaced by `…` (for debug prints: a
+/// `redis://user:password@host` URL carries a secret).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":…" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// How the Redis backend reaches its data.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum RedisTopology {
     /// One server (or a proxy in front of several): `url`.
     Single,
@@ -53,6 +83,22 @@ pub struct SentinelConfig {
     /// master's.
     pub sentinel_username: Option<String>,
     pub sentinel_password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTopology::Single => f.write_str("Single"),
+            RedisTopology::Cluster { seeds } => f
+                .debug_struct("Cluster")
+                .field(
+                    "seeds",
+                    &seeds.iter().map(|s| redact_url(s)).collect::<Vec<_>>(),
+                )
+                .finish(),
+            RedisTopology::Sentinel(s) => f.debug_tuple("Sentinel").field(s).finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SentinelConfig {

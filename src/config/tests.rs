@@ -261,3 +261,34 @@ fn secrets_and_long_values_stay_out_of_messages() {
         assert!(e.message.len() < 400, "{key}: {}", e.message);
     }
 }
+
+#[test]
+fn debug_prints_hide_secrets() {
+    let mut v = base();
+    v["client_secret"] = "sekrit-client-value".into();
+    v["cache_config"] = serde_json::json!({
+        "backend": "redis", "url": "redis://user:sekrit-redis-pass@127.0.0.1:6379/0"});
+    let c = parse(v).unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("sekrit"), "{shown}");
+    assert!(shown.contains("redis://user:…@127.0.0.1:6379/0"), "{shown}");
+    assert_eq!(
+        redis::redact_url("rediss://:p%40ss@h:1/2?x=1"),
+        "rediss://:…@h:1/2?x=1"
+    );
+    assert_eq!(redis::redact_url("redis://h:1"), "redis://h:1");
+    assert_eq!(redis::redact_url("redis://user@h:1"), "redis://user@h:1");
+}
+
+#[test]
+fn a_custom_auth_url_needs_its_own_groups_url() {
+    let mut v = base();
+    v["auth_url"] = "https://auth.example.org".into();
+    let e = parse(v.clone()).unwrap_err();
+    assert!(e.message.contains("'groups_url' is required"), "{e}");
+    v["fetch_groups"] = "never".into();
+    parse(v.clone()).unwrap();
+    v["fetch_groups"] = "lazy".into();
+    v["groups_url"] = "https://groups.example.org".into();
+    parse(v).unwrap();
+}

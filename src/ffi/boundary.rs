@@ -10,7 +10,7 @@ use futures::FutureExt;
 
 use super::{tc_callback, tc_checker};
 use crate::checker::Checker;
-use crate::runtime;
+use crate::process;
 use crate::status::{tc_status, Error};
 
 /// Hands a document to C. Every document is JSON written by serde_json or by our renderer from
@@ -165,7 +165,7 @@ where
         };
         let work = make(checker_arc(checker)?)?;
         let user_data = UserData(user_data);
-        runtime::spawn(async move {
+        process::spawn(async move {
             let user_data = user_data;
             let (status, doc) = match AssertUnwindSafe(work).catch_unwind().await {
                 Ok(Ok(doc)) => (tc_status::TC_OK, doc),

@@ -11,7 +11,7 @@
 
 mod wire;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use reqwest::header::HeaderValue;
@@ -31,6 +31,23 @@ pub const GROUPS_RESOURCE_SERVER: &str = "groups.api.globus.org";
 const DEPENDENT_GRANT: &str = "urn:globus:auth:grant_type:dependent_token";
 /// The most of an error answer's body read to learn its OAuth2 `error` code.
 const MAX_ERROR_BODY: usize = 16 * 1024;
+/// A Groups answer may be this many times `max_response_bytes`: `my_groups` lists every group of
+/// the caller with its memberships, and a user may be in thousands.
+const GROUPS_RESPONSE_FACTOR: usize = 64;
+/// The longest pause a `Retry-After` may ask for; longer ones are cut to this (the call's
+/// deadline usually ends the call first).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How a call retries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Up to `max_retries` times, on an answer that says "try again" (429, 500, 502, 503, 504)
+    /// or a connection that failed before an answer.
+    Answers,
+    /// Once, on a 5xx, a timeout or a connection that failed (as globus-action-provider-tools
+    /// does for the dependent-token grant).
+    Once,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -80,6 +97,8 @@ pub struct AuthClient {
     /// `Basic <client credentials>`, marked sensitive.
     basic: HeaderValue,
     max_response_bytes: usize,
+    /// The cap of a Groups answer (see [`GROUPS_RESPONSE_FACTOR`]).
+    max_groups_response_bytes: usize,
     max_retries: u32,
     /// Slots for requests in flight; a caller waits at most `slot_wait` for one (and never
     /// past its deadline).
@@ -125,6 +144,9 @@ impl AuthClient {
                 Error::invalid_config("client_id or client_secret holds a control character")
             })?,
             max_response_bytes: config.max_response_bytes,
+            max_groups_response_bytes: config
+                .max_response_bytes
+                .saturating_mul(GROUPS_RESPONSE_FACTOR),
             max_retries: config.max_retries,
             slots: tokio::sync::Semaphore::new(config.max_concurrent_requests),
             slot_wait: config.request_timeout,
@@ -145,7 +167,7 @@ impl AuthClient {
     pub async fn introspect(&self, token: &str, deadline: Instant) -> Result<Introspection, Error> {
         let form = form(&[("token", token), ("include", "identity_set")]);
         let answer = self
-            .send(Endpoint::Introspect, true, deadline, || {
+            .send(Endpoint::Introspect, Retry::Answers, deadline, || {
                 self.post_form(&self.introspect_url, &form)
             })
             .await?;
@@ -161,9 +183,10 @@ impl AuthClient {
         deadline: Instant,
     ) -> Result<Vec<DependentToken>, Error> {
         let form = form(&[("grant_type", DEPENDENT_GRANT), ("token", token)]);
-        // Not retried on an answer: a second grant would issue a second set of tokens.
+        // Retried once only: a second grant after an answer that was lost may issue a second
+        // set of tokens, which is harmless but not free.
         let answer = self
-            .send(Endpoint::DependentToken, false, deadline, || {
+            .send(Endpoint::DependentToken, Retry::Once, deadline, || {
                 self.post_form(&self.token_url, &form)
             })
             .await?;
@@ -181,7 +204,7 @@ impl AuthClient {
             Error::unavailable("the Groups API token from the dependent-token grant is malformed")
         })?;
         let answer = self
-            .send(Endpoint::Groups, true, deadline, || {
+            .send(Endpoint::Groups, Retry::Answers, deadline, || {
                 self.http
                     .get(&self.groups_url)
                     .header("Authorization", bearer.clone())
@@ -194,7 +217,7 @@ impl AuthClient {
     async fn send(
         &self,
         endpoint: Endpoint,
-        retry_answers: bool,
+        retry: Retry,
         deadline: Instant,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, Error> {
@@ -232,21 +255,37 @@ impl AuthClient {
                 },
                 took.as_secs_f64() * 1e3
             );
-            let retry_after = match &outcome {
-                Ok(_) => None,
-                Err(Failure::Retryable {
-                    after, answered, ..
-                }) if retry_answers || !answered => {
-                    Some(after.unwrap_or(Duration::from_millis(50 << attempt.min(5))))
+            let backoff = Duration::from_millis(50 << attempt.min(5));
+            let retry_after = match (&outcome, retry) {
+                (Ok(_), _) => None,
+                (Err(Failure::Retryable { after, .. }), Retry::Answers) => {
+                    Some(after.unwrap_or(backoff))
                 }
-                Err(_) => None,
+                (
+                    Err(Failure::Retryable {
+                        after,
+                        status: None | Some(500..=599),
+                        ..
+                    }),
+                    Retry::Once,
+                ) => Some(after.unwrap_or(backoff)),
+                (Err(Failure::Transport { timed_out: true }), Retry::Once) => Some(backoff),
+                (Err(_), _) => None,
+            };
+            let tries = match retry {
+                Retry::Answers => self.max_retries,
+                Retry::Once => 1,
             };
             // `Retry-After` is honoured in full, as long as the deadline leaves time for the
             // pause and something of a try after it; otherwise the call ends now.
-            let fits = |delay: Duration| Instant::now() + delay + MIN_TRY < deadline;
+            let fits = |delay: Duration| {
+                Instant::now()
+                    .checked_add(delay.saturating_add(MIN_TRY))
+                    .is_some_and(|end| end < deadline)
+            };
             match (outcome, retry_after) {
                 (Ok(v), _) => return Ok(v),
-                (Err(f), Some(delay)) if attempt < self.max_retries && fits(delay) => {
+                (Err(f), Some(delay)) if attempt < tries && fits(delay) => {
                     drop(f);
                     attempt += 1;
                     stats().retries.inc();
@@ -275,12 +314,15 @@ impl AuthClient {
     ) -> Result<Vec<u8>, Failure> {
         let mut resp = req.send().await.map_err(|e| Failure::from_reqwest(&e))?;
         let status = resp.status().as_u16();
+        let cap = match endpoint {
+            Endpoint::Groups => self.max_groups_response_bytes,
+            _ => self.max_response_bytes,
+        };
         if let Some(len) = resp.content_length() {
-            if len as usize > self.max_response_bytes {
+            if len > cap as u64 {
                 return Err(Failure::Fatal(Error::unavailable(format!(
-                    "the {} answer is too large ({len} bytes, limit {})",
+                    "the {} answer is too large ({len} bytes, limit {cap})",
                     endpoint.name(),
-                    self.max_response_bytes
                 ))));
             }
         }
@@ -327,11 +369,9 @@ impl AuthClient {
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(|v| retry_after(v, SystemTime::now()));
                 return Err(Failure::Retryable {
                     after,
-                    answered: true,
                     status: Some(status),
                 });
             }
@@ -348,11 +388,10 @@ impl AuthClient {
         let mut body =
             Vec::with_capacity(resp.content_length().unwrap_or(1024).min(65536) as usize);
         while let Some(chunk) = resp.chunk().await.map_err(|e| Failure::from_reqwest(&e))? {
-            if body.len() + chunk.len() > self.max_response_bytes {
+            if body.len() + chunk.len() > cap {
                 return Err(Failure::Fatal(Error::unavailable(format!(
-                    "the {} answer exceeds the response size limit ({} bytes)",
+                    "the {} answer exceeds the response size limit ({cap} bytes)",
                     endpoint.name(),
-                    self.max_response_bytes
                 ))));
             }
             body.extend_from_slice(&chunk);
@@ -364,10 +403,12 @@ impl AuthClient {
 enum Failure {
     Retryable {
         after: Option<Duration>,
-        answered: bool,
         status: Option<u16>,
     },
-    Transport(String),
+    /// No usable answer, and asking again is not known to be safe.
+    Transport {
+        timed_out: bool,
+    },
     Fatal(Error),
 }
 
@@ -382,24 +423,22 @@ impl Failure {
         if broke {
             return Failure::Retryable {
                 after: None,
-                answered: false,
                 status: None,
             };
         }
-        let what = if e.is_timeout() {
-            "timed out"
-        } else {
-            "failed"
-        };
-        Failure::Transport(what.to_string())
+        Failure::Transport {
+            timed_out: e.is_timeout(),
+        }
     }
 
     fn into_error(self, endpoint: Endpoint) -> Error {
         match self {
             Failure::Fatal(e) => e,
-            Failure::Transport(what) => {
-                Error::upstream_failure(format!("the request to the {} {what}", endpoint.name()))
-            }
+            Failure::Transport { timed_out } => Error::upstream_failure(format!(
+                "the request to the {} {}",
+                endpoint.name(),
+                if timed_out { "timed out" } else { "failed" }
+            )),
             Failure::Retryable {
                 status: Some(s), ..
             } => Error::upstream_failure(format!(
@@ -432,10 +471,59 @@ async fn error_code(mut resp: reqwest::Response) -> Option<String> {
     wire::oauth_error_code(&body)
 }
 
+/// The pause a `Retry-After` value asks for (RFC 9110 §10.2.3): whole seconds or an HTTP-date,
+/// cut to [`MAX_RETRY_AFTER`]; `None` for anything else (a negative number, garbage), which then
+/// gets the usual backoff.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "a very long time".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
 fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{k}={}", urlencoding::encode(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_values() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21 07:28
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(retry_after("2", now), secs(2));
+        assert_eq!(retry_after(" 0 ", now), secs(0));
+        assert_eq!(
+            retry_after("18446744073709551615", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after("99999999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_after("-5", now), None);
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("", now), None);
+        assert_eq!(retry_after("1.5", now), None);
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), secs(30));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), secs(0));
+        assert_eq!(
+            retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "tests.h"
 #include "tokenchecker.h"
 
 /* ---- fixtures of the fake (see fake-globus/README.md) --------------------------------- */
@@ -1621,6 +1622,11 @@ static const test_case tests[] = {
     {"abi_version", test_abi_version},
     {"free_null", test_free_null},
     {"blocking_in_callback", test_blocking_in_callback},
+    {"fork_while_fetching", test_fork_while_fetching},
+    {"fork_created_before_any_use", test_fork_created_before_any_use},
+    {"fork_async_in_child", test_fork_async_in_child},
+    {"call_timeout_bounds_authorize", test_call_timeout_bounds_authorize},
+    {"call_timeout_config", test_call_timeout_config},
 };
 
 int main(int argc, char **argv) {

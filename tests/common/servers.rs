@@ -187,7 +187,7 @@ pub fn wait_until_every(
         assert!(
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}; stats {}",
-            stats().to_json(tokenchecker::internals::cache::current().describe())
+            stats().to_json(tokenchecker::internals::process::cache().describe())
         );
         std::thread::sleep(every);
     }

@@ -308,6 +308,84 @@ void test_purge_and_try_check() {
     CHECK(has(s.json, "\"checks\""));
 }
 
+// Every method refuses a token, request, scope or identity holding a NUL byte with
+// TC_INVALID_ARGUMENT (an Error, or the nothrow overload's status), before the library, which
+// would see the string cut at the NUL. The part before each NUL is valid and cached, so a
+// truncated call would succeed, and a truncated purge would drop tok-valid.
+void test_embedded_nul() {
+    tc::Checker checker(config());
+    CHECK(checker.check("tok-valid").ok());
+    CHECK(checker.dependent_token("tok-valid", TRANSFER_SCOPE).ok());
+    const std::string token("tok-valid\0junk", 14);
+    const std::string_view token_view(token);
+    const std::string request = std::string("{\"allowed_principals\":[\"public\"],\"allow_public\":true}") +
+                                std::string("\0junk", 5);
+    const std::string scope = TRANSFER_SCOPE + std::string("\0", 1);
+    const std::string alice = ALICE + std::string("\0", 1);
+    const std::string plain_request = "{\"allowed_principals\":[\"public\"],\"allow_public\":true}";
+    CHECK(checker.authorize("tok-valid", plain_request).ok()); // what a truncated request would be
+
+    auto refused = [](const tc::Result &r, int line) {
+        if (r.status != TC_INVALID_ARGUMENT || !has(r.error_message(), "NUL")) {
+            std::cout << "#   line " << line << ": " << r.status_name() << " " << r.json << std::endl;
+            g_failures_in_test++;
+        }
+    };
+    refused(checker.check(token, std::nothrow), __LINE__);
+    refused(checker.check(token_view, std::nothrow), __LINE__);
+    refused(checker.try_check(token, std::nothrow), __LINE__);
+    refused(checker.try_check(token_view, std::nothrow), __LINE__);
+    refused(checker.authorize(token, plain_request, std::nothrow), __LINE__);
+    refused(checker.authorize("tok-valid", request, std::nothrow), __LINE__);
+    refused(checker.authorize("tok-valid", std::string_view(request), std::nothrow), __LINE__);
+    refused(checker.dependent_token(token, TRANSFER_SCOPE, std::nothrow), __LINE__);
+    refused(checker.dependent_token("tok-valid", scope, std::nothrow), __LINE__);
+    refused(checker.dependent_token("tok-valid", std::string_view(scope), std::nothrow), __LINE__);
+    CHECK_EQ(checker.purge(token, std::nothrow), TC_INVALID_ARGUMENT);
+    CHECK_EQ(checker.purge(token_view, std::nothrow), TC_INVALID_ARGUMENT);
+    CHECK_EQ(checker.purge_identity(alice, std::nothrow), TC_INVALID_ARGUMENT);
+    CHECK_EQ(checker.purge_identity(std::string_view(alice), std::nothrow), TC_INVALID_ARGUMENT);
+
+    // The throwing overloads: Error(TC_INVALID_ARGUMENT) naming the NUL.
+    std::vector<std::optional<tc::Error>> errors;
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, (void)checker.check(token)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, (void)checker.check(token_view)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, (void)checker.try_check(token)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, (void)checker.authorize(token, plain_request)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, (void)checker.authorize("tok-valid", request)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, (void)checker.dependent_token(token, TRANSFER_SCOPE)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, (void)checker.dependent_token("tok-valid", scope)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.purge(token)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.purge_identity(alice)));
+
+    // The async ones: not started, so no callback; Error or the status.
+    std::atomic<int> calls{0};
+    auto cb = [&](tc::Result) { calls++; };
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.check_async(token, cb)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.check_async(token_view, cb)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.authorize_async(token, plain_request, cb)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.authorize_async("tok-valid", request, cb)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.dependent_token_async(token, TRANSFER_SCOPE, cb)));
+    errors.push_back(EXPECT_ERROR(TC_INVALID_ARGUMENT, checker.dependent_token_async("tok-valid", scope, cb)));
+    CHECK_EQ(checker.check_async(token, cb, std::nothrow), TC_INVALID_ARGUMENT);
+    CHECK_EQ(checker.authorize_async("tok-valid", request, cb, std::nothrow), TC_INVALID_ARGUMENT);
+    CHECK_EQ(checker.dependent_token_async("tok-valid", scope, cb, std::nothrow), TC_INVALID_ARGUMENT);
+    for (const auto &e : errors) {
+        if (e) {
+            CHECK(has(e->message(), "NUL"));
+            CHECK(has(e->json(), "\"TC_INVALID_ARGUMENT\""));
+        }
+    }
+
+    // Nothing was purged: tok-valid is still answered from the cache.
+    std::optional<tc::Result> hit = checker.try_check("tok-valid");
+    CHECK(hit.has_value());
+    if (hit)
+        CHECK(has(hit->json, "\"source\":\"memory\""));
+    CHECK(checker.dependent_token("tok-valid", TRANSFER_SCOPE).ok());
+    CHECK_EQ(calls.load(), 0);
+}
+
 void test_async() {
     std::promise<tc::Result> p;
     std::future<tc::Result> f = p.get_future();
@@ -462,6 +540,7 @@ int main() {
         {"dependent token", test_dependent_token},
         {"purge and try_check", test_purge_and_try_check},
         {"async callbacks", test_async},
+        {"strings with an embedded NUL are refused", test_embedded_nul},
         {"logger and metrics", test_logger_and_metrics},
     };
     int passed = 0, failed = 0;

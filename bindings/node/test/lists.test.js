@@ -130,6 +130,7 @@ describe('camelCase -> snake_case', () => {
       authURL: 'auth_url', groupsURL: 'groups_url', clientID: 'client_id', authUrl: 'auth_url',
       groupsUrl: 'groups_url', clientId: 'client_id', leewayS: 'leeway_s', staleIfErrorS: 'stale_if_error_s',
       maxConcurrentRequests: 'max_concurrent_requests', allowInsecureHttp: 'allow_insecure_http',
+      callTimeoutMs: 'call_timeout_ms', requestTimeoutMs: 'request_timeout_ms',
       allowInsecureHTTP: 'allow_insecure_http', caCerts: 'ca_certs', CACerts: 'ca_certs',
       nearCacheTTL: 'near_cache_ttl', sslCACerts: 'ssl_ca_certs', redisExpirationTime: 'redis_expiration_time',
       client_id: 'client_id', max_entries: 'max_entries', url: 'url', URL: 'url',
@@ -206,7 +207,8 @@ describe('against the real library', () => {
     const samples = {
       clientId: 'test-client', clientSecret: 'test-secret', expectedScopes: [h.SCOPE], expectedAudience: 'test-client',
       authUrl: fake.url, groupsUrl: fake.url, scopeMatch: 'all', leewayS: 5, fetchGroups: 'eager',
-      verifyCredentials: false, connectTimeoutMs: 1000, requestTimeoutMs: 5000, maxRetries: 2, maxTokenBytes: 4096,
+      verifyCredentials: false, connectTimeoutMs: 1000, requestTimeoutMs: 5000, callTimeoutMs: 20000,
+      maxRetries: 2, maxTokenBytes: 4096,
       maxResponseBytes: 65536, maxConcurrentRequests: 16, staleIfErrorS: 30, allowInsecureHttp: false,
       caCerts: pem ? [pem] : [], cacheConfig: { backend: 'memory', timeout: 20, maxEntries: 1000 },
     };

@@ -433,7 +433,7 @@ describe('writeError', () => {
     assert.deepEqual(a.expectedScopes, [h.SCOPE, 'other']);
     a.close();
     const b = await TokenChecker.create(JSON.stringify({ client_id: 'test-client', client_secret: 'test-secret',
-      expected_scopes: [h.SCOPE, 'x'], auth_url: fake.url, verify_credentials: false }));
+      expected_scopes: [h.SCOPE, 'x'], auth_url: fake.url, groups_url: fake.url, verify_credentials: false }));
     assert.deepEqual(b.expectedScopes, [h.SCOPE, 'x']);
     b.close();
   });
