@@ -15,6 +15,12 @@
 //! cache configuration and abandons the inherited one (leaks it on purpose: dropping it would
 //! touch what the parent's threads own). The child starts with an empty in-process cache and its
 //! own runtime and connections; a shared backend's entries are still shared with the fleet.
+//!
+//! No lock the library uses keeps process-wide state of its own: std's locks are a word in the
+//! object they guard, so abandoning the object abandons the lock. parking_lot keeps one table of
+//! parked threads for the whole process, which a child inherits mid-update and with entries of
+//! threads that no longer exist; so neither the library nor its dependencies' features may bring
+//! it in (`scripts/test-all` checks the built library).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

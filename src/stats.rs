@@ -87,6 +87,8 @@ metrics! {
     waiter_timeouts: Counter => "waiter_timeouts", "tokenchecker_waiter_timeouts_total",
         "Callers that gave up waiting for a fetch.";
     purges: Counter => "purges", "tokenchecker_purges_total", "Purges.";
+    refreshes: Counter => "refreshes", "tokenchecker_refreshes_total",
+        "Background refreshes of answers about to expire (refresh_ahead_s).";
     cache_resets: Counter => "cache_resets", "tokenchecker_cache_resets_total",
         "Times a cache_config replaced the shared cache.";
     forks_seen: Counter => "forks", "tokenchecker_forks_total",
@@ -126,6 +128,13 @@ metrics! {
     /// Fetch locks this process took in a shared backend.
     backend_lock_acquired: Counter => "backend.lock_acquired",
         "tokenchecker_backend_locks_acquired_total", "Fleet fetch locks taken.";
+    /// Fetch locks released by a task of their own after every caller of the fetch gave up.
+    backend_lock_released_on_drop: Counter => "backend.locks_released_on_drop",
+        "tokenchecker_backend_locks_released_on_drop_total",
+        "Fleet fetch locks released after every caller of their fetch gave up.";
+    /// Values read from a shared backend and refused because a fleet purge covers them.
+    backend_purged: Counter => "backend.purged", "tokenchecker_backend_purged_total",
+        "Shared-backend values refused because a fleet purge covers them.";
     /// Times this process waited for another one's fetch (it found the lock taken).
     backend_lock_waits: Counter => "backend.lock_waits", "tokenchecker_backend_lock_waits_total",
         "Waits for another process's fetch.";

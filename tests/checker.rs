@@ -432,7 +432,8 @@ fn credentials_are_verified_at_creation() {
     );
     // An unreachable server does not stop a service from starting.
     let down = json!({"client_id": "c", "client_secret": "s", "expected_scopes": ["x"],
-                      "auth_url": "http://127.0.0.1:9", "connect_timeout_ms": 200, "max_retries": 0});
+                      "auth_url": "http://127.0.0.1:9", "groups_url": "http://127.0.0.1:9",
+                      "connect_timeout_ms": 200, "max_retries": 0});
     let c = tokenchecker::Checker::from_json(&down.to_string()).unwrap();
     assert_eq!(status(c.check("tok")), tc_status::TC_AUTH_UNAVAILABLE);
 }

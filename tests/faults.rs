@@ -231,7 +231,8 @@ fn plain_http_is_refused_except_to_loopback_or_when_allowed() {
             .unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
     let allowed = Config::from_value(&with(
-        json!({"auth_url": "http://auth.example.com", "allow_insecure_http": true}),
+        json!({"auth_url": "http://auth.example.com", "groups_url": "http://auth.example.com",
+               "allow_insecure_http": true}),
     ))
     .unwrap();
     assert!(allowed.allow_insecure_http);
@@ -329,14 +330,17 @@ fn a_service_without_the_groups_dependency_gets_a_clear_cached_answer() {
             "the message names the missing dependency: {e}"
         );
     }
-    // Another token: still no second grant (the outcome is the client's, cached).
-    let e = c.authorize(fixtures::TOK_BOB, &by_group).unwrap_err();
-    assert_eq!(e.status, tc_status::TC_NOT_AUTHORIZED);
     assert_eq!(
         fake.counters().dependent_token,
         1,
         "one grant, not one per request"
     );
+    // Another token: its own grant (consents are per user), then cached with it.
+    for _ in 0..2 {
+        let e = c.authorize(fixtures::TOK_BOB, &by_group).unwrap_err();
+        assert_eq!(e.status, tc_status::TC_NOT_AUTHORIZED);
+    }
+    assert_eq!(fake.counters().dependent_token, 2, "one grant per token");
     assert_eq!(fake.counters().groups, 0);
     // Identity and public rules still work.
     let mixed = request(
@@ -369,6 +373,34 @@ fn a_service_without_the_groups_dependency_gets_a_clear_cached_answer() {
         .as_str()
         .unwrap()
         .contains("view_my_groups_and_memberships"));
+}
+
+/// Consents are per user: a user who consented before the Groups dependency was added gets no
+/// Groups token, and that says nothing about other users (before: one such grant denied group
+/// rules to every user of the checker for the cache lifetime).
+#[test]
+fn groups_consent_is_per_token() {
+    let fake = FakeGlobus::start();
+    let c = checker(&fake, json!({}));
+    let member = fixtures::GROUP_MEMBER;
+    let old_consent = unique_token(
+        &fake,
+        "old-consent",
+        json!({"groups": [member], "no_groups_consent": true}),
+    );
+    let consented = unique_token(&fake, "consented", json!({"groups": [member]}));
+    let by_group = request(json!({"allowed_principals": [group(member)]}));
+    let e = c.authorize(&old_consent, &by_group).unwrap_err();
+    assert_eq!(e.status, tc_status::TC_NOT_AUTHORIZED, "{e}");
+    assert!(e.message.contains("consented"), "{e}");
+    let a = c
+        .authorize(&consented, &by_group)
+        .expect("another user's grant has it");
+    assert_eq!(a.matched, group(member));
+    // The first user's answer is cached with their token: no new grant for them.
+    let grants = fake.counters().dependent_token;
+    c.authorize(&old_consent, &by_group).unwrap_err();
+    assert_eq!(fake.counters().dependent_token, grants);
 }
 
 #[test]

@@ -58,9 +58,14 @@ fn urls_that_are_not_urls_are_refused() {
         "http://[::1]:9",
         "https://auth.example.org/prefix/",
     ] {
-        let mut c = base();
-        c["auth_url"] = good.into();
-        assert!(Config::from_value(&c).is_ok(), "{good}");
+        // A custom auth_url needs its own groups_url; groups_url alone is fine.
+        for keys in [&["auth_url", "groups_url"][..], &["groups_url"]] {
+            let mut c = base();
+            for key in keys {
+                c[*key] = good.into();
+            }
+            assert!(Config::from_value(&c).is_ok(), "{keys:?} = {good}");
+        }
     }
 }
 

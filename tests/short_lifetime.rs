@@ -1,5 +1,6 @@
 //! Behaviour that needs entries to expire within a test: the outage policy (`stale_if_error_s`)
-//! serves stale answers only when Globus Auth itself failed. This binary installs a cache whose
+//! serves stale answers only when Globus Auth itself failed, and never for a token it has since
+//! said is inactive. This binary installs a cache whose
 //! entries live 1 s, once, for all its tests.
 
 mod common;
@@ -55,6 +56,12 @@ fn stale_answers_only_when_globus_auth_itself_failed() {
             "a 400",
         ),
         (json!({"endpoint": "introspect", "status": 403}), "a 403"),
+        // Rate limiting: most likely our own flood of new tokens, which must not switch stale
+        // answers on for everyone.
+        (
+            json!({"endpoint": "introspect", "status": 429, "retry_after": 1}),
+            "a 429",
+        ),
         (
             json!({"endpoint": "introspect", "mode": "garbage"}),
             "malformed JSON",
@@ -96,7 +103,6 @@ fn stale_answers_only_when_globus_auth_itself_failed() {
     for (fault, what) in [
         (json!({"endpoint": "introspect", "status": 503}), "a 503"),
         (json!({"endpoint": "introspect", "status": 500}), "a 500"),
-        (json!({"endpoint": "introspect", "status": 429}), "a 429"),
         (
             json!({"endpoint": "introspect", "mode": "close"}),
             "a dropped connection",
@@ -114,4 +120,29 @@ fn stale_answers_only_when_globus_auth_itself_failed() {
         assert_eq!(s.source.name(), "stale", "{what}");
         fake.clear_faults();
     }
+}
+
+/// A token seen active, then reported inactive: once that negative answer has expired too, an
+/// outage must not bring the old positive answer back (before: `source: "stale"`, active).
+#[test]
+fn a_revoked_token_is_never_served_stale() {
+    let fake = FakeGlobus::start();
+    let c = short_checker(
+        &fake,
+        json!({"stale_if_error_s": 600, "max_retries": 0, "request_timeout_ms": 1500}),
+    );
+    let t = unique_token(&fake, "revoked-then-outage", json!({}));
+    let kept = unique_token(&fake, "kept-then-outage", json!({}));
+    assert_eq!(c.check(&t).unwrap().source.name(), "network");
+    assert_eq!(c.check(&kept).unwrap().source.name(), "network");
+    past_lifetime();
+    fake.add_tokens(json!({ t.clone(): {"active": false} }));
+    assert_eq!(status(c.check(&t)), tc_status::TC_INACTIVE_TOKEN);
+    past_lifetime(); // the negative answer has expired too
+    fake.set_fault(json!({"endpoint": "introspect", "status": 503}));
+    let e = c.check(&t).unwrap_err();
+    assert_eq!(e.status, tc_status::TC_AUTH_UNAVAILABLE, "{e}");
+    // A token still active is served stale as before.
+    assert_eq!(c.check(&kept).unwrap().source.name(), "stale");
+    fake.clear_faults();
 }

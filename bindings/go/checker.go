@@ -98,14 +98,27 @@ func (h *handle) free() {
 	}
 }
 
-// checkABI refuses a library whose C ABI differs from the header this package was built with
-// (a stale libtokenchecker.so found first on the library path, say).
+// checkABI refuses a header or a library of another C ABI generation than this module's
+// (ABIVersion): a module version that does not match the installed library, or a stale
+// libtokenchecker.so found first on the library path.
 func checkABI() error {
-	if got, want := uint32(C.tc_abi_version()), uint32(C.TOKENCHECKER_ABI_VERSION); got != want {
+	return abiError(uint32(C.TOKENCHECKER_ABI_VERSION), uint32(C.tc_abi_version()))
+}
+
+// abiError is checkABI's verdict for the header's and the library's generations.
+func abiError(header, library uint32) error {
+	if header != ABIVersion {
+		return &Error{Code: StatusInvalidConfig, Message: fmt.Sprintf(
+			"this tokenchecker Go module (%s) is written for C ABI %d but was compiled with a "+
+				"tokenchecker.h of C ABI %d (library %s); use the module version that matches the "+
+				"installed library, or install the library this module was released with",
+			LibraryVersion, ABIVersion, header, Version())}
+	}
+	if library != header {
 		return &Error{Code: StatusInvalidConfig, Message: fmt.Sprintf(
 			"the tokenchecker library %s has C ABI %d but this binding was built for ABI %d; "+
 				"rebuild the binding against the library's header, or load the matching library",
-			Version(), got, want)}
+			Version(), library, header)}
 	}
 	return nil
 }
@@ -193,3 +206,8 @@ func takeDoc(p *C.char) []byte {
 	C.tc_string_free(p)
 	return b
 }
+
+// headerABIVersion and libraryABIVersion are the C ABI generations of the header this package
+// was compiled with and of the library it runs with (for the tests: _test files cannot use cgo).
+func headerABIVersion() uint32  { return uint32(C.TOKENCHECKER_ABI_VERSION) }
+func libraryABIVersion() uint32 { return uint32(C.tc_abi_version()) }

@@ -43,6 +43,10 @@ type Config struct {
 	// many seconds past its cache lifetime (never past the token's exp) while Globus Auth is
 	// unavailable; such results have CacheSource "stale".
 	StaleIfErrorS int `json:"stale_if_error_s,omitempty"`
+	// RefreshAheadS (default 0: off) refreshes an active token's answer in the background when
+	// a hit finds it has less than this many seconds left, so steady users never wait for an
+	// expiry (0–3600).
+	RefreshAheadS int `json:"refresh_ahead_s,omitempty"`
 	// AllowInsecureHTTP (default false) allows http:// AuthURL and GroupsURL on hosts other
 	// than loopback: the client secret and users' tokens then travel in clear.
 	AllowInsecureHTTP bool `json:"allow_insecure_http,omitempty"`

@@ -45,6 +45,7 @@ func libraryConfigKeys(t *testing.T) map[string]any {
 		"max_response_bytes":      65536,
 		"max_concurrent_requests": 8,
 		"stale_if_error_s":        60,
+		"refresh_ahead_s":         5,
 		"allow_insecure_http":     true,
 		"ca_certs":                []string{testCACert(t)},
 		"cache_config":            &tokenchecker.CacheConfig{}, // the default cache, anew

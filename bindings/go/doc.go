@@ -15,5 +15,7 @@
 //	http.Handle("/api/", checker.Middleware(api)) // 401/403/503 for the caller, AuthState for api
 //
 // Cached tokens are answered at once; otherwise calls wait for the library's threads or their
-// context. Errors are *Error values. Building needs the native library (README.md).
+// context. Errors are *Error values. Building needs the native library: by default an installed
+// copy found through pkg-config, -tags tokenchecker_static its static library, -tags
+// tokenchecker_intree the build of the checkout this module sits in (README.md).
 package tokenchecker

@@ -4,7 +4,13 @@ package tokenchecker
 var (
 	RawTryCheckAnswer = rawTryCheckAnswer
 	CheckABI          = checkABI
+	ABIError          = abiError
 )
+
+// HeaderABIVersion and LibraryABIVersion are the generations of the header compiled with and of
+// the library loaded.
+func HeaderABIVersion() uint32  { return headerABIVersion() }
+func LibraryABIVersion() uint32 { return libraryABIVersion() }
 
 // The answer memo's size, bound and ids; SetMemoCapacity replaces it (before any call).
 func MemoLen(c *Checker) int                   { return len(c.memo.entries()) }

@@ -45,6 +45,8 @@ export interface TokenCheckerConfig {
   maxConcurrentRequests?: number;
   /** Outage policy: serve a recent positive answer up to this many seconds past its cache lifetime (never past `exp`) when Globus Auth is unavailable (default 0: off). Such answers have cache.source 'stale'. */
   staleIfErrorS?: number;
+  /** refresh_ahead_s (default 0: off): a hit on an answer with less than this many seconds left refreshes it in the background (0–3600). */
+  refreshAheadS?: number;
   /** Allow plain http:// authUrl/groupsUrl to a host other than loopback (default false). */
   allowInsecureHttp?: boolean;
   /** PEM files of extra CA certificates trusted for authUrl/groupsUrl. */

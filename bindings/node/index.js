@@ -305,7 +305,7 @@ const CONFIG_KEYS = Object.freeze([
   'client_id', 'client_secret', 'expected_scopes', 'expected_audience', 'auth_url', 'groups_url',
   'scope_match', 'leeway_s', 'fetch_groups', 'verify_credentials', 'connect_timeout_ms',
   'request_timeout_ms', 'call_timeout_ms', 'max_retries', 'max_token_bytes', 'max_response_bytes',
-  'max_concurrent_requests', 'stale_if_error_s', 'allow_insecure_http', 'ca_certs', 'cache_config',
+  'max_concurrent_requests', 'stale_if_error_s', 'refresh_ahead_s', 'allow_insecure_http', 'ca_certs', 'cache_config',
 ]);
 const KNOWN_KEYS = new Set(CONFIG_KEYS);
 

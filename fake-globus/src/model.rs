@@ -32,6 +32,9 @@ pub(crate) struct TokenSpec {
     pub omit_identity_set: bool,
     pub groups: Vec<GroupItem>,
     pub dependent_tokens: Vec<DependentSpec>,
+    /// The user did not consent to this client's Groups dependency (a consent given before the
+    /// dependency was added): grants for this token carry no Groups token, whatever the client.
+    pub no_groups_consent: bool,
     /// `expires_in` of the groups dependent token (default
     /// [`fixtures::DEPENDENT_EXPIRES_IN`]); 0 = expired as soon as granted.
     pub groups_expires_in: Option<u64>,

@@ -194,7 +194,7 @@ fn dependent_answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> (Stat
         return invalid_grant(state);
     };
     let mut out = Vec::with_capacity(1 + spec.dependent_tokens.len());
-    if client.groups_dependency {
+    if client.groups_dependency && !spec.no_groups_consent {
         let expires_in = spec.groups_expires_in();
         out.push(json!({
             "scope": fixtures::GROUPS_SCOPE,

@@ -3,8 +3,8 @@
 //!
 //! Everything around the operations is `Shared`'s, the same for every backend: sealing, the
 //! circuit breakers, the operation timeout, the fallback layer, the protocol of the fleet fetch
-//! lock and the replay of purges. A backend stores bytes under keys with a lifetime, keeps the
-//! identity indexes, and takes, releases and polls a lock; it tells how many breakers it wants
+//! lock and the replay of purges. A backend stores bytes under keys with a lifetime, updates the
+//! purge log atomically, and takes, releases and polls a lock; it tells how many breakers it wants
 //! (one per server it spreads keys over) and which one covers a key, and which
 //! [`Source`] its answers come from.
 //!
@@ -17,6 +17,20 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::Source;
+
+/// An update of the purge log (see [`SharedBackend::log_add`]).
+#[derive(Clone, Copy)]
+pub struct LogUpdate<'a> {
+    /// The new record's head (see `purges::identity_head`).
+    pub head: &'a str,
+    pub cutoff_ms: u64,
+    pub max_bytes: usize,
+    pub now_ms: u64,
+    pub ttl: Duration,
+}
+
+/// Two values read together (either may be missing).
+pub type Pair = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// One backend operation: its answer, or why there is none.
 pub type Op<'a, T> = BoxFuture<'a, Result<T, String>>;
@@ -49,12 +63,14 @@ pub trait SharedBackend: Send + Sync {
     /// Removes `key`; a key that does not exist is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> Op<'a, ()>;
 
-    /// Adds `member` to the identity index `key` (created when missing) and makes the index
-    /// live `ttl` from now.
-    fn index_add<'a>(&'a self, key: &'a str, member: &'a str, ttl: Duration) -> Op<'a, ()>;
+    /// The values of `key` and `other`, in one round trip where the backend can (a value and
+    /// the purge log, see `purges`).
+    fn get_pair<'a>(&'a self, key: &'a str, other: &'a str) -> Op<'a, Pair>;
 
-    /// The members of the identity index `key` (none when it does not exist).
-    fn index_members<'a>(&'a self, key: &'a str) -> Op<'a, Vec<String>>;
+    /// Records a purge in the purge log `key` atomically (see `purges::updated`: the next
+    /// sequence number, records before `cutoff_ms` dropped, collapsed when over `max_bytes` or
+    /// when the backend refuses a value that large), and makes the log live `ttl` from now.
+    fn log_add<'a>(&'a self, key: &'a str, update: LogUpdate<'a>) -> Op<'a, ()>;
 
     /// Takes `lock` (the fetch lock of the value `key`) with the value `owner` for `ttl`,
     /// unless it is held: whether we now hold it. The backend may keep the lock next to `key`,

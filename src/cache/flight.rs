@@ -59,6 +59,13 @@ impl Flights {
     pub fn len(&self) -> usize {
         self.table().len()
     }
+
+    /// Whether a fetch of `key` is running.
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.table()
+            .get(key)
+            .is_some_and(|r| r.flight.upgrade().is_some())
+    }
 }
 
 /// Takes a fetch out of the table when it ends, finished or dropped (never while this module

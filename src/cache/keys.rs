@@ -242,13 +242,13 @@ impl KeyHasher {
         h.finish128().as_bytes()
     }
 
-    /// The backend key of an identity's index (the tokens of that identity a shared backend
-    /// holds): a keyed hash, so a dump shows no identity, and each service has its own.
-    pub fn identity_index_text(&self, prefix: &str, identity: &str) -> String {
+    /// The backend key of an identity's purge tombstone (see `purges`): a keyed hash, so a
+    /// dump shows no identity, and each service has its own.
+    pub fn identity_tombstone_text(&self, prefix: &str, identity: &str) -> String {
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
-        hasher.update(b"identity index\0");
+        hasher.update(b"identity tombstone\0");
         hasher.update(identity.as_bytes());
-        format!("{prefix}x:{}", hex(hasher.finalize().as_bytes()))
+        format!("{prefix}purged:i:{}", hex(hasher.finalize().as_bytes()))
     }
 }
 

@@ -7,13 +7,14 @@
 //! circuit breaker (one shard each, see [`SharedBackend::shard`]): one dead server among several
 //! doesn't stop the others from being used.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_memcached::{AsciiProtocol, Client, Error as McError, MetaProtocol, Status};
 
-use super::backend::{Op, SharedBackend};
-use super::Source;
+use super::backend::{LogUpdate, Op, Pair, SharedBackend};
+use super::{purges, Source};
 use crate::config::MemcachedConfig;
 
 /// Idle connections kept per server.
@@ -26,6 +27,10 @@ struct Server {
 
 pub struct MemcachedBackend {
     servers: Vec<Server>,
+    /// The largest purge log the servers took so far is below this (learned from a refusal:
+    /// memcached deletes an item whose update it refuses as too large, so the log stays under
+    /// it from then on).
+    log_limit: AtomicUsize,
 }
 
 fn err(e: McError) -> String {
@@ -76,6 +81,7 @@ impl MemcachedBackend {
                     idle: Mutex::new(Vec::new()),
                 })
                 .collect(),
+            log_limit: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -138,57 +144,107 @@ impl SharedBackend for MemcachedBackend {
 
     /// The index is a list of members separated by spaces: `ms key MA` appends `member` (an
     /// `add` creates a missing list), then a touch (`mg key T<ttl>`) makes it live `ttl`.
-    fn index_add<'a>(&'a self, key: &'a str, member: &'a str, ttl: Duration) -> Op<'a, ()> {
+    /// One multi-get when both keys live on one server, else one get on each, concurrently.
+    fn get_pair<'a>(&'a self, key: &'a str, other: &'a str) -> Op<'a, Pair> {
         Box::pin(async move {
+            if self.shard(key) != self.shard(other) {
+                return futures::try_join!(self.get(key), self.get(other));
+            }
             let server = self.server(key);
             let mut c = server.take().await?;
-            let secs = ttl.as_secs_f64().ceil().clamp(1.0, 2_592_000.0) as i64;
-            let touch = format!("T{secs}");
-            let item = format!("{member} ");
-            // Append; a missing list is added (memcached's append does not create one), and if
-            // another process added it meanwhile, appended to after all.
-            let appended = |r: Result<Option<_>, McError>| match r {
-                Ok(_) => Ok(true),
-                Err(McError::Protocol(Status::NotStored | Status::NotFound)) => Ok(false),
-                Err(e) => Err(err(e)),
+            let values = match c.get_multi([key, other]).await {
+                Ok(v) => v,
+                Err(McError::Protocol(Status::NotFound)) => Vec::new(),
+                Err(e) => return Err(err(e)),
             };
-            if !appended(
-                c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
-                    .await,
-            )? {
-                match c.add(key, item.as_str(), Some(secs), None).await {
-                    Ok(()) => {}
-                    Err(McError::Protocol(Status::NotStored | Status::Exists)) => {
-                        appended(
-                            c.meta_set(key, item.as_str(), false, None, Some(&["MA"]))
-                                .await,
-                        )?;
+            server.give(c);
+            let (mut first, mut second) = (None, None);
+            for v in values {
+                if v.key == key.as_bytes() {
+                    first = v.data;
+                } else if v.key == other.as_bytes() {
+                    second = v.data;
+                }
+            }
+            Ok((first, second))
+        })
+    }
+
+    /// Compare-and-swap (`mg` with the CAS value, `ms` with `C<cas>`; `add` when the log does
+    /// not exist), a few times when another process wrote in between; a value the server
+    /// refuses as too large is collapsed (see `purges`).
+    fn log_add<'a>(&'a self, key: &'a str, u: LogUpdate<'a>) -> Op<'a, ()> {
+        Box::pin(async move {
+            const TRIES: usize = 8;
+            let server = self.server(key);
+            let mut c = server.take().await?;
+            let secs = u.ttl.as_secs_f64().ceil().clamp(1.0, 2_592_000.0) as i64;
+            let ttl_flag = format!("T{secs}");
+            let mut max_bytes = u.max_bytes.min(self.log_limit.load(Ordering::Relaxed));
+            for _ in 0..TRIES {
+                let current = match c.meta_get(key, false, None, Some(&["v", "c"])).await {
+                    Ok(v) => v,
+                    Err(McError::Protocol(Status::NotFound)) => None,
+                    Err(e) => return Err(err(e)),
+                };
+                let value = purges::updated(
+                    current
+                        .as_ref()
+                        .and_then(|v| v.data.as_deref())
+                        .unwrap_or(b""),
+                    u.head,
+                    u.cutoff_ms,
+                    max_bytes,
+                    u.now_ms,
+                );
+                let result = match current.as_ref().and_then(|v| v.cas) {
+                    Some(cas) => {
+                        let cas_flag = format!("C{cas}");
+                        c.meta_set(
+                            key,
+                            value.as_slice(),
+                            false,
+                            None,
+                            Some(&[cas_flag.as_str(), ttl_flag.as_str()]),
+                        )
+                        .await
+                        .map(|_| ())
+                    }
+                    None => c.add(key, value.as_slice(), Some(secs), None).await,
+                };
+                match result {
+                    Ok(()) => {
+                        server.give(c);
+                        return Ok(());
+                    }
+                    // Another process wrote first: read again.
+                    Err(McError::Protocol(
+                        Status::Exists | Status::NotStored | Status::NotFound,
+                    )) => {}
+                    // Refused as too large (a server with a small item size), which deleted the
+                    // log: write it collapsed (it then covers every purge the lost one held),
+                    // and keep it under this size from now on. The connection is not reused
+                    // after a server error.
+                    Err(e) if max_bytes > 0 => {
+                        crate::log::log_info!(
+                            "memcached: the purge log was refused at {} bytes ({e}); collapsing \
+                             it, and keeping it smaller from now on",
+                            value.len()
+                        );
+                        self.log_limit
+                            .fetch_min(value.len().saturating_sub(1), Ordering::Relaxed);
+                        max_bytes = 0;
+                        c = server.take().await?;
                     }
                     Err(e) => return Err(err(e)),
                 }
             }
-            match c.meta_get(key, false, None, Some(&[touch.as_str()])).await {
-                Ok(_) | Err(McError::Protocol(Status::NotFound)) => {}
-                Err(e) => return Err(err(e)),
-            }
-            server.give(c);
-            Ok(())
+            Err(format!(
+                "memcached: the purge log {key:?} kept changing; gave up after {TRIES} tries"
+            ))
         })
     }
 
-    fn index_members<'a>(&'a self, key: &'a str) -> Op<'a, Vec<String>> {
-        Box::pin(async move {
-            let value = self.get(key).await?.unwrap_or_default();
-            let text = String::from_utf8_lossy(&value);
-            let mut members: Vec<String> = text.split_whitespace().map(String::from).collect();
-            members.sort_unstable();
-            members.dedup();
-            Ok(members)
-        })
-    }
-
-    /// `add lock owner ttl`. The lock lives on the server of the value's key, so that
-    /// [`poll`](SharedBackend::poll) reads both in one request.
     fn try_lock<'a>(
         &'a self,
         key: &'a str,

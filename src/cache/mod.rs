@@ -17,12 +17,13 @@ pub(crate) mod flight;
 pub(crate) mod keys;
 pub(crate) mod memcached;
 pub(crate) mod memory;
+pub(crate) mod purges;
 pub(crate) mod redis;
 pub(crate) mod sealing;
 pub(crate) mod shared;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt};
 
@@ -76,6 +77,20 @@ pub struct Fetched {
     pub value: Value,
     pub ttl: Duration,
     pub identities: IdentityFilter,
+    /// When the fetch started (a purge after it must cover the answer, see `purges`).
+    pub started: Moment,
+}
+
+impl Fetched {
+    /// The cache entry of the answer: fetched when its request started, for `ttl` from now.
+    pub fn into_entry(self) -> Entry {
+        Entry {
+            value: self.value,
+            fetched_at: self.started,
+            expires_at: Moment::now() + self.ttl,
+            identities: self.identities,
+        }
+    }
 }
 
 /// One cache configuration, live.
@@ -199,14 +214,14 @@ impl CacheStore {
     }
 
     /// Removes the entries of this identity's tokens: from the in-process layers (by their
-    /// identity filters) and, with a shared backend, through the identity's index there, from
-    /// the backend, for the whole fleet. `index_text` makes the index's backend key from the
-    /// backend's prefix. False when a shared backend could not be reached (the purge was then
-    /// only local).
+    /// identity filters) and, with a shared backend, for the whole fleet (one record in its
+    /// purge log, and a tombstone whose backend key `tombstone_text` makes from the backend's
+    /// prefix; see `purges`). False when a shared backend could not be reached (the purge was
+    /// then only local).
     pub async fn remove_identity(
         &self,
         identity: &str,
-        index_text: impl Fn(&str) -> String,
+        tombstone_text: impl Fn(&str) -> String,
     ) -> bool {
         if let Some(local) = &self.local {
             local.remove_identity(identity);
@@ -214,24 +229,44 @@ impl CacheStore {
         match &self.shared {
             Some(shared) => {
                 shared.remove_identity(identity);
-                shared.purge_index(&index_text(shared.prefix())).await
+                shared
+                    .purge_identity(identity, &tombstone_text(shared.prefix()))
+                    .await
             }
             None => true,
         }
     }
 
-    /// With a shared backend: records the token's identities in their indexes there (see
-    /// [`Self::remove_identity`]); `index_text` as there. Nothing to do otherwise.
-    pub async fn index_identities<'a>(
+    /// With a shared backend: records a purge of the token of `key` for the fleet (after its
+    /// entries were removed with [`Self::remove`]). False when the backend could not be reached.
+    pub async fn record_token_purge(&self, key: &CacheKey) -> bool {
+        match &self.shared {
+            Some(shared) => shared.purge_token(key).await,
+            None => true,
+        }
+    }
+
+    /// With a shared backend: whether the token of `key`, or one of `identities`, was purged in
+    /// the fleet after `entry` was fetched (its tombstones; `tombstone_text` makes an
+    /// identity's tombstone key from the backend's prefix). True when the backend cannot tell.
+    /// False without a shared backend (this process's purges act on its layers directly).
+    pub async fn purged_since<'a>(
         &self,
         key: &CacheKey,
         identities: impl Iterator<Item = &'a str>,
-        index_text: impl Fn(&str, &str) -> String,
-    ) {
-        if let Some(shared) = &self.shared {
-            let texts: Vec<String> = identities.map(|i| index_text(shared.prefix(), i)).collect();
-            shared.index_identities(key, &texts).await;
-        }
+        entry: &Entry,
+        tombstone_text: impl Fn(&str, &str) -> String,
+    ) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let prefix = shared.prefix();
+        let mut texts = vec![format!("{prefix}purged:t:{}", key.public_id())];
+        texts.extend(identities.map(|i| tombstone_text(prefix, i)));
+        shared
+            .purged_since(&texts, shared::fetched_ms(entry))
+            .await
+            .unwrap_or(true)
     }
 
     /// Whether a shared backend is configured.
@@ -260,31 +295,74 @@ impl CacheStore {
         }
         let store = self.clone();
         flight::join(&self.flights, key, wait, move || {
-            async move {
-                // A fetch that finished between our miss and our arrival in the flight table
-                // has stored its answer (it stores before it leaves the table): use that.
-                if let Some(hit) = store.get_local(&key) {
-                    return Ok(hit);
-                }
-                if let Some(shared) = &store.shared {
-                    let (entry, source) = shared.fetch(key, fetch).await?;
-                    if entry.expires_at > Moment::now() {
-                        store.put_near(key, &entry);
-                    }
-                    return Ok((entry, source));
-                }
-                let fetched = fetch().await?;
-                let entry = Entry::new(fetched.value, fetched.ttl, fetched.identities);
-                if !fetched.ttl.is_zero() {
-                    if let Some(local) = &store.local {
-                        local.put(key.local(), entry.clone());
-                    }
-                }
-                Ok((entry, Source::Network))
-            }
-            .boxed()
+            store.fetch_and_store(key, wait, None, fetch).boxed()
         })
         .await
+    }
+
+    /// A background refresh of `key`, whose current answer expires at `expiring`: one fetch for
+    /// every concurrent caller (and, with a shared backend, for the fleet: a value another
+    /// process stored meanwhile is taken only if it outlives `expiring`), stored in every layer.
+    pub async fn refresh<F>(
+        self: Arc<Self>,
+        key: CacheKey,
+        wait: Duration,
+        expiring: Moment,
+        fetch: F,
+    ) -> Result<(Entry, Source), Error>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>> + Send + 'static,
+    {
+        let store = self.clone();
+        flight::join(&self.flights, key, wait, move || {
+            store
+                .fetch_and_store(key, wait, Some(expiring), fetch)
+                .boxed()
+        })
+        .await
+    }
+
+    /// Whether a fetch of `key` is running in this process.
+    pub fn is_fetching(&self, key: &CacheKey) -> bool {
+        self.flights.contains(key)
+    }
+
+    /// The body of a flight: an answer at hand (outliving `expiring`, when given) or a fetch,
+    /// stored in every layer.
+    async fn fetch_and_store<F>(
+        self: Arc<Self>,
+        key: CacheKey,
+        wait: Duration,
+        expiring: Option<Moment>,
+        fetch: F,
+    ) -> Result<(Entry, Source), Error>
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>>,
+    {
+        // A fetch that finished between our miss and our arrival in the flight table has stored
+        // its answer (it stores before it leaves the table): use that.
+        if let Some(hit) = self.get_local(&key) {
+            if expiring.map_or(true, |e| hit.0.expires_at > e) {
+                return Ok(hit);
+            }
+        }
+        if let Some(shared) = &self.shared {
+            let deadline = Instant::now() + wait;
+            let (entry, source) = shared.fetch(key, deadline, expiring, fetch).await?;
+            if entry.expires_at > Moment::now() {
+                self.put_near(key, &entry);
+            }
+            return Ok((entry, source));
+        }
+        let fetched = fetch().await?;
+        let cacheable = !fetched.ttl.is_zero();
+        let entry = fetched.into_entry();
+        if cacheable {
+            if let Some(local) = &self.local {
+                local.put(key.local(), entry.clone());
+            }
+        }
+        Ok((entry, Source::Network))
     }
 
     /// For benchmarks: a bare GET of `key` from the shared backend with the store's own client.

@@ -36,8 +36,8 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use super::backend::{Op, SharedBackend};
-use super::Source;
+use super::backend::{LogUpdate, Op, Pair, SharedBackend};
+use super::{purges, Source};
 use crate::config::{RedisConfig, RedisTopology, SentinelConfig};
 use crate::status::Error;
 
@@ -48,6 +48,7 @@ pub struct RedisBackend {
     link: Link,
     timeout: Duration,
     unlock: Script,
+    log_script: Script,
 }
 
 /// How the backend reaches its data.
@@ -261,6 +262,7 @@ impl RedisBackend {
             link,
             timeout,
             unlock: Script::new(UNLOCK),
+            log_script: Script::new(purges::REDIS_SCRIPT),
         })
     }
 
@@ -339,34 +341,48 @@ impl SharedBackend for RedisBackend {
         })
     }
 
-    /// `SADD` and `PEXPIRE`, pipelined.
-    fn index_add<'a>(&'a self, key: &'a str, member: &'a str, ttl: Duration) -> Op<'a, ()> {
+    /// `GET` twice, pipelined (on a cluster, sent together: the keys' slots may differ).
+    fn get_pair<'a>(&'a self, key: &'a str, other: &'a str) -> Op<'a, Pair> {
         Box::pin(async move {
             let mut c = self.conn().await?;
-            let r = redis::pipe()
-                .cmd("SADD")
-                .arg(key)
-                .arg(member)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(key)
-                .arg(ttl.as_millis().max(1) as u64)
-                .ignore()
-                .query_async::<()>(&mut c.conn)
-                .await;
+            let r = if let Conn::Cluster(cluster) = &c.conn {
+                let (mut a, mut b) = (cluster.clone(), cluster.clone());
+                let mut first = redis::cmd("GET");
+                first.arg(key);
+                let mut second = redis::cmd("GET");
+                second.arg(other);
+                futures::try_join!(
+                    first.query_async::<Option<Vec<u8>>>(&mut a),
+                    second.query_async::<Option<Vec<u8>>>(&mut b)
+                )
+            } else {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(key)
+                    .cmd("GET")
+                    .arg(other)
+                    .query_async(&mut c.conn)
+                    .await
+            };
             c.settle(r)
         })
     }
 
-    /// `SMEMBERS`.
-    fn index_members<'a>(&'a self, key: &'a str) -> Op<'a, Vec<String>> {
+    /// The purge log's script (`purges::REDIS_SCRIPT`): atomic on the server.
+    fn log_add<'a>(&'a self, key: &'a str, u: LogUpdate<'a>) -> Op<'a, ()> {
         Box::pin(async move {
             let mut c = self.conn().await?;
-            let r = redis::cmd("SMEMBERS")
-                .arg(key)
-                .query_async::<Vec<String>>(&mut c.conn)
+            let r = self
+                .log_script
+                .key(key)
+                .arg(u.head)
+                .arg(u.cutoff_ms)
+                .arg(u.max_bytes)
+                .arg((u.ttl.as_millis() as u64).max(1))
+                .arg(u.now_ms)
+                .invoke_async::<i64>(&mut c.conn)
                 .await;
-            c.settle(r)
+            c.settle(r).map(|_| ())
         })
     }
 

@@ -59,6 +59,8 @@ struct PayloadRef<'a> {
     e: u64,
     /// The identity filter.
     b: u64,
+    /// The purge log's sequence number when the fetch started (see `purges`).
+    q: u64,
     v: BodyRef<'a>,
 }
 
@@ -76,6 +78,8 @@ struct Payload {
     f: u64,
     e: u64,
     b: u64,
+    #[serde(default)]
+    q: u64,
     v: Body,
 }
 
@@ -97,6 +101,18 @@ fn cipher(key: &CacheKey) -> XChaCha20Poly1305 {
 /// The sealed bytes of `entry`, stored under the backend key `text` for `ttl` (at most what is
 /// left of the entry's lifetime).
 pub fn seal(key: &CacheKey, text: &str, entry: &Entry, ttl: Duration) -> Vec<u8> {
+    seal_after(key, text, entry, ttl, 0)
+}
+
+/// [`seal`], for an entry whose fetch started when the purge log's sequence number was
+/// `purge_seq` (see `purges`).
+pub fn seal_after(
+    key: &CacheKey,
+    text: &str,
+    entry: &Entry,
+    ttl: Duration,
+    purge_seq: u64,
+) -> Vec<u8> {
     let now_ms = unix_ms();
     let ttl = ttl.min(entry.expires_at.saturating_duration_since(Moment::now()));
     let body = match &entry.value {
@@ -109,6 +125,7 @@ pub fn seal(key: &CacheKey, text: &str, entry: &Entry, ttl: Duration) -> Vec<u8>
         f: now_ms.saturating_sub(entry.fetched_at.elapsed().as_millis() as u64),
         e: now_ms + ttl.as_millis() as u64,
         b: entry.identities.0,
+        q: purge_seq,
         v: body,
     };
     let plain = serde_json::to_vec(&payload).expect("a cache entry always serializes");
@@ -131,6 +148,15 @@ pub fn seal(key: &CacheKey, text: &str, entry: &Entry, ttl: Duration) -> Vec<u8>
 
 /// Opens a value read from the backend key `text`: `Ok(None)` if it has expired meanwhile.
 pub fn open(key: &CacheKey, text: &str, bytes: &[u8]) -> Result<Option<Entry>, Rejected> {
+    Ok(open_with_seq(key, text, bytes)?.map(|(entry, _)| entry))
+}
+
+/// [`open`], with the purge log's sequence number the entry was sealed with.
+pub fn open_with_seq(
+    key: &CacheKey,
+    text: &str,
+    bytes: &[u8],
+) -> Result<Option<(Entry, u64)>, Rejected> {
     if bytes.len() < 1 + NONCE_LEN + TAG_LEN || bytes[0] != VERSION {
         return Err(Rejected::Malformed);
     }
@@ -162,12 +188,13 @@ pub fn open(key: &CacheKey, text: &str, bytes: &[u8]) -> Result<Option<Entry>, R
     }
     let now = Moment::now();
     let age = Duration::from_millis(now_ms.saturating_sub(payload.f));
-    Ok(Some(Entry {
+    let entry = Entry {
         fetched_at: now.checked_sub(age).unwrap_or(now),
         expires_at: now + Duration::from_millis(payload.e - now_ms),
         identities: IdentityFilter(payload.b),
         value,
-    }))
+    };
+    Ok(Some((entry, payload.q)))
 }
 
 #[cfg(test)]

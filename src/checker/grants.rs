@@ -35,6 +35,7 @@ impl Checker {
         let fetched = store
             .get_or_fetch(key, wait, move || {
                 async move {
+                    let started = Moment::now();
                     let deadline = Instant::now() + wait;
                     let tokens = client.dependent_tokens(&token_copy, deadline).await?;
                     // Their own lifetime, less a margin so a caller never gets one about to
@@ -48,6 +49,7 @@ impl Checker {
                         value: cache::Value::DependentTokens(Arc::new(tokens)),
                         ttl,
                         identities,
+                        started,
                     })
                 }
                 .boxed()
@@ -101,18 +103,11 @@ impl Checker {
         Error::new(
             tc_status::TC_NOT_AUTHORIZED,
             format!(
-                "this service may not read group memberships: the dependent-token grant gave no \
-                 Groups API token; add {GROUPS_SCOPE} to the scope dependencies of this \
-                 service's scope"
+                "this service may not read this user's group memberships: the dependent-token \
+                 grant gave no Groups API token (the user has not consented to it, or this \
+                 service's scope lacks the dependency: add {GROUPS_SCOPE} to it)"
             ),
         )
-    }
-
-    /// Whether a grant without a Groups token was seen within the last cache lifetime.
-    pub(super) fn groups_recently_not_granted(&self, now: Moment) -> bool {
-        let at = self.groups_not_granted_at.load(Ordering::Relaxed);
-        at != 0
-            && now.saturating_duration_since(Moment::from_nanos(at)) < process::cache().timeout()
     }
 
     pub(super) async fn fetch_groups(
@@ -128,9 +123,6 @@ impl Checker {
             if let cache::Value::Groups(g) = &entry.value {
                 return Ok(g.clone());
             }
-        }
-        if self.groups_recently_not_granted(Moment::now()) {
-            return Err(Self::groups_not_granted());
         }
         let identities = info.identity_filter();
         let ttl = store.timeout().min(secs_until(info.exp().unwrap_or(0)));
@@ -149,8 +141,8 @@ impl Checker {
                 })
                 .map(|t| t.access_token.clone())
             else {
-                self.groups_not_granted_at
-                    .store(Moment::now().as_nanos().max(1), Ordering::Relaxed);
+                // This token's grant, cached with it: another user's grant may well have one
+                // (consents are per user), so nothing is concluded for the checker.
                 if !self.groups_warned.swap(true, Ordering::Relaxed) {
                     log_warn!("{}", Self::groups_not_granted().message);
                 }
@@ -162,12 +154,14 @@ impl Checker {
                 .clone()
                 .get_or_fetch(key, wait, move || {
                     async move {
+                        let started = Moment::now();
                         let deadline = Instant::now() + wait;
                         let groups = client.my_groups(&groups_token, deadline).await?;
                         Ok(Fetched {
                             value: cache::Value::Groups(Arc::new(GroupList::new(groups))),
                             ttl,
                             identities,
+                            started,
                         })
                     }
                     .boxed()

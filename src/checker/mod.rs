@@ -62,10 +62,6 @@ pub struct Checker {
     hasher: KeyHasher,
     /// How long one caller waits for one request's answer (its retries included).
     wait: Duration,
-    /// When (a [`Moment`]'s nanoseconds; 0: never) a grant last came without a Groups token:
-    /// this client's scope lacks the Groups dependency. Until a cache lifetime has passed,
-    /// group rules answer "not granted" without asking for a grant again.
-    groups_not_granted_at: AtomicU64,
     /// The "no Groups dependency" warning was logged (once per checker).
     groups_warned: AtomicBool,
 }
@@ -93,7 +89,6 @@ impl Checker {
             net: ArcSwapOption::empty(),
             hasher,
             wait,
-            groups_not_granted_at: AtomicU64::new(0),
             groups_warned: AtomicBool::new(false),
         };
         for (key, url) in [
@@ -262,6 +257,11 @@ impl Checker {
         else {
             return Ok(None);
         };
+        if !self.config.refresh_ahead.is_zero()
+            && entry.expires_at.saturating_duration_since(now) < self.config.refresh_ahead
+        {
+            self.refresh_ahead(token, &entry);
+        }
         let groups = match self.config.fetch_groups {
             FetchGroups::Eager => match local_groups(store, id, now) {
                 Some(g) => Groups::Available(g),
@@ -327,50 +327,26 @@ impl Checker {
         let key = CacheKey::new(Kind::Introspection, id);
         let result = store
             .clone()
-            .get_or_fetch(key, wait, move || {
-                async move {
-                    let deadline = Instant::now() + wait;
-                    let info = TokenInfo::new(client.introspect(&token, deadline).await?);
-                    // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
-                    let ttl = match info.exp() {
-                        Some(exp) if info.active() => timeout.min(secs_until(exp)),
-                        _ => timeout,
-                    };
-                    let identities = info.identity_filter();
-                    Ok(Fetched {
-                        value: cache::Value::Introspection(Arc::new(info)),
-                        ttl,
-                        identities,
-                    })
-                }
-                .boxed()
-            })
+            .get_or_fetch(key, wait, introspect_fetch(client, token, timeout, wait))
             .await;
-        if let Ok((entry, Source::Network)) = &result {
-            // The fetch of this call: with a shared backend, let the fleet find the token by
-            // its identities (for `purge_identity`).
-            if let (true, cache::Value::Introspection(info)) = (store.is_shared(), &entry.value) {
-                let ids = info.identities();
-                store
-                    .index_identities(&key, ids.iter().map(String::as_str), |prefix, i| {
-                        self.hasher.identity_index_text(prefix, i)
-                    })
-                    .await;
-            }
+        if let Ok((entry, source)) = &result {
+            note_for_outages(
+                &process,
+                key,
+                entry,
+                *source,
+                timeout,
+                self.config.stale_if_error,
+            );
         }
-        let stale_for = self.config.stale_if_error;
-        if stale_for.is_zero() {
+        if self.config.stale_if_error.is_zero() {
             return result;
         }
         match result {
-            Ok((entry, source @ (Source::Network | Source::Coalesced))) => {
-                process.stale.remember(key, &entry, timeout, stale_for);
-                Ok((entry, source))
-            }
             // Only when the server itself failed: never for load shedding here, a caller's own
             // deadline, a malformed answer or a 4xx (a flood of new tokens must not be able to
             // make a revoked one pass).
-            Err(e) if e.cause == Cause::Upstream => match process.stale.recall(&key) {
+            Err(e) if e.cause == Cause::Upstream => match self.recall_stale(&store, key).await {
                 Some(entry) => {
                     stats().stale_served.inc();
                     log_warn!(
@@ -382,6 +358,59 @@ impl Checker {
             },
             other => other,
         }
+    }
+
+    /// Starts one background refresh of an active token's answer that expires soon (unless one
+    /// runs already): steady users never wait for the expiry, and a token found inactive is
+    /// answered so at once. Never fails the check that started it.
+    #[cold]
+    fn refresh_ahead(&self, token: &str, entry: &Entry) {
+        if entry.is_negative() {
+            return;
+        }
+        let (Ok(ids), Ok(client)) = (self.token_id(token), self.client()) else {
+            return;
+        };
+        let key = CacheKey::new(Kind::Introspection, ids);
+        let process = process::get_arc();
+        let store = process.cache.clone();
+        if store.is_fetching(&key) {
+            return;
+        }
+        let timeout = store.timeout();
+        let wait = self.wait.min(self.config.call_timeout);
+        let fetch = introspect_fetch(client, token.to_owned(), timeout, wait);
+        let (expiring, stale_for) = (entry.expires_at, self.config.stale_if_error);
+        stats().refreshes.inc();
+        process::spawn(async move {
+            if let Ok((entry, source)) = store.refresh(key, wait, expiring, fetch).await {
+                note_for_outages(&process, key, &entry, source, timeout, stale_for);
+            }
+        });
+    }
+
+    /// A remembered answer for `key`, unless a purge in the fleet (a shared backend's
+    /// tombstones for the token and its identities) came after it, or the backend cannot say.
+    async fn recall_stale(&self, store: &CacheStore, key: CacheKey) -> Option<Entry> {
+        let process = process::get_arc();
+        let entry = process.stale.recall(&key)?;
+        let cache::Value::Introspection(info) = &entry.value else {
+            return None;
+        };
+        let identities = info.identities();
+        let purged = store
+            .purged_since(
+                &key,
+                identities.iter().map(String::as_str),
+                &entry,
+                |prefix, i| self.hasher.identity_tombstone_text(prefix, i),
+            )
+            .await;
+        if purged {
+            process.stale.forget(&key);
+            return None;
+        }
+        Some(entry)
     }
 
     // ---- revocation -----------------------------------------------------------------------
@@ -413,6 +442,14 @@ impl Checker {
         for kind in Kind::ALL {
             process.cache.remove(&CacheKey::new(kind, id)).await;
         }
+        let key = CacheKey::new(Kind::Introspection, id);
+        if !process.cache.record_token_purge(&key).await {
+            log_warn!(
+                "purging a token: the shared cache backend did not take the purge record; other \
+                 processes may serve the token from their near caches or stale areas until they \
+                 expire"
+            );
+        }
         stats().purges.inc();
     }
 
@@ -432,7 +469,7 @@ impl Checker {
         let fleet_wide = process::block_on(async move {
             let purge = process
                 .cache
-                .remove_identity(&id, |prefix| hasher.identity_index_text(prefix, &id));
+                .remove_identity(&id, |prefix| hasher.identity_tombstone_text(prefix, &id));
             tokio::time::timeout(wait, purge).await.unwrap_or(false)
         })?;
         stats().purges.inc();
@@ -443,6 +480,53 @@ impl Checker {
             );
         }
         Ok(())
+    }
+}
+
+/// The fetch of a token's introspection: `timeout` is the cache's, `wait` the fetch's bound.
+fn introspect_fetch(
+    client: Arc<AuthClient>,
+    token: String,
+    timeout: Duration,
+    wait: Duration,
+) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<Fetched, Error>> + Send + 'static {
+    move || {
+        async move {
+            let started = Moment::now();
+            let deadline = Instant::now() + wait;
+            let info = TokenInfo::new(client.introspect(&token, deadline).await?);
+            // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
+            let ttl = match info.exp() {
+                Some(exp) if info.active() => timeout.min(secs_until(exp)),
+                _ => timeout,
+            };
+            let identities = info.identity_filter();
+            Ok(Fetched {
+                value: cache::Value::Introspection(Arc::new(info)),
+                ttl,
+                identities,
+                started,
+            })
+        }
+        .boxed()
+    }
+}
+
+/// What a fresh answer means for the stale area (`stale_if_error_s`): a positive one from the
+/// network is kept for outages; an inactive one, from any layer, makes the area forget the
+/// token at once (it was revoked: a later outage must not bring the old answer back).
+fn note_for_outages(
+    process: &process::Process,
+    key: CacheKey,
+    entry: &Entry,
+    source: Source,
+    timeout: Duration,
+    stale_for: Duration,
+) {
+    if entry.is_negative() {
+        process.stale.forget(&key);
+    } else if !stale_for.is_zero() && fresh(source) {
+        process.stale.remember(key, entry, timeout, stale_for);
     }
 }
 

@@ -83,6 +83,9 @@ pub struct Config {
     /// Serve a recent positive answer for up to this long past its cache lifetime when the
     /// authorization server is unavailable (never past the token's `exp`). Zero: fail closed.
     pub stale_if_error: Duration,
+    /// A hit on an active token's answer that has less than this left to live starts one
+    /// background refresh (zero: off), so steady users never wait for an expiry.
+    pub refresh_ahead: Duration,
     /// `http://` to a host other than loopback was explicitly allowed (`allow_insecure_http`):
     /// credentials and tokens then travel in clear; creation logs a warning.
     pub allow_insecure_http: bool,
@@ -118,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("stale_if_error", &self.stale_if_error)
+            .field("refresh_ahead", &self.refresh_ahead)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("ca_certs", &self.ca_certs.len())
             .field("cache", &self.cache)
@@ -157,6 +161,7 @@ struct RawConfig {
     max_response_bytes: Option<Whole<1024, { 64 << 20 }>>,
     max_concurrent_requests: Option<Whole<1, 100_000>>,
     stale_if_error_s: Option<Whole<0, 86_400>>,
+    refresh_ahead_s: Option<Whole<0, 3_600>>,
     allow_insecure_http: Option<Flag>,
     ca_certs: Option<Words>,
 }
@@ -212,19 +217,7 @@ impl RawConfig {
         }
         let expected_audience = self.expected_audience.map_or(client_id.clone(), |t| t.0);
         let auth_url = self.auth_url.map_or(DEFAULT_AUTH_URL.into(), |u| u.0);
-        let fetch_groups = self.fetch_groups.map_or(FetchGroups::Lazy, |c| c.0);
-        if self.groups_url.is_none()
-            && auth_url != DEFAULT_AUTH_URL
-            && fetch_groups != FetchGroups::Never
-        {
-            // Dependent tokens from another server sent to production Globus Groups: a leak of
-            // that server's tokens, and never a right answer.
-            return Err(Error::invalid_config(
-                "config key 'groups_url' is required when 'auth_url' is not Globus Auth's \
-                 (https://auth.globus.org): group lookups would send this server's dependent \
-                 tokens to production Globus Groups; set groups_url, or fetch_groups to \"never\"",
-            ));
-        }
+        let groups_url_given = self.groups_url.is_some();
         let groups_url = self.groups_url.map_or(DEFAULT_GROUPS_URL.into(), |u| u.0);
         let allow_insecure_http = self.allow_insecure_http.is_some_and(|f| f.0);
         for (key, url) in [("auth_url", &auth_url), ("groups_url", &groups_url)] {
@@ -235,6 +228,16 @@ impl RawConfig {
                      allow_insecure_http to true if you really mean it"
                 )));
             }
+        }
+        let fetch_groups = self.fetch_groups.map_or(FetchGroups::Lazy, |c| c.0);
+        if !groups_url_given && auth_url != DEFAULT_AUTH_URL && fetch_groups != FetchGroups::Never {
+            // Dependent tokens from another server sent to production Globus Groups: a leak of
+            // that server's tokens, and never a right answer.
+            return Err(Error::invalid_config(
+                "config key 'groups_url' is required when 'auth_url' is not Globus Auth's \
+                 (https://auth.globus.org): group lookups would send this server's dependent \
+                 tokens to production Globus Groups; set groups_url, or fetch_groups to \"never\"",
+            ));
         }
         let mut ca_certs = Vec::new();
         for path in self.ca_certs.map(|w| w.0).unwrap_or_default() {
@@ -272,6 +275,7 @@ impl RawConfig {
             max_response_bytes: self.max_response_bytes.map_or(1 << 20, |w| w.0) as usize,
             max_concurrent_requests: self.max_concurrent_requests.map_or(256, |w| w.0) as usize,
             stale_if_error: Duration::from_secs(self.stale_if_error_s.map_or(0, |w| w.0)),
+            refresh_ahead: Duration::from_secs(self.refresh_ahead_s.map_or(0, |w| w.0)),
             allow_insecure_http,
             ca_certs,
             cache: None,
@@ -282,7 +286,7 @@ impl RawConfig {
 
 /// Whether a URL (already validated as http(s) with a host) names this machine: `localhost`,
 /// 127.0.0.0/8 or `[::1]`.
-fn is_loopback(url: &str) -> bool {
+pub fn is_loopback(url: &str) -> bool {
     let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| {
         u.host_str()
             .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())

@@ -9,6 +9,7 @@
 //! error message, and the `Authorization` headers are marked sensitive. The answers' wire types
 //! and parsers are in `wire.rs`.
 
+mod proxy;
 mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -128,6 +129,9 @@ impl AuthClient {
             .tcp_nodelay(true)
             .user_agent(concat!("tokenchecker/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            // Loopback never through a proxy; other hosts as the environment says.
+            .no_proxy()
+            .proxy(proxy::rule())
             .build()
             .map_err(|e| Error::invalid_config(format!("cannot build the HTTP client: {e}")))?;
         let creds = format!("{}:{}", config.client_id, config.client_secret);
@@ -438,6 +442,14 @@ impl Failure {
                 "the request to the {} {}",
                 endpoint.name(),
                 if timed_out { "timed out" } else { "failed" }
+            )),
+            // Rate limited: very likely by our own flood of new tokens, so not a failure of the
+            // server that may turn stale answers on for everyone.
+            Failure::Retryable {
+                status: Some(429), ..
+            } => Error::unavailable(format!(
+                "the {} answered HTTP 429: too many requests (no retry left within the deadline)",
+                endpoint.name()
             )),
             Failure::Retryable {
                 status: Some(s), ..

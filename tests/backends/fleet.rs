@@ -153,7 +153,7 @@ pub fn purge_identity_fleet(fake: &FakeGlobus, server: &Server) {
 
 /// This test binary again, as another process of the fleet: only its `child_process` test runs,
 /// and does what `spec` says; its stdout has a `CHILD_RESULT` line.
-fn other_process(spec: &Value) -> Command {
+pub fn other_process(spec: &Value) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([
@@ -179,6 +179,11 @@ pub fn child_process() {
     if let Some(identity) = spec["purge_identity"].as_str() {
         c.purge_identity(identity).unwrap();
         println!("CHILD_RESULT {}", json!({"purged": identity}));
+        return;
+    }
+    if let Some(token) = spec["purge"].as_str() {
+        c.purge(token).unwrap();
+        println!("CHILD_RESULT {}", json!({"purged": "a token"}));
         return;
     }
     let sources = run_at(

@@ -17,6 +17,9 @@
 //!   the fleet, purging an identity), and the `child_process` side of it
 //! - `outage`: a killed backend, a purge during a partition, broken backends, switching
 //!   backends while checking
+//! - `revocation`: purges that reach every token of an identity (Memcached items capped at
+//!   1 KiB too), no per-token state beyond the entries, purges covering fetches in flight, fleet
+//!   locks released when their fetch is dropped, stale answers honouring fleet purges
 //! - `config`: the configuration keys (parsing only)
 //!
 //! and what they share: `server` (the server processes, the checkers that install them, tokens),
@@ -33,6 +36,7 @@ mod connections;
 mod fleet;
 mod outage;
 mod raw;
+mod revocation;
 mod sealing;
 mod server;
 mod ttl;
@@ -101,6 +105,21 @@ fn backends() {
             server.backend
         ));
         fleet::purge_identity_fleet(&fake, server);
+    }
+    let small_items = revocation::small_item_memcached();
+    for server in [&redis, &small_items] {
+        step(&format!("every token of an identity, {:?}", server.backend));
+        revocation::every_token_of_an_identity(&fake, server);
+    }
+    for server in [&redis, &memcached] {
+        step(&format!(
+            "revocation across the fleet, {:?}",
+            server.backend
+        ));
+        revocation::nothing_outlives_the_entries(&fake, server);
+        revocation::a_purge_covers_a_fetch_in_flight(&fake, server);
+        revocation::a_dropped_fetch_releases_its_lock(&fake, server);
+        revocation::stale_answers_honour_fleet_purges(&fake, server);
     }
     for server in [&redis, &memcached] {
         step(&format!("purge during an outage, {:?}", server.backend));

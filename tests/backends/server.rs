@@ -32,14 +32,22 @@ pub struct Server {
     pub backend: Backend,
     pub port: u16,
     process: Option<ServerProcess>,
+    /// Arguments given to the server besides the port (e.g. memcached's `-I`).
+    extra_args: Vec<String>,
 }
 
 impl Server {
     pub fn start(backend: Backend) -> Server {
+        Server::start_with(backend, &[])
+    }
+
+    /// A server started with `extra_args` too.
+    pub fn start_with(backend: Backend, extra_args: &[&str]) -> Server {
         let mut s = Server {
             backend,
             port: free_port(),
             process: None,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
@@ -56,6 +64,7 @@ impl Server {
                     .to_vec(),
             ),
         };
+        args.extend(self.extra_args.iter().cloned());
         // memcached refuses to run as root unless told which user to be.
         if self.backend == Backend::Memcached && unsafe { libc::geteuid() } == 0 {
             args.extend(["-u", "root"].map(String::from));

@@ -136,7 +136,8 @@ pub fn assert_nothing_readable<K: AsRef<str>, V: AsRef<[u8]>>(
 pub fn parse_cache_config(cache: Value) -> Result<CacheConfig, tokenchecker::Error> {
     let mut c = json!({
         "client_id": "c", "client_secret": "s", "expected_scopes": ["x"],
-        "auth_url": "http://127.0.0.1:9", "verify_credentials": false,
+        "auth_url": "http://127.0.0.1:9", "groups_url": "http://127.0.0.1:9",
+        "verify_credentials": false,
     });
     c["cache_config"] = cache;
     Config::from_value(&c).map(|c| c.cache.unwrap())

@@ -47,7 +47,7 @@ ALICE = {
 def test_token_checker_bad_credentials(fake: Fake) -> None:
     with pytest.raises(errors.ConfigurationError) as info:
         TokenChecker(client_id="bogus", client_secret="bogus", expected_scopes=("fakescope",),
-                     auth_url=fake.url)
+                     auth_url=fake.url, groups_url=fake.url)
     assert isinstance(info.value, tokenchecker.CredentialsRejectedError)
     assert info.value.code == "TC_CREDENTIALS_REJECTED"
     assert "bogus" not in str(info.value)
@@ -344,8 +344,8 @@ def test_tls_with_ca_certs(tmp_path: Path) -> None:
         assert c.check_token("tok-valid").effective_identity == identity_principal(ALICE_ID)
         c.close()
         # without the CA the server is not trusted: unavailable, not "inactive"
-        c = TokenChecker(CLIENT_ID, CLIENT_SECRET, [SCOPE], auth_url=tls.url, verify_credentials=False,
-                         max_retries=0)
+        c = TokenChecker(CLIENT_ID, CLIENT_SECRET, [SCOPE], auth_url=tls.url, groups_url=tls.url,
+                         verify_credentials=False, max_retries=0)
         with pytest.raises(errors.AuthUnavailableError):
             c.check_token("tok-bob").identities
         c.close()

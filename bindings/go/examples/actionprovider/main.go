@@ -19,7 +19,7 @@
 //	target/release/fake-globus &   # prints FAKE_GLOBUS_URL=http://127.0.0.1:PORT
 //	TC_CLIENT_ID=test-client TC_CLIENT_SECRET=test-secret \
 //	TC_SCOPES=urn:globus:auth:scope:test:all TC_AUTH_URL=$URL TC_GROUPS_URL=$URL \
-//	go run ./examples/actionprovider
+//	go run -tags tokenchecker_intree ./examples/actionprovider   # or the default, with PKG_CONFIG_PATH
 //	curl -H 'Authorization: Bearer tok-valid' -d '{"body":{"echo_string":"hi"}}' localhost:8080/run
 package main
 

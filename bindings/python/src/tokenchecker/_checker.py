@@ -7,9 +7,12 @@ import ctypes
 import itertools
 import json
 import os
+import select
+import sys
 import threading
 from collections import OrderedDict
 from ctypes import byref, c_size_t, c_void_p
+from importlib import import_module
 from typing import (
     Any,
     Callable,
@@ -203,12 +206,33 @@ def _scope_list(scopes: Union[str, Iterable[str]]) -> List[str]:
     return [str(s) for s in scopes]
 
 
-def _token_bytes(token: Union[str, bytes]) -> bytes:
+def _encode_token(token: Union[str, bytes]) -> bytes:
     if isinstance(token, str):
         return token.encode("utf-8", "surrogatepass")
     if isinstance(token, (bytes, bytearray)):
         return bytes(token)
     raise e.InvalidArgumentError(f"the token must be a str, not {type(token).__name__}")
+
+
+def _nul_error(what: str) -> e.InvalidArgumentError:
+    # C strings end at the first NUL: "good\x00junk" would be checked as "good".
+    return e.InvalidArgumentError(f"{what} contains a NUL byte; pass the value without it")
+
+
+def _token_bytes(token: Union[str, bytes]) -> bytes:
+    """The token as the C string the library gets; refuses one the C string would cut short."""
+    tb = _encode_token(token)
+    if 0 in tb:  # the NUL byte (an int: ~20 ns where a bytes needle costs ~170)
+        raise _nul_error("the token")
+    return tb
+
+
+def _arg_bytes(value: str, what: str) -> bytes:
+    """A scope or identity id for the library (a C string: no NUL inside)."""
+    vb = value.encode()
+    if 0 in vb:  # the NUL byte
+        raise _nul_error(what)
+    return vb
 
 
 def _new_checker(lib: ctypes.CDLL, config: Dict[str, Any]) -> _Handle:
@@ -236,6 +260,12 @@ class TokenChecker:
     Creation with ``verify_credentials`` (the default) introspects a dummy token once and raises
     :class:`~tokenchecker.errors.CredentialsRejectedError` (a :class:`ConfigurationError`) when
     Globus Auth refuses the client credentials.
+
+    ``cooperative`` says how the blocking methods wait on a cache miss. ``None`` (the default):
+    cooperatively when the calling process is monkey-patched by gevent (``threading``) or
+    eventlet (``thread``), so the worker's other greenlets run meanwhile; otherwise the thread
+    blocks in the library. ``True``: always cooperatively (through gevent or eventlet when
+    imported); ``False``: never. Cache hits are answered at once either way.
     """
 
     def __init__(
@@ -247,8 +277,13 @@ class TokenChecker:
         cache_config: Optional[Mapping[str, Any]] = None,
         *,
         strict: bool = False,
+        cooperative: Optional[bool] = None,
         **options: Any,
     ) -> None:
+        if cooperative is not None and not isinstance(cooperative, bool):
+            raise e.InvalidConfigError(
+                f"cooperative must be None, True or False, not {type(cooperative).__name__}"
+            )
         lib = n.load()
         self._lib = lib
         self.client_id = client_id
@@ -258,6 +293,8 @@ class TokenChecker:
         self.expected_scopes: Tuple[str, ...] = tuple(dict.fromkeys(scopes))
         self.expected_audience: str = client_id if expected_audience is None else expected_audience
         self.strict = bool(strict)
+        #: ``None``: wait cooperatively on a miss when gevent/eventlet monkey-patched threads.
+        self.cooperative: Optional[bool] = cooperative
         config: Dict[str, Any] = {
             "client_id": client_id,
             "client_secret": client_secret,
@@ -285,6 +322,35 @@ class TokenChecker:
             self._fast = None
             self._check = self._check_with_json
         self._free = lib.tc_string_free
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> TokenChecker:
+        """A checker configured from the environment, as the CLI is: ``TC_CLIENT_ID``,
+        ``TC_CLIENT_SECRET``, ``TC_SCOPES`` (space-separated), ``TC_AUTH_URL``,
+        ``TC_GROUPS_URL`` (an empty variable counts as unset). ``overrides`` are any
+        constructor arguments and options (``client_id=…``, ``expected_scopes=…``,
+        ``auth_url=…``, ``strict=True``, …) and win over the environment. Raises
+        :class:`~tokenchecker.errors.InvalidConfigError` naming what is missing."""
+        from ._env import merged
+
+        config = merged(overrides)
+        missing = [
+            var
+            for var, key in (("TC_CLIENT_ID", "client_id"), ("TC_CLIENT_SECRET", "client_secret"),
+                             ("TC_SCOPES", "expected_scopes"))
+            if config.get(key) is None
+        ]
+        if missing:
+            raise e.InvalidConfigError(
+                f"set {', '.join(missing)} in the environment (or pass "
+                + ", ".join(k for v, k in (("TC_CLIENT_ID", "client_id"), ("TC_CLIENT_SECRET", "client_secret"),
+                                          ("TC_SCOPES", "expected_scopes")) if v in missing)
+                + "=...)"
+            )
+        client_id = config.pop("client_id")
+        client_secret = config.pop("client_secret")
+        scopes = config.pop("expected_scopes")
+        return cls(client_id, client_secret, scopes, **config)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -343,6 +409,11 @@ class TokenChecker:
         return self._answer_result(st, ans, meta, err)
 
     def _check_blocking(self, h: _Handle, token: bytes) -> _Check:
+        green = _green_mode(self.cooperative)
+        if green is not None:  # a greenlet: wait for tc_check_async without blocking the hub
+            return _from_document(
+                *_call_green(lambda cb, key: self._lib.tc_check_async(h.ptr, token, cb, key), green)
+            )
         # Own out-parameters, not the thread's scratch: while this thread waits in the library,
         # a log callback on it may run Python code that checks another token.
         ans = c_void_p()
@@ -373,6 +444,11 @@ class TokenChecker:
         if st == n.TC_WOULD_BLOCK:
             n.take_string(lib, out.value)
             out.value = None
+            green = _green_mode(self.cooperative)
+            if green is not None:
+                return _from_document(
+                    *_call_green(lambda cb, key: lib.tc_check_async(h.ptr, token, cb, key), green)
+                )
             st = lib.tc_check(h.ptr, token, byref(out))
         text = n.take_string(lib, out.value)
         return _from_document(st, text)
@@ -410,7 +486,9 @@ class TokenChecker:
         library's own runtime (``tc_check_async``), the result delivered into this loop. The
         returned state is already checked; token problems follow ``strict`` as in check_token."""
         state = self.check_token(access_token, expected_scopes)
-        token = _token_bytes(access_token)
+        token = _encode_token(access_token)
+        if 0 in token:  # a NUL byte: as an empty token, per strict
+            return state._settle((None, _nul_error("the token"), None), self.strict)
         h = state._handle
         if self._use_answer:
             b_ans, b_meta, b_err = _scratch.t[3:]
@@ -451,6 +529,13 @@ class TokenChecker:
         if st == n.TC_WOULD_BLOCK:
             n.take_string(lib, out.value)
             out.value = None
+            green = _green_mode(self.cooperative)
+            if green is not None:
+                st, text = _call_green(
+                    lambda cb, key: lib.tc_authorize_async(h.ptr, token, request, cb, key), green
+                )
+                state = AuthState(self, h, access_token, self.default_expected_scopes)
+                return state._settle(_from_document(st, text), True)
             st = lib.tc_authorize(h.ptr, token, request, byref(out))
         state = AuthState(self, h, access_token, self.default_expected_scopes)
         return state._settle(_from_document(st, n.take_string(lib, out.value)), True)
@@ -482,9 +567,16 @@ class TokenChecker:
         ``{"access_token", "scope", "resource_server", "token_type", "expires_at", "expires_in"}``.
         It is a secret. Raises ``NotAuthorizedError`` when the grant has none for that scope."""
         h = self._handle()
-        out = c_void_p()
-        st = self._lib.tc_dependent_token(h.ptr, _token_bytes(access_token), scope.encode(), byref(out))
-        text = n.take_string(self._lib, out.value)
+        token = _token_bytes(access_token)
+        sb = _arg_bytes(scope, "the scope")
+        lib = self._lib
+        green = _green_mode(self.cooperative)
+        if green is not None:  # no cache-only variant: always through the runtime
+            st, text = _call_green(lambda cb, key: lib.tc_dependent_token_async(h.ptr, token, sb, cb, key), green)
+        else:
+            out = c_void_p()
+            st = lib.tc_dependent_token(h.ptr, token, sb, byref(out))
+            text = n.take_string(lib, out.value)
         if st != n.TC_OK:
             raise e.from_status(st, text)
         doc: Dict[str, Any] = json.loads(text)
@@ -494,7 +586,7 @@ class TokenChecker:
         """:meth:`dependent_token` without blocking the event loop."""
         h = self._handle()
         token = _token_bytes(access_token)
-        sb = scope.encode()
+        sb = _arg_bytes(scope, "the scope")
         st, text = await _call_async(
             lambda cb, key: self._lib.tc_dependent_token_async(h.ptr, token, sb, cb, key)
         )
@@ -512,9 +604,13 @@ class TokenChecker:
 
     def _groups(self, h: _Handle, token: bytes) -> FrozenSet[str]:
         lib = self._lib
-        out = c_void_p()
-        st = lib.tc_groups(h.ptr, token, byref(out))
-        text = n.take_string(lib, out.value)
+        green = _green_mode(self.cooperative)
+        if green is not None and green != "select" and _groups_would_block(lib, h, token):
+            # There is no tc_groups_async: the blocking call runs on the hub's pool of real
+            # threads while this greenlet waits.
+            st, text = _in_real_thread(green, _groups_call, lib, h.ptr, token)
+        else:
+            st, text = _groups_call(lib, h.ptr, token)
         if st != n.TC_OK:
             raise e.from_status(st, text)
         return frozenset([GROUP_PREFIX + g for g in json.loads(text)["groups"]])
@@ -527,7 +623,7 @@ class TokenChecker:
 
     def purge_identity(self, identity: str) -> None:
         """Forgets every cached token of an identity (an id or its identity principal)."""
-        st = self._lib.tc_purge_identity(self._handle().ptr, identity.encode())
+        st = self._lib.tc_purge_identity(self._handle().ptr, _arg_bytes(identity, "the identity id"))
         if st != n.TC_OK:
             raise e.from_status(st)
 
@@ -569,14 +665,58 @@ def _from_document(st: int, text: str) -> _Check:
 
 
 # ---- async plumbing ------------------------------------------------------------------------------
+#
+# The *_async entry points call _CALLBACK on one of the library's runtime threads with the key of
+# a pending entry: an asyncio (loop, future), or a _Green waiter (a greenlet waiting on a pipe).
 
-_pending: Dict[int, Tuple[asyncio.AbstractEventLoop, asyncio.Future[Tuple[int, str]]]] = {}
+
+class _Green:
+    """A greenlet waiting on ``rfd`` for a callback: the callback stores the outcome, then
+    writes one byte to ``wfd`` and closes it. Whoever takes the entry out of ``_pending`` owns
+    ``wfd``; the waiter owns ``rfd`` (-1 once it closed it)."""
+
+    __slots__ = ("rfd", "wfd", "status", "text")
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd = rfd
+        self.wfd = wfd
+        self.status = n.TC_PANIC
+        self.text = ""
+
+
+_Pending = Union[Tuple[asyncio.AbstractEventLoop, asyncio.Future[Tuple[int, str]]], _Green]
+_pending: Dict[int, _Pending] = {}
 _keys = itertools.count(1)
+
+# The system calls themselves, whatever monkey-patching did to ``os`` (eventlet greens
+# os.read/os.write): the callback runs on a foreign thread and must never touch a hub.
+_posix: Any = sys.modules.get("posix", os)
+_raw_pipe: Callable[[], Tuple[int, int]] = _posix.pipe
+_raw_read: Callable[[int, int], bytes] = _posix.read
+_raw_write: Callable[[int, bytes], int] = _posix.write
+_raw_close: Callable[[int], None] = _posix.close
 
 
 def _deliver(fut: asyncio.Future[Tuple[int, str]], status: int, text: str) -> None:
     if not fut.done():
         fut.set_result((status, text))
+
+
+def _complete(entry: _Pending, status: int, text: str) -> None:
+    if isinstance(entry, _Green):
+        entry.status, entry.text = status, text
+        try:
+            _raw_write(entry.wfd, b"\x01")  # one byte into an empty pipe: never blocks
+        except OSError:  # EPIPE: the waiter gave up (killed, timed out) and closed its end
+            pass
+        finally:
+            _raw_close(entry.wfd)
+        return
+    loop, fut = entry
+    try:
+        loop.call_soon_threadsafe(_deliver, fut, status, text)
+    except RuntimeError:  # the loop was closed meanwhile: nobody is waiting
+        pass
 
 
 def _on_done(user_data: Optional[int], status: int, json_ptr: Optional[int]) -> None:
@@ -585,13 +725,8 @@ def _on_done(user_data: Optional[int], status: int, json_ptr: Optional[int]) -> 
         lib = n.load()
         text = n.take_string(lib, json_ptr)
         entry = _pending.pop(user_data or 0, None)
-        if entry is None:
-            return
-        loop, fut = entry
-        try:
-            loop.call_soon_threadsafe(_deliver, fut, status, text)
-        except RuntimeError:  # the loop was closed meanwhile: nobody is waiting
-            pass
+        if entry is not None:
+            _complete(entry, status, text)
     except BaseException:  # noqa: BLE001 - never let an exception into the C runtime
         pass
 
@@ -613,6 +748,144 @@ async def _call_async(start: Callable[[Any, c_void_p], int]) -> Tuple[int, str]:
         _pending.pop(key, None)
         raise e.from_status(st)
     return await fut
+
+
+# ---- cooperative (gevent, eventlet) waiting ------------------------------------------------------
+
+
+def _green_mode(setting: Optional[bool]) -> Optional[str]:
+    """How a miss waits: ``None`` (the thread blocks in the library), ``"gevent"`` or
+    ``"eventlet"`` (the greenlet waits on its hub), ``"select"`` (``cooperative=True`` without
+    either: a plain wait). Only called on a miss; a few dict lookups."""
+    if setting is False:
+        return None
+    mods = sys.modules
+    gm = mods.get("gevent.monkey")
+    if gm is not None and gm.is_module_patched("threading"):
+        return "gevent"
+    ep = mods.get("eventlet.patcher")
+    if ep is not None and ep.is_monkey_patched("thread"):
+        return "eventlet"
+    if setting is None:
+        return None
+    if "gevent" in mods:
+        return "gevent"
+    if "eventlet" in mods:
+        return "eventlet"
+    return "select"
+
+
+def _wait_readable(fd: int, mode: str) -> None:
+    if mode == "gevent":
+        import_module("gevent.socket").wait_read(fd)
+    elif mode == "eventlet":
+        import_module("eventlet.hubs").trampoline(fd, read=True)
+    else:
+        select.select([fd], [], [])
+
+
+def _call_green(start: Callable[[Any, c_void_p], int], mode: str) -> Tuple[int, str]:
+    """Starts an async call and waits for its callback on a pipe: the greenlet sleeps on its hub
+    until the callback (on a library thread) writes the byte; no other greenlet is held up."""
+    rfd, wfd = _raw_pipe()  # close-on-exec
+    waiter = _Green(rfd, wfd)
+    key = next(_keys)
+    _pending[key] = waiter
+    started = False
+    try:
+        st = start(_CALLBACK, c_void_p(key))
+        if st != n.TC_OK:  # not started: the callback will never come
+            raise e.from_status(st)
+        started = True
+        _wait_readable(rfd, mode)
+        _raw_read(rfd, 1)
+    finally:
+        if not started and _pending.pop(key, None) is not None:
+            _raw_close(wfd)
+        # Interrupted after the start (a gevent.Timeout, a kill): the entry stays pending; the
+        # callback will find the read end closed (EPIPE, ignored) and close the write end.
+        waiter.rfd = -1
+        _raw_close(rfd)
+    return waiter.status, waiter.text
+
+
+# tc_try_authorize with a group no caller belongs to answers from memory exactly when the token
+# and its groups (or a cached answer that decides) are in the in-process cache: then tc_groups
+# does not wait either.
+_GROUPS_PROBE = json.dumps(
+    {"allowed_principals": [GROUP_PREFIX + "00000000-0000-0000-0000-000000000000"]}
+).encode()
+
+
+def _groups_would_block(lib: ctypes.CDLL, h: _Handle, token: bytes) -> bool:
+    out = c_void_p()
+    st = lib.tc_try_authorize(h.ptr, token, _GROUPS_PROBE, byref(out))
+    n.take_string(lib, out.value)
+    return bool(st == n.TC_WOULD_BLOCK)
+
+
+def _groups_call(lib: ctypes.CDLL, ptr: c_void_p, token: bytes) -> Tuple[int, str]:
+    out = c_void_p()
+    st = lib.tc_groups(ptr, token, byref(out))
+    return int(st), n.take_string(lib, out.value)
+
+
+def _in_real_thread(mode: str, fn: Callable[..., Tuple[int, str]], *args: Any) -> Tuple[int, str]:
+    """Runs a blocking call on the hub's pool of OS threads; the greenlet waits cooperatively."""
+    if mode == "gevent":
+        result: Tuple[int, str] = import_module("gevent").get_hub().threadpool.apply(fn, args)
+    else:
+        result = import_module("eventlet.tpool").execute(fn, *args)
+    return result
+
+
+# ---- fork ----------------------------------------------------------------------------------------
+
+
+def _after_fork_in_child() -> None:
+    # The child has only the thread that forked. The library gives it a new runtime: calls in
+    # flight in the parent never call back here, so whoever waits for one in the child (a
+    # greenlet or a loop of the forking thread) gets an error now instead of waiting forever.
+    # The answer memo is emptied too: the child's answers are its own.
+    _MEMO.clear()
+    text = json.dumps(
+        {
+            "error": {
+                "code": "TC_AUTH_UNAVAILABLE",
+                "message": "the process forked while this call was in flight; call again in the child",
+            }
+        }
+    )
+    for key in list(_pending):
+        entry = _pending.pop(key, None)
+        try:
+            if isinstance(entry, _Green):
+                _wake_in_child(entry, text)
+            elif entry is not None:
+                _complete(entry, n.TC_AUTH_UNAVAILABLE, text)
+        except Exception:  # noqa: BLE001 - never fail a fork
+            pass
+
+
+def _wake_in_child(waiter: _Green, text: str) -> None:
+    # The pipe is shared with the parent, whose waiter still gets its own callback there: the
+    # child's waiter is moved onto a pipe of its own (the same descriptor number, which gevent's
+    # hub watches again after the fork) and woken on it.
+    _raw_close(waiter.wfd)  # the child's copy
+    if waiter.rfd < 0:  # the waiter was gone already
+        return
+    r, w = _raw_pipe()
+    try:
+        os.dup2(r, waiter.rfd, inheritable=False)
+        waiter.status, waiter.text = n.TC_AUTH_UNAVAILABLE, text
+        _raw_write(w, b"\x01")
+    finally:
+        _raw_close(r)
+        _raw_close(w)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ---- AuthState -----------------------------------------------------------------------------------
@@ -679,7 +952,10 @@ class AuthState:
                 raise self._error
             return None
         token = self.bearer_token
-        tb = token.encode() if token.__class__ is str and token.isascii() else _token_bytes(token)
+        tb = token.encode() if token.__class__ is str and token.isascii() else _encode_token(token)
+        if 0 in tb:  # a NUL byte, where a C string would end: refused as an empty token is
+            self._settle((None, _nul_error("the token"), None), strict or checker.strict)
+            return None
         fast = checker._fast
         if fast is not None:
             # The hot path, inline: a cached answer, decoded once per answer id.

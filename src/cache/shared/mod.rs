@@ -22,30 +22,41 @@
 //! **Fallback layer.** While the backend is unavailable, answers are kept in a bounded
 //! in-process layer (consulted only then), so the process keeps caching through an outage.
 //!
+//! **Purges for the fleet** (see `purges`): `tc_purge` deletes the token's values and, like
+//! `tc_purge_identity`, adds one record to the purge log (read with every value: a value a
+//! record covers is a miss) and writes a tombstone (read before a stale answer is served). Each
+//! is one bounded write, whatever the number of tokens; a failure is reported, never ignored.
+//!
+//! **Fetch locks are released** when the fetch ends, and when its future is dropped (every
+//! caller gave up): the release then runs on its own. A lock never outlives the fetch's deadline.
+//!
 //! **Purges during an outage.** A removal (`tc_purge`) that cannot reach the backend is
 //! remembered for the cache's `timeout` (no entry stored before it outlives that). Until it has
 //! been replayed — tried again before each later use of the backend — the key is a miss in this
 //! process, so a backend that comes back with the purged entry never serves it here; other
 //! processes stop seeing it once the replay lands.
 
+mod fleet;
+mod lock;
+
+pub use fleet::fetched_ms;
+
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chacha20poly1305::aead::rand_core::RngCore;
-use chacha20poly1305::aead::OsRng;
-use futures::future::BoxFuture;
+use arc_swap::ArcSwap;
 
 use super::backend::SharedBackend;
 use super::breaker::Breaker;
 use super::memcached::MemcachedBackend;
 use super::memory::MemoryLayer;
+use super::purges::PurgeLog;
 use super::redis::RedisBackend;
 use super::sealing;
-use super::{CacheKey, Entry, Fetched, Kind, LocalKey};
+use super::{CacheKey, Entry, LocalKey};
 use crate::clock::Moment;
 use crate::config::{MemcachedConfig, RedisConfig, SharedSettings};
 use crate::log::{log_debug, log_info, log_warn};
@@ -55,15 +66,13 @@ use crate::status::Error;
 
 /// Entries kept by the fallback layer while the backend is down.
 const FALLBACK_MAX_ENTRIES: u64 = 10_000;
-/// The first pause of a process waiting for another one's fetch.
-const FIRST_POLL: Duration = Duration::from_millis(1);
 /// Removals remembered while the backend is down (beyond that, the oldest are forgotten).
 const PENDING_REMOVALS_MAX: usize = 10_000;
 /// Removals replayed by one caller at a time.
 const REPLAY_BATCH: usize = 64;
 
 pub struct Shared {
-    backend: Box<dyn SharedBackend>,
+    backend: Arc<dyn SharedBackend>,
     /// The backend's breakers, one per shard (see [`SharedBackend::shard`]).
     breakers: Box<[Breaker]>,
     /// The backend's source (read on every hit).
@@ -81,6 +90,10 @@ pub struct Shared {
     has_pending_removals: AtomicBool,
     /// Whether a caller is replaying removals now.
     replaying: AtomicBool,
+    /// The purge log's backend key.
+    log_text: String,
+    /// The purge log as last read (what a poll during a lock wait is checked against).
+    last_log: ArcSwap<PurgeLog>,
 }
 
 /// Why an operation did not reach the backend or got no usable answer.
@@ -114,7 +127,7 @@ impl Shared {
             .collect();
         Shared {
             source: backend.source(),
-            backend: Box::new(backend),
+            backend: Arc::new(backend),
             breakers,
             settings: settings.clone(),
             timeout,
@@ -123,6 +136,8 @@ impl Shared {
             pending_removals: Mutex::new(HashMap::new()),
             has_pending_removals: AtomicBool::new(false),
             replaying: AtomicBool::new(false),
+            log_text: format!("{}purges", settings.prefix),
+            last_log: ArcSwap::from_pointee(PurgeLog::default()),
         }
     }
 
@@ -227,10 +242,16 @@ impl Shared {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
 
-    /// Opens a stored value; a rejected one is counted and is a miss.
+    /// Opens a stored value; a rejected one is counted and is a miss, and so is one a purge in
+    /// the log (as last read) covers.
     fn open(&self, key: &CacheKey, text: &str, bytes: &[u8]) -> Option<Entry> {
-        match sealing::open(key, text, bytes) {
-            Ok(Some(entry)) => {
+        match sealing::open_with_seq(key, text, bytes) {
+            Ok(Some((entry, seq))) => {
+                let log = self.last_log.load();
+                if !log.is_empty() && log.covers(entry.identities, &key.public_id(), seq) {
+                    stats().backend_purged.inc();
+                    return None;
+                }
                 stats().backend_hits.inc();
                 Some(entry)
             }
@@ -260,11 +281,19 @@ impl Shared {
         if self.removal_pending(text).await {
             return None;
         }
-        match self.guarded(text, self.backend.get(text)).await {
-            Ok(Some(bytes)) => self.open(key, text, &bytes).map(|e| (e, self.source)),
-            Ok(None) => {
-                stats().backend_misses.inc();
-                None
+        match self
+            .guarded(text, self.backend.get_pair(text, &self.log_text))
+            .await
+        {
+            Ok((value, log)) => {
+                self.note_log(log.as_deref());
+                match value {
+                    Some(bytes) => self.open(key, text, &bytes).map(|e| (e, self.source)),
+                    None => {
+                        stats().backend_misses.inc();
+                        None
+                    }
+                }
             }
             Err(Unavailable) => self.fallback.get(&key.local()).map(|e| (e, Source::Memory)),
         }
@@ -274,10 +303,11 @@ impl Shared {
     /// expiration setting), or in the fallback layer when the backend is unavailable.
     pub async fn put(&self, key: CacheKey, entry: &Entry) {
         let text = key.to_text(&self.settings.prefix);
-        self.put_text(key, &text, entry).await
+        self.put_text(key, &text, entry, self.purge_seq()).await
     }
 
-    async fn put_text(&self, key: CacheKey, text: &str, entry: &Entry) {
+    /// `seq`: the purge log's sequence number when the entry's fetch started.
+    async fn put_text(&self, key: CacheKey, text: &str, entry: &Entry, seq: u64) {
         let mut ttl = entry
             .expires_at
             .saturating_duration_since(Moment::now())
@@ -288,7 +318,7 @@ impl Shared {
         if ttl < Duration::from_millis(1) {
             return;
         }
-        let sealed = sealing::seal(&key, text, entry, ttl);
+        let sealed = sealing::seal_after(&key, text, entry, ttl, seq);
         match self
             .guarded(text, self.backend.set(text, &sealed, ttl))
             .await
@@ -312,42 +342,6 @@ impl Shared {
             Ok(()) => self.forget_removal(&text),
             Err(Unavailable) => self.remember_removal(text),
         }
-    }
-
-    /// Records, in each identity's index (backend keys from
-    /// [`KeyHasher::identity_index_text`](super::KeyHasher::identity_index_text)), that the
-    /// token of `key` stands for it, so that a purge of the identity in any process finds the
-    /// token's entries. An index lives as long as the longest entry can (`timeout`).
-    pub async fn index_identities(&self, key: &CacheKey, index_texts: &[String]) {
-        let member = key.public_id();
-        for text in index_texts {
-            let _ = self
-                .guarded(text, self.backend.index_add(text, &member, self.timeout))
-                .await;
-        }
-    }
-
-    /// Removes, from the backend, the entries of every token in an identity's index (every
-    /// kind), then the index. False when the backend could not be read: the purge was then
-    /// only local.
-    pub async fn purge_index(&self, index_text: &str) -> bool {
-        let Ok(members) = self
-            .forced(index_text, self.backend.index_members(index_text))
-            .await
-        else {
-            return false;
-        };
-        for member in members {
-            if member.len() != 64 || !member.bytes().all(|b| b.is_ascii_hexdigit()) {
-                continue; // not ours: never turned into a key
-            }
-            for kind in Kind::ALL {
-                self.remove_text(CacheKey::text_of(&self.settings.prefix, kind, &member))
-                    .await;
-            }
-        }
-        self.remove_text(index_text.to_string()).await;
-        true
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Moment>> {
@@ -428,95 +422,6 @@ impl Shared {
         self.fallback.remove_identity(identity);
     }
 
-    /// Fetches the entry for `key` once for the fleet (see the module documentation), stores it
-    /// in the backend (unless its TTL is zero) and returns it, with where it came from.
-    pub async fn fetch<F>(&self, key: CacheKey, fetch: F) -> Result<(Entry, Source), Error>
-    where
-        F: FnOnce() -> BoxFuture<'static, Result<Fetched, Error>>,
-    {
-        let text = key.to_text(&self.settings.prefix);
-        let mut held = None;
-        // A purged key whose removal has not reached the backend yet: fetch without the lock
-        // (whose holder reads the backend's value).
-        let purged = self.removal_pending(&text).await;
-        if self.settings.distributed_lock && !purged {
-            match self.acquire_or_wait(&key, &text).await {
-                Acquired::Value(entry) => return Ok((entry, self.source)),
-                Acquired::Lock(lock, owner) => held = Some((lock, owner)),
-                Acquired::Nothing => {}
-            }
-        }
-        let result = fetch()
-            .await
-            .map(|fetched| Entry::new(fetched.value, fetched.ttl, fetched.identities));
-        if let Ok(entry) = &result {
-            // Stored even for a purged key: the fresh answer replaces the purged one.
-            if entry.expires_at > Moment::now() {
-                self.put_text(key, &text, entry).await;
-            }
-        }
-        if let Some((lock, owner)) = held {
-            let _ = self
-                .guarded(&text, self.backend.unlock(&text, &lock, &owner))
-                .await;
-        }
-        result.map(|entry| (entry, Source::Network))
-    }
-
-    async fn acquire_or_wait(&self, key: &CacheKey, text: &str) -> Acquired {
-        let lock = format!("{text}.lock");
-        let owner = random_owner();
-        let give_up =
-            Instant::now() + self.settings.lock_timeout * 2 + self.settings.socket_timeout;
-        loop {
-            match self
-                .guarded(
-                    text,
-                    self.backend
-                        .try_lock(text, &lock, &owner, self.settings.lock_timeout),
-                )
-                .await
-            {
-                Err(Unavailable) => return Acquired::Nothing,
-                Ok(true) => {
-                    stats().backend_lock_acquired.inc();
-                    // Another process may have stored the value between our miss and our lock.
-                    if let Ok(Some(bytes)) = self.guarded(text, self.backend.get(text)).await {
-                        if let Some(entry) = self.open(key, text, &bytes) {
-                            let _ = self
-                                .guarded(text, self.backend.unlock(text, &lock, &owner))
-                                .await;
-                            return Acquired::Value(entry);
-                        }
-                    }
-                    return Acquired::Lock(lock, owner);
-                }
-                Ok(false) => {
-                    stats().backend_lock_waits.inc();
-                    let mut pause = FIRST_POLL;
-                    loop {
-                        if Instant::now() + pause >= give_up {
-                            return Acquired::Nothing;
-                        }
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(self.settings.lock_sleep);
-                        match self.guarded(text, self.backend.poll(text, &lock)).await {
-                            Err(Unavailable) => return Acquired::Nothing,
-                            Ok((Some(bytes), locked)) => match self.open(key, text, &bytes) {
-                                Some(entry) => return Acquired::Value(entry),
-                                None if locked => continue,
-                                None => break,
-                            },
-                            Ok((None, true)) => continue,
-                            // The holder is gone without storing anything: take over.
-                            Ok((None, false)) => break,
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// A bare GET of the key's backend entry (no opening, no breaker), for benchmarks: the
     /// baseline a cached check through this backend is measured against. The size read.
     #[doc(hidden)]
@@ -549,23 +454,4 @@ impl Drop for ReplayTurn<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
-}
-
-enum Acquired {
-    /// Another process fetched it meanwhile.
-    Value(Entry),
-    /// We hold the lock (its key and our owner value) and must fetch.
-    Lock(String, String),
-    /// No lock (the backend is unavailable, or waiting took too long): fetch anyway.
-    Nothing,
-}
-
-fn random_owner() -> String {
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    let mut s = String::with_capacity(32);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
