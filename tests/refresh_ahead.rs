@@ -4,33 +4,18 @@
 
 mod common;
 
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use common::servers::wait_until;
 use common::*;
 use fake_globus::FakeGlobus;
 use serde_json::{json, Value};
-use tokenchecker::{tc_status, Checker, Config, Source};
+use tokenchecker::{tc_status, Checker, Source};
 
 const LIFETIME: Duration = Duration::from_secs(3);
 
 fn refreshing_checker(fake: &FakeGlobus, extra: Value) -> Checker {
-    static INSTALL: Once = Once::new();
-    let mut installed = None;
-    INSTALL.call_once(|| {
-        installed = Some(Checker::new(
-            Config::from_value(&config(
-                fake,
-                json!({"cache_config": {"backend": "memory", "timeout": 3}}),
-            ))
-            .unwrap(),
-        ));
-    });
-    if let Some(c) = installed {
-        c.unwrap();
-    }
-    checker(fake, extra)
+    checker_with_short_cache(fake, 3, extra)
 }
 
 /// A steady user checks every 50 ms for three cache lifetimes, with every introspection taking

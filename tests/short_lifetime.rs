@@ -5,33 +5,18 @@
 
 mod common;
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use fake_globus::FakeGlobus;
 use serde_json::{json, Value};
-use tokenchecker::{tc_status, Checker, Config};
+use tokenchecker::{tc_status, Checker};
 
 const LIFETIME: Duration = Duration::from_secs(1);
 
-/// A checker; the first one made installs the 1 s cache for the whole binary.
 fn short_checker(fake: &FakeGlobus, extra: Value) -> Checker {
-    static INSTALL: Once = Once::new();
-    let mut installed = None;
-    INSTALL.call_once(|| {
-        installed = Some(Checker::new(
-            Config::from_value(&config(
-                fake,
-                json!({"cache_config": {"backend": "memory", "timeout": 1}}),
-            ))
-            .unwrap(),
-        ));
-    });
-    if let Some(c) = installed {
-        c.unwrap();
-    }
-    checker(fake, extra)
+    checker_with_short_cache(fake, 1, extra)
 }
 
 fn past_lifetime() {

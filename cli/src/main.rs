@@ -49,18 +49,25 @@ enum Command {
     /// the exit status is the tc_status code (0 when the token passed).
     Check(CheckArgs),
     /// Soak test: a mixed load with injected faults, every answer judged [--duration SECS]
-    /// [--backend memory|redis] [--report FILE] [--threads N] [--seed N] [--ops OP,…] …
+    /// [--backend memory|redis|memcached] [--fleet] [--report FILE] [--threads N] [--seed N] …
     ///
     /// Runs a mixed load (cache hits, misses on fresh tokens, inactive and otherwise refused
     /// tokens, identity and group authorizations, purges, checks after a purge) from several
     /// threads against the bundled fake Globus for SECS seconds, injecting auth faults (503s,
-    /// closed connections, malformed answers, latency spikes) and, with --backend redis, killing
-    /// and restarting its own redis-server. Checks every answer; prints totals, per-status
-    /// counts, p50/p99 latency and RSS; --report writes them as JSON. Exits 1 on any wrong
-    /// answer, any failure Globus Auth could have answered, or RSS growth beyond the bound; 2
-    /// when the set-up failed. --ops keeps only the named operations (as printed in the
-    /// summary), to narrow down a problem.
+    /// closed connections, malformed answers, latency spikes) and, with --backend redis or
+    /// memcached, killing and restarting its own server. Checks every answer; prints totals,
+    /// per-status counts, p50/p99 latency and RSS; --report writes them as JSON. Exits 1 on any
+    /// wrong answer, any lost request (no answer, or a failure Globus Auth could have answered),
+    /// or RSS growth beyond the bound; 2 when the set-up failed. --ops keeps only the named
+    /// operations (as printed in the summary), to narrow down a problem. --fleet (redis or
+    /// memcached) adds stale_if_error_s, brownouts, tokens revoked at the fake and purged by
+    /// another process on the same cache, and proxy variables pointed at a trap: it fails on any
+    /// active answer for a revoked or purged token the library could know of, and on any
+    /// connection to the proxy.
     Soak(soak::Options),
+    /// The other process of a `soak --fleet`: purges when the soak asks (JSON lines on stdin)
+    #[command(hide = true)]
+    SoakPurger,
     /// Prints the version
     Version,
 }
@@ -84,6 +91,7 @@ fn main() -> ExitCode {
         Command::Demo { metrics } => demo(metrics),
         Command::Check(args) => check(args),
         Command::Soak(options) => soak::run(&options),
+        Command::SoakPurger => soak::run_purger(),
         Command::Version => {
             println!("tokenchecker {}", tokenchecker::VERSION);
             ExitCode::SUCCESS

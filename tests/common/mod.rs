@@ -37,6 +37,24 @@ pub fn checker(fake: &FakeGlobus, extra: Value) -> Checker {
     Checker::new(Config::from_value(&config(fake, extra)).unwrap()).unwrap()
 }
 
+/// A checker; the first one a test binary makes installs an in-memory cache whose entries live
+/// `timeout_s` seconds, for every test of the binary (the cache is process-wide).
+#[allow(dead_code)] // not every test binary uses it
+pub fn checker_with_short_cache(fake: &FakeGlobus, timeout_s: u64, extra: Value) -> Checker {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    let mut installed = None;
+    INSTALL.call_once(|| {
+        let cache = json!({"cache_config": {"backend": "memory", "timeout": timeout_s}});
+        installed = Some(Checker::new(
+            Config::from_value(&config(fake, cache)).unwrap(),
+        ));
+    });
+    if let Some(c) = installed {
+        c.unwrap();
+    }
+    checker(fake, extra)
+}
+
 /// The status of a failed result.
 pub fn status<T: std::fmt::Debug>(r: Result<T, tokenchecker::Error>) -> tc_status {
     r.expect_err("expected an error").status

@@ -6,6 +6,10 @@
 #   FAKE_GLOBUS           the fake-globus binary        (default: ../../target/release/fake-globus)
 #   PYTHON                the interpreter for the venv  (default: python3)
 #   TC_PY_VENV            reuse this venv directory instead of a temporary one
+#   TC_APT_VENVS          keep the per-release globus-action-provider-tools venvs of
+#                         tests/test_apt_releases.py here (default: a temporary directory)
+#   TC_SKIP_APT_RELEASES  =1 leaves tests/test_apt_releases.py out, loudly, for local use only:
+#                         refused when CI is set (CI always runs them)
 #
 # Exits non-zero on any failure, or when pytest ran no test.
 set -euo pipefail
@@ -44,7 +48,17 @@ echo "== mypy"
 echo "== pytest"
 # the installed package (with its bundled library) is what is tested, not src/
 set +e
-"$venv/bin/python" -m pytest -p no:cacheprovider -q "$@" tests
+apt_args=()
+if [ "${TC_SKIP_APT_RELEASES:-}" = "1" ]; then
+  if [ -n "${CI:-}" ]; then
+    echo "test.sh: TC_SKIP_APT_RELEASES=1 is refused under CI: the APT release tests must run" >&2
+    exit 1
+  fi
+  echo "test.sh: WARNING: TC_SKIP_APT_RELEASES=1: tests/test_apt_releases.py (every pinned" \
+       "globus-action-provider-tools release) is NOT run" >&2
+  apt_args=(--ignore=tests/test_apt_releases.py)
+fi
+"$venv/bin/python" -m pytest -p no:cacheprovider -q ${apt_args[@]+"${apt_args[@]}"} "$@" tests
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

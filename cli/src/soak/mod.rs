@@ -1,6 +1,7 @@
 //! `tokenchecker soak`: a long mixed load through the C ABI against the bundled fake Globus, with
-//! injected Globus Auth faults and (with `--backend redis`) a Redis server that is killed and
-//! restarted under the load. Every answer is compared with what it must be for that token.
+//! injected Globus Auth faults and (with `--backend redis` or `memcached`) a cache server that is
+//! killed and restarted under the load. Every answer is compared with what it must be for that
+//! token.
 //!
 //! Verdicts, per call:
 //! * **correct**: the expected status (and on success the right identity, or the right matched
@@ -14,8 +15,18 @@
 //! * **wrong**: anything else, in particular a success where a refusal was due (a wrong
 //!   positive), a success naming another identity, or a refusal with the wrong status.
 //!
-//! The run fails (exit 1) on any wrong answer, any avoidable failure, or RSS growth beyond the
-//! bound after the warm-up. Exit 2: bad arguments or the set-up failed.
+//! The run fails (exit 1) on any wrong answer, any lost request (a call that got no answer, a
+//! panic or a document that is not JSON, an avoidable failure), or RSS growth beyond the bound
+//! after the warm-up. Exit 2: bad arguments or the set-up failed.
+//!
+//! **`--fleet`** (a shared backend; the cache server is then not killed): the checker has
+//! `stale_if_error_s`, the chaos adds brownouts (introspection answering 503 for seconds) and
+//! 429s, and a stale answer to a call that overlapped no server failure is wrong (a 429 must not
+//! turn stale answers on). Victim tokens are revoked at the fake and purged by another OS process
+//! on the same cache (see `fleet` and `purger`), and judged at the end against the revocations
+//! and the purger's reports. `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` point at a trap that
+//! counts connections (`proxy`): the fake is on loopback, so any is a leak. The run fails on any
+//! wrong victim answer, any connection to the trap, any purger failure.
 //!
 //! The load, per thread, in proportions: checks of 64 cached valid tokens (47%), of fresh valid
 //! tokens (8%) and of unknown ones (6%), of tokens refused for one reason each (inactive,
@@ -32,13 +43,16 @@
 
 mod chaos;
 mod ffi;
+mod fleet;
 mod histogram;
 mod judge;
 mod options;
-mod redis;
+mod proxy;
+mod purger;
 mod report;
 mod rng;
 mod rss;
+mod server;
 mod tally;
 mod tokens;
 mod workers;
@@ -52,17 +66,28 @@ use std::time::{Duration, Instant};
 use fake_globus::{fixtures, FakeGlobus};
 use serde_json::{json, Value};
 
-use chaos::{chaos, redis_killer};
+use chaos::{chaos, server_killer};
 use ffi::Checker;
+use fleet::{final_pass, judge_victims, revoker, Fleet};
 use judge::{clip, judge, Expect, Verdict};
 use options::Backend;
 pub use options::Options;
-use redis::Redis;
-use report::{Outcome, RssFigures};
+use proxy::ProxyTrap;
+pub use purger::run_child as run_purger;
+use purger::Purger;
+use report::{FleetFigures, Outcome, RssFigures};
 use rss::{mib, rss};
+use server::{CacheServer, Kind};
 use tally::{Run, Tally};
 use tokens::{identity_of, pool_token, refused_kinds, valid_spec, GROUPS, POOL, SCOPE};
-use workers::worker;
+use workers::{worker, Op};
+
+/// The cache's `timeout`: how long an entry lives.
+const CACHE_TIMEOUT_S: u64 = 10;
+/// How long the workers may take to come back once the load stops: a call's longest wait
+/// (connect + request, twice, and the pause between) with a margin. A call still running past
+/// that never got an answer: a lost request.
+const UNANSWERED_AFTER: Duration = Duration::from_secs(20);
 
 /// Runs the soak: exit 0 when it passed, 1 when it failed, 2 when the set-up failed.
 pub fn run(o: &Options) -> ExitCode {
@@ -77,17 +102,34 @@ pub fn run(o: &Options) -> ExitCode {
 }
 
 fn soak(o: &Options) -> Result<bool, String> {
+    if o.fleet && o.backend == Backend::Memory {
+        return Err("--fleet needs a shared backend: --backend redis or memcached".into());
+    }
+    if !o.fleet && o.ops.contains(&Op::Victim) {
+        return Err("check_victim needs --fleet".into());
+    }
+    // First, before any other thread starts (the environment is not thread-safe to change):
+    // every proxy variable points at the trap.
+    let proxy = if o.fleet {
+        let p = ProxyTrap::start()?;
+        p.export();
+        Some(p)
+    } else {
+        None
+    };
     let rss_at_start = rss();
     let fake = Arc::new(FakeGlobus::start());
-    let redis = match o.backend {
-        Backend::Redis => Some(Arc::new(Mutex::new(Redis::start(&o.redis_server)?))),
+    let server = match o.backend {
+        Backend::Redis => Some(CacheServer::start(Kind::Redis, &o.redis_server)?),
+        Backend::Memcached => Some(CacheServer::start(Kind::Memcached, &o.memcached_server)?),
         Backend::Memory => None,
+    }
+    .map(|s| Arc::new(Mutex::new(s)));
+    let cache_config = match &server {
+        Some(s) => s.lock().unwrap().cache_config(CACHE_TIMEOUT_S),
+        None => json!({"backend": "memory", "timeout": CACHE_TIMEOUT_S, "max_entries": 20000}),
     };
-    let cache_config = match &redis {
-        Some(r) => json!({"backend": "redis", "url": r.lock().unwrap().url(), "timeout": 10}),
-        None => json!({"backend": "memory", "timeout": 10, "max_entries": 20000}),
-    };
-    let config = json!({
+    let mut config = json!({
         "client_id": fixtures::CLIENT_ID,
         "client_secret": fixtures::CLIENT_SECRET,
         "expected_scopes": [SCOPE],
@@ -98,6 +140,9 @@ fn soak(o: &Options) -> Result<bool, String> {
         "max_retries": 1,
         "cache_config": cache_config,
     });
+    if o.fleet {
+        config["stale_if_error_s"] = o.stale_if_error_s.into();
+    }
 
     let mut tokens = serde_json::Map::new();
     for i in 0..POOL {
@@ -111,42 +156,71 @@ fn soak(o: &Options) -> Result<bool, String> {
     }
     fake.add_tokens(Value::Object(tokens));
     let checker = Arc::new(Checker::new(&config)?);
+    // The other process of the fleet: same configuration, same cache.
+    let purger = if o.fleet {
+        Some(Purger::start(&config)?)
+    } else {
+        None
+    };
 
     println!(
         "tokenchecker {} soak: {:?}, backend {:?}{}, {} threads, seed {}",
         tokenchecker::VERSION,
         o.duration,
         o.backend,
-        redis
+        server
             .as_ref()
             .map(|r| format!(" ({})", r.lock().unwrap().url()))
             .unwrap_or_default(),
         o.threads,
         o.seed
     );
+    if let (Some(p), Some(purger)) = (&proxy, &purger) {
+        println!(
+            "fleet: stale_if_error_s {}, purger pid {}, HTTP(S)_PROXY and ALL_PROXY = {} (a trap)",
+            o.stale_if_error_s,
+            purger.pid,
+            p.url()
+        );
+    }
 
     let run = Arc::new(Run::default());
+    let fleet = o.fleet.then(|| Arc::new(Fleet::default()));
     let started = Instant::now();
     let workers: Vec<_> = (0..o.threads)
         .map(|n| {
             let (c, f, r) = (checker.clone(), fake.clone(), run.clone());
-            let (seed, ops) = (o.seed, o.ops.clone());
+            let (seed, ops, fl) = (o.seed, o.ops.clone(), fleet.clone());
             thread::Builder::new()
                 .name(format!("soak-{n}"))
-                .spawn(move || worker(n, seed, ops, c, f, r))
+                .spawn(move || worker(n, seed, ops, c, f, r, fl))
                 .expect("spawn a worker")
         })
         .collect();
     let chaos_thread = {
-        let (f, r, seed) = (fake.clone(), run.clone(), o.seed);
-        thread::spawn(move || chaos(f, r, seed))
+        let (f, r, seed, fl) = (fake.clone(), run.clone(), o.seed, o.fleet);
+        thread::spawn(move || chaos(f, r, seed, fl))
     };
-    let killer = redis.as_ref().map(|redis| {
-        let (rd, r, seed) = (redis.clone(), run.clone(), o.seed);
+    // Not with --fleet: a purge cannot reach a process that cannot reach the backend (the
+    // library says so, and keeps that process's entries in its fallback layer meanwhile).
+    let killer = server.as_ref().filter(|_| !o.fleet).map(|server| {
+        let (rd, r, seed) = (server.clone(), run.clone(), o.seed);
         // Every 10 to 30 s in a long run; a short one (CI) still sees a few restarts.
         let every = (o.duration / 8).clamp(Duration::from_secs(3), Duration::from_secs(10));
-        thread::spawn(move || redis_killer(rd, r, seed, every))
+        thread::spawn(move || server_killer(rd, r, seed, every))
     });
+    let revoker_thread = match (&fleet, purger) {
+        (Some(fl), Some(purger)) => {
+            let (fl, f, r, seed) = (fl.clone(), fake.clone(), run.clone(), o.seed);
+            // Checked from creation until well past the cache's lifetime after the revocation
+            // (1 to 4 s after creation).
+            let live_for = Duration::from_secs(CACHE_TIMEOUT_S + 10);
+            Some(thread::spawn(move || {
+                revoker(fl, f, purger, r, seed, live_for)
+            }))
+        }
+        _ => None,
+    };
 
     // Monitor: RSS every 200 ms, progress every 10 s. The warm-up (until the caches hold what a
     // steady load keeps in them: entries live 10 s) is a fifth of the run, 10 to 60 s, at most
@@ -168,7 +242,7 @@ fn soak(o: &Options) -> Result<bool, String> {
         if last_report.elapsed() >= Duration::from_secs(10) {
             let calls = run.calls.load(Ordering::Relaxed);
             eprintln!(
-                "soak: {:>5.0}s {:>10} calls ({:>6.0}/s) wrong {} avoidable {} excused {} faults {} spikes {} redis restarts {} RSS {:.1} MiB",
+                "soak: {:>5.0}s {:>10} calls ({:>6.0}/s) wrong {} avoidable {} excused {} faults {} spikes {} server restarts {} RSS {:.1} MiB",
                 started.elapsed().as_secs_f64(),
                 calls,
                 (calls - last_calls) as f64 / last_report.elapsed().as_secs_f64(),
@@ -185,10 +259,22 @@ fn soak(o: &Options) -> Result<bool, String> {
         }
     }
     run.stop.store(true, Ordering::Relaxed);
+    // Every worker finishes its call and comes back; one that does not within
+    // UNANSWERED_AFTER is stuck in a call that never got an answer.
+    let stopped = Instant::now();
+    while stopped.elapsed() < UNANSWERED_AFTER && workers.iter().any(|w| !w.is_finished()) {
+        thread::sleep(Duration::from_millis(20));
+    }
     let mut total = Tally::new();
+    let mut unanswered = 0;
     for w in workers {
+        if !w.is_finished() {
+            unanswered += 1;
+            run.example("a call got no answer within 20 s after the load stopped".into());
+            continue; // left running: the process ends with the report
+        }
         match w.join() {
-            Ok(t) => total.merge(&t),
+            Ok(t) => total.merge(t),
             Err(_) => return Err("a worker panicked".into()),
         }
     }
@@ -196,12 +282,17 @@ fn soak(o: &Options) -> Result<bool, String> {
     if let Some(k) = killer {
         let _ = k.join();
     }
+    if let Some(r) = revoker_thread {
+        // Ends the purger too (the end of its input).
+        let _ = r.join();
+    }
     let load_time = started.elapsed();
     let rss_end = rss();
     rss_max = rss_max.max(rss_end);
     let rss_base = rss_after_warm_up.unwrap_or(rss_at_start);
 
-    // Final pass, faults cleared and Redis up: every pool token must check correctly now.
+    // Final pass, faults cleared and the cache server up: every pool token must check
+    // correctly now.
     fake.clear_faults();
     let mut final_wrong = Vec::new();
     for i in 0..POOL {
@@ -213,6 +304,15 @@ fn soak(o: &Options) -> Result<bool, String> {
             final_wrong.push(format!("pool token #{i}: {} {}", st.name(), clip(&doc)));
         }
     }
+    let fleet_figures = fleet.map(|fl| {
+        let timeout = Duration::from_secs(CACHE_TIMEOUT_S);
+        let mut verdict = judge_victims(&fl, &mut total.victim_calls, timeout);
+        final_pass(&fl, &checker, timeout, &mut verdict);
+        FleetFigures {
+            verdict,
+            proxy_connections: proxy.as_ref().map_or(0, ProxyTrap::connections),
+        }
+    });
 
     let passed = Outcome {
         options: o,
@@ -227,9 +327,12 @@ fn soak(o: &Options) -> Result<bool, String> {
             max: rss_max,
         },
         fake: fake.counters(),
+        unanswered,
+        fleet: fleet_figures,
     }
     .report()?;
     drop(checker);
-    drop(redis);
+    drop(server);
+    drop(proxy);
     Ok(passed)
 }

@@ -11,8 +11,10 @@ use super::workers::{Op, OPS};
 pub(super) enum Backend {
     /// The in-process cache
     Memory,
-    /// Our own redis-server, killed and restarted under the load
+    /// Our own redis-server, killed and restarted under the load (not with --fleet)
     Redis,
+    /// Our own memcached, killed and restarted under the load (not with --fleet)
+    Memcached,
 }
 
 #[derive(Args)]
@@ -40,6 +42,18 @@ pub struct Options {
     /// The redis-server binary for --backend redis
     #[arg(long, value_name = "PATH", default_value = "redis-server")]
     pub(super) redis_server: String,
+    /// The memcached binary for --backend memcached
+    #[arg(long, value_name = "PATH", default_value = "memcached")]
+    pub(super) memcached_server: String,
+    /// Revocations across a fleet (needs --backend redis or memcached): stale_if_error_s set,
+    /// brownouts, tokens revoked at the fake and purged by another process on the same cache,
+    /// the proxy variables pointed at a trap; fails on any active answer for a revoked or
+    /// purged token the library could know of, any lost request, any connection to the proxy
+    #[arg(long)]
+    pub(super) fleet: bool,
+    /// With --fleet: the checker's stale_if_error_s
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(super) stale_if_error_s: u64,
     /// Only these operations (named as in the summary), to narrow down a problem; all when
     /// not given
     #[arg(long, value_name = "OP,…", value_delimiter = ',', value_parser = op_named)]

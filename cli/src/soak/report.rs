@@ -8,6 +8,7 @@ use serde_json::json;
 use tokenchecker::tc_status;
 
 use super::ffi::library_stats;
+use super::fleet::FleetVerdict;
 use super::options::{Backend, Options};
 use super::rss::mib;
 use super::tally::{Run, Tally};
@@ -22,6 +23,13 @@ pub(super) struct RssFigures {
     pub(super) max: u64,
 }
 
+/// `--fleet`: the victims' verdict and the proxy trap's count.
+pub(super) struct FleetFigures {
+    pub(super) verdict: FleetVerdict,
+    /// Connections the proxy trap accepted (any is a request that leaked to the proxy).
+    pub(super) proxy_connections: u64,
+}
+
 /// What a soak saw, once the load has stopped and the final pass is done.
 pub(super) struct Outcome<'a> {
     pub(super) options: &'a Options,
@@ -33,6 +41,9 @@ pub(super) struct Outcome<'a> {
     pub(super) rss: RssFigures,
     /// The fake's request counters.
     pub(super) fake: Counters,
+    /// Calls still running long after the load stopped: they never got an answer.
+    pub(super) unanswered: u64,
+    pub(super) fleet: Option<FleetFigures>,
 }
 
 impl Outcome<'_> {
@@ -46,6 +57,8 @@ impl Outcome<'_> {
             final_wrong,
             rss,
             fake,
+            unanswered,
+            fleet,
         } = self;
         let RssFigures {
             start: rss_at_start,
@@ -74,7 +87,18 @@ impl Outcome<'_> {
         }
         let examples = run.examples.lock().unwrap().clone();
         let rss_ok = growth_mib < o.max_rss_growth_mib;
-        let passed = total.wrong == 0 && total.avoidable == 0 && final_wrong.is_empty() && rss_ok;
+        // Lost: no answer at all, no clean answer (a panic, a document that is not JSON), or
+        // TC_AUTH_UNAVAILABLE where Globus Auth could have answered.
+        let lost = unanswered + total.malformed + total.avoidable;
+        let fleet_ok = fleet
+            .as_ref()
+            .is_none_or(|f| f.verdict.passed() && f.proxy_connections == 0);
+        let passed = total.wrong == 0
+            && lost == 0
+            && total.stale_outside_failures == 0
+            && final_wrong.is_empty()
+            && rss_ok
+            && fleet_ok;
         let report = json!({
             "passed": passed,
             "backend": format!("{:?}", o.backend).to_lowercase(),
@@ -85,6 +109,16 @@ impl Outcome<'_> {
             "calls_per_s": (calls as f64 / load_time.as_secs_f64()).round(),
             "statuses": statuses,
             "wrong_answers": total.wrong,
+            "lost_requests": {"total": lost, "unanswered": unanswered,
+                              "malformed": total.malformed, "avoidable_failures": total.avoidable},
+            "stale_outside_server_failures": total.stale_outside_failures,
+            "brownouts": run.brownouts.load(Ordering::Relaxed),
+            "rate_limits": run.rate_limits.load(Ordering::Relaxed),
+            "fleet": fleet.as_ref().map(|f| {
+                let mut v = f.verdict.to_json();
+                v["proxy_connections"] = f.proxy_connections.into();
+                v
+            }),
             "wrong_positives": total.wrong_positive,
             "avoidable_failures": total.avoidable,
             "excused_unavailable": total.excused,
@@ -147,9 +181,72 @@ impl Outcome<'_> {
             total.excused_after_fault,
             run.latency_spikes.load(Ordering::Relaxed)
         );
-        if o.backend == Backend::Redis {
+        println!(
+            "lost requests    {lost} (no answer {unanswered}, no clean answer {}, avoidable {})",
+            total.malformed, total.avoidable
+        );
+        if let Some(f) = &fleet {
+            let v = &f.verdict;
             println!(
-                "redis            {} kills/restarts, {:.1} s down in total",
+                "fleet            {} brownouts, {} rate limits (429); {} stale answers outside server failures",
+                run.brownouts.load(Ordering::Relaxed),
+                run.rate_limits.load(Ordering::Relaxed),
+                total.stale_outside_failures
+            );
+            println!(
+                "  victims        {} tokens in {} batches, {} checks ({} after their revocation, {} after their purge, {} of these unavailable: no stale answer in a brownout); purges by the other process: {} tokens, {} identities ({} did not reach the backend; longest {:.1} ms)",
+                v.victims,
+                v.batches,
+                v.victim_calls,
+                v.calls_after_revocation,
+                v.calls_after_purge,
+                v.unavailable_after_purge,
+                v.token_purges,
+                v.identity_purges,
+                v.purges_not_reached,
+                v.longest_purge_ms
+            );
+            println!(
+                "  allowed        {} active within the cache's lifetime after the revocation, {} joined a fetch in flight at the purge, {} stale before the library could know (of {} stale answers to victims, {} for never-revoked ones; {} stale answers served in all)",
+                v.active_within_lifetime,
+                v.joined_before_purge,
+                v.stale_unknowable,
+                v.stale_answers,
+                v.stale_for_active,
+                lib["stale_served"]
+            );
+            println!(
+                "  WRONG          {} active after a purge, {} active after an inactive answer, {} active past the cache's lifetime (of which stale {}), {} inactive before the revocation; final pass {}",
+                v.active_after_purge,
+                v.active_after_inactive,
+                v.active_after_lifetime,
+                v.wrong_stale,
+                v.inactive_before_revocation,
+                if v.final_wrong.is_empty() {
+                    "all inactive".to_string()
+                } else {
+                    format!("{} wrong", v.final_wrong.len())
+                }
+            );
+            for w in v.final_wrong.iter().take(10) {
+                println!("  final pass: {w}");
+            }
+            for e in &v.purger_failures {
+                println!("  purger failure: {e}");
+            }
+            println!(
+                "  proxy          {} connections to the proxy trap{}",
+                f.proxy_connections,
+                if f.proxy_connections == 0 {
+                    ""
+                } else {
+                    " (requests leaked to HTTP(S)_PROXY)"
+                }
+            );
+        }
+        if o.backend != Backend::Memory {
+            println!(
+                "cache server     {} kills/restarts, {:.1} s down in total",
                 run.redis_restarts.load(Ordering::Relaxed),
                 run.redis_down_ms.load(Ordering::Relaxed) as f64 / 1000.0
             );

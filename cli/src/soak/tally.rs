@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Mutex;
 
+use super::fleet::VictimCall;
 use super::histogram::Histogram;
 use super::judge::FaultLog;
 use super::workers::OPS;
@@ -15,6 +16,9 @@ use super::workers::OPS;
 pub(super) struct Run {
     pub(super) stop: AtomicBool,
     pub(super) faults: Mutex<FaultLog>,
+    /// Of those, the ones where the server itself failed (5xx, closed connections): the only
+    /// ones that may turn a stale answer on (`--fleet`; never a 429 or a malformed answer).
+    pub(super) upstream_faults: Mutex<FaultLog>,
     /// When Redis was down (killed until answering again), to annotate wrong answers.
     pub(super) redis_outages: Mutex<FaultLog>,
     pub(super) calls: AtomicU64,
@@ -23,6 +27,8 @@ pub(super) struct Run {
     pub(super) excused: AtomicU64,
     pub(super) fault_windows: AtomicU64,
     pub(super) latency_spikes: AtomicU64,
+    pub(super) brownouts: AtomicU64,
+    pub(super) rate_limits: AtomicU64,
     pub(super) redis_restarts: AtomicU64,
     pub(super) redis_down_ms: AtomicU64,
     pub(super) examples: Mutex<Vec<String>>,
@@ -53,6 +59,12 @@ pub(super) struct Tally {
     pub(super) per_op_latency: Vec<Histogram>,
     /// Where successful answers came from (`cache.source`).
     pub(super) sources: BTreeMap<String, u64>,
+    /// Answers that are no clean answer: TC_PANIC, or a document that is not JSON.
+    pub(super) malformed: u64,
+    /// Stale answers to calls that overlapped no server failure (`--fleet`: wrong).
+    pub(super) stale_outside_failures: u64,
+    /// `--fleet`: the victim checks, judged at the end.
+    pub(super) victim_calls: Vec<VictimCall>,
 }
 
 impl Tally {
@@ -68,9 +80,12 @@ impl Tally {
             all: Histogram::new(),
             per_op_latency: vec![Histogram::new(); OPS.len()],
             sources: BTreeMap::new(),
+            malformed: 0,
+            stale_outside_failures: 0,
+            victim_calls: Vec::new(),
         }
     }
-    pub(super) fn merge(&mut self, o: &Tally) {
+    pub(super) fn merge(&mut self, mut o: Tally) {
         for (a, b) in self.per_op.iter_mut().zip(&o.per_op) {
             for k in 0..4 {
                 a[k] += b[k];
@@ -88,6 +103,9 @@ impl Tally {
         for (a, b) in self.per_op_latency.iter_mut().zip(&o.per_op_latency) {
             a.merge(b);
         }
+        self.malformed += o.malformed;
+        self.stale_outside_failures += o.stale_outside_failures;
+        self.victim_calls.append(&mut o.victim_calls);
         for (k, v) in &o.sources {
             *self.sources.entry(k.clone()).or_default() += v;
         }

@@ -10,7 +10,9 @@ use serde_json::json;
 use tokenchecker::tc_status;
 
 use super::ffi::Checker;
+use super::fleet::{source_name, Fleet, VictimCall};
 use super::judge::{clip, judge, source_of, Excuse, Expect, Verdict};
+use super::purger::unix_us;
 use super::rng::Rng;
 use super::tally::{Run, Tally};
 use super::tokens::{
@@ -30,9 +32,11 @@ pub(super) enum Op {
     Purge,
     PurgeFresh,
     PurgeIdentity,
+    /// `--fleet`: a check of a victim (see `fleet`), judged at the end.
+    Victim,
 }
 
-pub(super) const OPS: [Op; 10] = [
+pub(super) const OPS: [Op; 11] = [
     Op::Hit,
     Op::FreshValid,
     Op::FreshUnknown,
@@ -43,6 +47,7 @@ pub(super) const OPS: [Op; 10] = [
     Op::Purge,
     Op::PurgeFresh,
     Op::PurgeIdentity,
+    Op::Victim,
 ];
 
 impl Op {
@@ -58,9 +63,10 @@ impl Op {
             Op::Purge => "purge_pool_token",
             Op::PurgeFresh => "check_purge_recheck",
             Op::PurgeIdentity => "purge_identity",
+            Op::Victim => "check_victim",
         }
     }
-    /// Weights out of 1000.
+    /// Weights out of 1000 (victims are chosen apart, see [`worker`]).
     fn pick(r: u64) -> Op {
         match r % 1000 {
             0..=469 => Op::Hit,
@@ -84,15 +90,34 @@ pub(super) fn worker(
     checker: Arc<Checker>,
     fake: Arc<FakeGlobus>,
     run: Arc<Run>,
+    fleet: Option<Arc<Fleet>>,
 ) -> Tally {
     let mut rng = Rng::new(seed ^ (n as u64).wrapping_mul(0xA24B_AED4_963E_E407));
     let mut t = Tally::new();
     let refused = refused_kinds();
     let mut fresh = 0u64;
     while !run.stop.load(Ordering::Relaxed) {
-        let mut op = Op::pick(rng.next());
-        while !ops.is_empty() && !ops.contains(&op) {
+        // With --fleet, 15% of the calls check a victim (all of them with --ops check_victim).
+        let victims_only = ops == [Op::Victim];
+        let mut victim = None;
+        if let Some(fleet) = &fleet {
+            if (ops.is_empty() || ops.contains(&Op::Victim))
+                && (victims_only || rng.below(100) < 15)
+            {
+                victim = fleet.pick(&mut rng);
+            }
+        }
+        let mut op = Op::Victim;
+        if victim.is_none() {
+            if victims_only {
+                // No victim yet.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            }
             op = Op::pick(rng.next());
+            while !ops.is_empty() && !ops.contains(&op) {
+                op = Op::pick(rng.next());
+            }
         }
         let i = rng.below(POOL as u64) as usize;
         let token = pool_token(i);
@@ -101,7 +126,26 @@ pub(super) fn worker(
         let mut cleanup: Option<String> = None;
 
         let start = Instant::now();
+        let start_us = unix_us();
         let (expect, st, doc) = match op {
+            Op::Victim => {
+                let (v, tok, vid) = victim.take().expect("a victim was picked");
+                let (st, doc) = checker.check(&tok);
+                let end_us = unix_us();
+                t.victim_calls.push(VictimCall {
+                    victim: v,
+                    start_us,
+                    end_us,
+                    status: st,
+                    source: source_name(source_of(&doc)),
+                });
+                // Here only the shape: active with its identity, or inactive. When, at the end.
+                if st == tc_status::TC_INACTIVE_TOKEN {
+                    (Expect::status(st), st, doc)
+                } else {
+                    (Expect::ok(vid), st, doc)
+                }
+            }
             Op::Hit => {
                 let (st, doc) = checker.check(&token);
                 (Expect::ok(id), st, doc)
@@ -209,11 +253,30 @@ pub(super) fn worker(
         t.all.record(end - start);
         t.per_op_latency[k].record(end - start);
         run.calls.fetch_add(1, Ordering::Relaxed);
+        if st == tc_status::TC_PANIC
+            || (!doc.is_empty() && serde_json::from_str::<serde_json::Value>(&doc).is_err())
+        {
+            t.malformed += 1;
+        }
         match judge(&expect, st, &doc) {
             Verdict::Correct => {
                 t.per_op[k][1] += 1;
                 if st == tc_status::TC_OK {
-                    if let Some(src) = source_of(&doc) {
+                    let src = source_of(&doc);
+                    if src == Some("stale")
+                        && run.upstream_faults.lock().unwrap().excuse(start, end) == Excuse::None
+                    {
+                        // Only a failing server may turn stale answers on: not a 429, not a
+                        // malformed answer, not load.
+                        t.stale_outside_failures += 1;
+                        run.wrong.fetch_add(1, Ordering::Relaxed);
+                        run.example(format!(
+                            "WRONG: a stale answer to {} outside any server failure: {}",
+                            op.name(),
+                            clip(&doc)
+                        ));
+                    }
+                    if let Some(src) = src {
                         match t.sources.get_mut(src) {
                             Some(n) => *n += 1,
                             None => {
@@ -239,7 +302,11 @@ pub(super) fn worker(
                     run.example(format!(
                         "avoidable failure: {} of {} took {:?} and got TC_AUTH_UNAVAILABLE outside any auth fault: {}",
                         op.name(),
-                        if op == Op::FreshValid || op == Op::FreshUnknown { "a fresh token" } else { "a pool token" },
+                        match op {
+                            Op::FreshValid | Op::FreshUnknown => "a fresh token",
+                            Op::Victim => "a victim token",
+                            _ => "a pool token",
+                        },
                         end - start,
                         clip(&doc)
                     ));
