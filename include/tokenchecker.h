@@ -37,8 +37,7 @@ enum tc_status
    */
   TC_INVALID_CONFIG = 2,
   /**
-   * The authorization server says the token is not active (unknown, revoked or expired there),
-   * or its answer lacks the identity set.
+   * The authorization server says the token is not active (unknown, revoked or expired there).
    */
   TC_INACTIVE_TOKEN = 3,
   /**

@@ -16,8 +16,7 @@ pub enum tc_status {
     TC_INVALID_ARGUMENT = 1,
     /// The configuration JSON was malformed or named an unknown key, a wrong type or a bad value.
     TC_INVALID_CONFIG = 2,
-    /// The authorization server says the token is not active (unknown, revoked or expired there),
-    /// or its answer lacks the identity set.
+    /// The authorization server says the token is not active (unknown, revoked or expired there).
     TC_INACTIVE_TOKEN = 3,
     /// The token carries none (scope_match "any") or not all (scope_match "all") of the expected scopes.
     TC_INSUFFICIENT_SCOPE = 4,

@@ -76,10 +76,18 @@ fn every_rule_in_order() {
         status(c.check(fixtures::TOK_NOT_YET)),
         tc_status::TC_TOKEN_EXPIRED
     );
-    assert_eq!(
-        status(c.check(fixtures::TOK_NO_IDENTITIES)),
-        tc_status::TC_INACTIVE_TOKEN
-    );
+    // Active without an identity set: valid, and says so (no identities), not "inactive".
+    let s = c.check(fixtures::TOK_NO_IDENTITIES).unwrap();
+    assert!(s.info.identities().is_empty());
+    let e = c
+        .authorize(
+            fixtures::TOK_NO_IDENTITIES,
+            &request(json!({"allowed_principals":
+                ["urn:globus:auth:identity:d0000000-0000-4000-8000-000000000000"]})),
+        )
+        .unwrap_err();
+    assert_eq!(e.status, tc_status::TC_NOT_AUTHORIZED);
+    assert!(e.message.contains("no identity_set"), "{e}");
     // Expired beats wrong scope: the original's order.
     let t = unique_token(&fake, "order", json!({"exp_in": -100, "scope": "urn:x"}));
     assert_eq!(status(c.check(&t)), tc_status::TC_TOKEN_EXPIRED);

@@ -252,6 +252,19 @@ func TestCheckValid(t *testing.T) {
 	}
 }
 
+// An active token without an identity set is valid and says so: no identities (not
+// ErrInactiveToken).
+func TestNoIdentitySet(t *testing.T) {
+	c := newChecker(t)
+	s, err := c.Check(ctx, "tok-no-identities")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Active || len(s.Identities) != 0 {
+		t.Fatalf("unexpected state %+v", s)
+	}
+}
+
 func TestCheckErrors(t *testing.T) {
 	c := newChecker(t)
 	cases := []struct {
@@ -260,7 +273,6 @@ func TestCheckErrors(t *testing.T) {
 	}{
 		{"tok-inactive", tokenchecker.ErrInactiveToken},
 		{"go-never-issued-token", tokenchecker.ErrInactiveToken},
-		{"tok-no-identities", tokenchecker.ErrInactiveToken},
 		{"tok-wrong-scope", tokenchecker.ErrInsufficientScope},
 		{"tok-wrong-aud", tokenchecker.ErrWrongAudience},
 		{"tok-expired", tokenchecker.ErrTokenExpired},

@@ -117,10 +117,15 @@ impl Checker {
                 }
             }
         }
-        Step::Done(Err(Error::new(
-            tc_status::TC_NOT_AUTHORIZED,
-            "the caller is none of the allowed principals",
-        )))
+        let why = if state.info.has_identity_set() {
+            "the caller is none of the allowed principals"
+        } else {
+            // An active token the server gave no identity set for (not Globus Auth, or it was
+            // not asked): valid, but it stands for no identity any principal could name.
+            "the caller is none of the allowed principals: the introspection answer carries no \
+             identity_set, so the token stands for no identity"
+        };
+        Step::Done(Err(Error::new(tc_status::TC_NOT_AUTHORIZED, why)))
     }
 }
 

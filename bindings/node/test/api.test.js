@@ -182,7 +182,8 @@ describe('check', () => {
 
   it('rejects with the library code for each token failure', async () => {
     await rejectsWith(checker.check('tok-inactive'), 'TC_INACTIVE_TOKEN');
-    await rejectsWith(checker.check('tok-no-identities'), 'TC_INACTIVE_TOKEN');
+    // Active without an identity set: valid, with no identities (not "inactive").
+    assert.deepEqual((await checker.check('tok-no-identities')).identities, []);
     await rejectsWith(checker.check('tok-wrong-scope'), 'TC_INSUFFICIENT_SCOPE');
     await rejectsWith(checker.check('tok-wrong-aud'), 'TC_WRONG_AUDIENCE');
     await rejectsWith(checker.check('tok-expired'), 'TC_TOKEN_EXPIRED');

@@ -49,11 +49,6 @@ pub(super) fn refused_kinds() -> Vec<(&'static str, Value, tc_status)> {
             json!({"aud": ["other-client"], "identity_set": [identity_of(9004)]}),
             TC_WRONG_AUDIENCE,
         ),
-        (
-            "no-identities",
-            json!({"omit_identity_set": true}),
-            TC_INACTIVE_TOKEN,
-        ),
     ]
 }
 
