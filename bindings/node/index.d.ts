@@ -184,6 +184,13 @@ export declare class TokenChecker {
   constructor(config: TokenCheckerConfig | string);
   /** Creates a checker off the event loop. */
   static create(config: TokenCheckerConfig | string): Promise<TokenChecker>;
+  /**
+   * Configured from the environment, as the CLI is: TC_CLIENT_ID, TC_CLIENT_SECRET, TC_SCOPES
+   * (space-separated), TC_AUTH_URL, TC_GROUPS_URL; an empty variable counts as unset. `options`
+   * (any constructor option) win over the environment. Throws TokenCheckerError
+   * (TC_INVALID_CONFIG naming the missing variables, or what the constructor throws).
+   */
+  static fromEnv(options?: Partial<TokenCheckerConfig>): TokenChecker;
   static stats(): Stats;
   static version(): string;
 

@@ -436,6 +436,59 @@ function configError(err, prepared) {
   return new TokenCheckerError(err.code, `${what} ${names.join('; ')} (${err.message})`, err.status);
 }
 
+// ---- configuration from the environment -------------------------------------------------------
+
+/**
+ * The variables TokenChecker.fromEnv reads (the ones the CLI reads), in the order documented,
+ * with the library key each sets. TC_SCOPES is space-separated.
+ */
+const ENV_KEYS = Object.freeze([
+  ['TC_CLIENT_ID', 'client_id'],
+  ['TC_CLIENT_SECRET', 'client_secret'],
+  ['TC_SCOPES', 'expected_scopes'],
+  ['TC_AUTH_URL', 'auth_url'],
+  ['TC_GROUPS_URL', 'groups_url'],
+]);
+const REQUIRED_ENV = new Set(['client_id', 'client_secret', 'expected_scopes']);
+
+/**
+ * fromEnv's configuration: the environment's keys (an empty variable counts as unset) overlaid
+ * by the explicit options (camelCase or snake_case; `undefined` is "not given", anything else,
+ * null included, wins). Throws TC_INVALID_CONFIG naming the missing required variables.
+ */
+function envConfig(options, env = process.env) {
+  if (options === undefined || options === null) options = {};
+  if (!isPlainObject(options)) {
+    throw new TokenCheckerError('TC_INVALID_CONFIG', 'the fromEnv options must be an object', Status.TC_INVALID_CONFIG);
+  }
+  const given = new Map(); // library key -> explicit value
+  for (const [option, value] of Object.entries(options)) {
+    if (value !== undefined) given.set(snake(option), value);
+  }
+  const fromEnv = {};
+  const missing = [];
+  for (const [name, key] of ENV_KEYS) {
+    let value = given.has(key) ? given.get(key) : undefined;
+    if (!given.has(key)) {
+      const raw = env[name];
+      if (typeof raw === 'string' && raw !== '') {
+        value = key === 'expected_scopes' ? raw.split(/\s+/).filter(Boolean) : raw;
+        fromEnv[key] = value;
+      }
+    }
+    if (REQUIRED_ENV.has(key) && (value === undefined || value === null)) missing.push([name, key]);
+  }
+  if (missing.length > 0) {
+    throw new TokenCheckerError(
+      'TC_INVALID_CONFIG',
+      `set ${missing.map(([name]) => name).join(', ')} in the environment ` +
+        `(or pass ${missing.map(([, key]) => camel(key)).join(', ')})`,
+      Status.TC_INVALID_CONFIG,
+    );
+  }
+  return { ...fromEnv, ...options };
+}
+
 // ---- the checker ------------------------------------------------------------------------------
 
 const kHandle = Symbol('tokenchecker.handle');
@@ -504,6 +557,18 @@ class TokenChecker {
       });
       if (answer !== undefined) reject(configError(errorFrom(answer[0], answer[1]), prepared));
     });
+  }
+
+  /**
+   * A checker configured from the environment, as the CLI is: TC_CLIENT_ID, TC_CLIENT_SECRET,
+   * TC_SCOPES (space-separated), TC_AUTH_URL, TC_GROUPS_URL (an empty variable counts as unset).
+   * `options` are any constructor options (camelCase or snake_case: `clientId`, `expectedScopes`,
+   * `authUrl`, `verifyCredentials`, …) and win over the environment (`undefined` means not
+   * given). Throws a TokenCheckerError (TC_INVALID_CONFIG naming the missing variables, or what
+   * the constructor throws). Blocks like the constructor.
+   */
+  static fromEnv(options = {}) {
+    return new TokenChecker(envConfig(options));
   }
 
   /** Process-wide counters of the library (its snake_case document, as is). */
@@ -936,6 +1001,7 @@ module.exports = {
   _native: native,
   _configToJson: configToJson,
   _configKeys: CONFIG_KEYS,
+  _envKeys: ENV_KEYS,
   _snake: snake,
   _sources: SOURCES,
   _memo: memo,
