@@ -1652,14 +1652,23 @@ int main(int argc, char **argv) {
     }
 
     const char *filter = argc > 1 ? argv[1] : NULL;
+    /* TC_TEST_EXCLUDE: tests whose name holds it are not run (and not counted): the valgrind run
+     * leaves out the fork tests, whose children valgrind leak-checks at exit, reporting what the
+     * parent's other threads held (their thread-local data) as lost; ASan runs them. */
+    const char *exclude = getenv("TC_TEST_EXCLUDE");
     size_t count = sizeof tests / sizeof tests[0];
     int passed = 0, failed = 0, number = 0;
-    for (size_t i = 0; i < count; i++)
-        number += !filter || strstr(tests[i].name, filter);
+#define SELECTED(i) ((!filter || strstr(tests[i].name, filter)) && \
+                     !(exclude && *exclude && strstr(tests[i].name, exclude)))
+    for (size_t i = 0; i < count; i++) {
+        number += SELECTED(i);
+        if (!SELECTED(i) && exclude && *exclude && strstr(tests[i].name, exclude))
+            printf("# not run here (TC_TEST_EXCLUDE=%s): %s\n", exclude, tests[i].name);
+    }
     printf("1..%d\n", number);
     number = 0;
     for (size_t i = 0; i < count; i++) {
-        if (filter && !strstr(tests[i].name, filter))
+        if (!SELECTED(i))
             continue;
         number++;
         t_failed = 0;
