@@ -81,9 +81,13 @@ extern "C" fn forked_child() {
 
 static STATE: Lazy<ArcSwap<Process>> = Lazy::new(|| {
     // SAFETY: registers a handler that only touches atomics; it runs in the child after fork.
-    let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
-    if rc != 0 {
-        log_error!("pthread_atfork failed ({rc}): a forked child cannot use this library");
+    // (Miri has no fork, and no pthread_atfork.)
+    #[cfg(not(miri))]
+    {
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+        if rc != 0 {
+            log_error!("pthread_atfork failed ({rc}): a forked child cannot use this library");
+        }
     }
     // Values other statics compute lazily, computed now: a fork while another thread computes
     // one would leave the child waiting for it.
