@@ -152,7 +152,6 @@ def test_caching_across_instances(fake: Fake, checker: TokenChecker) -> None:
         ({"nbf_in": 600}, errors.TokenExpiredError),
         ({"scope": "urn:globus:auth:scope:other:all"}, errors.InsufficientScopeError),
         ({"aud": ["other-client"]}, errors.WrongAudienceError),
-        ({"omit_identity_set": True}, errors.InactiveTokenError),
     ],
 )
 def test_invalid_token_gives_empty_sets_and_an_error(
@@ -174,6 +173,15 @@ def test_invalid_token_gives_empty_sets_and_an_error(
         state.raise_for_error()
     with pytest.raises(error):
         checker.check(token)
+
+
+def test_active_token_without_an_identity_set(fake: Fake, checker: TokenChecker) -> None:
+    # Active without an identity set: valid, and it says so (no identities), not "inactive".
+    token = fake.new_token(omit_identity_set=True)
+    state = checker.check_token(token)
+    assert state.valid is True
+    assert state.identities == frozenset()
+    assert not state.check_authorization([identity_principal(DEFAULT_ID)])
 
 
 def test_unknown_token(checker: TokenChecker) -> None:
