@@ -59,7 +59,9 @@ fn main() {
          #define TOKENCHECKER_VERSION_MAJOR {major}\n\
          #define TOKENCHECKER_VERSION_MINOR {minor}\n\
          #define TOKENCHECKER_VERSION_PATCH {patch}\n\
-         #define TOKENCHECKER_ABI_VERSION {abi}\n"
+         #define TOKENCHECKER_ABI_VERSION {abi}\n\n\
+         /* What tc_authorize_answer reports in *out_matched when no principal matched. */\n\
+         #define TC_NO_MATCH SIZE_MAX\n"
     ));
     let header = match cbindgen::generate_with_config(&crate_dir, config) {
         Ok(bindings) => {

@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{Config, ScopeMatch};
-use crate::json::{push_json_str, push_u64, RenderedList};
+use crate::json::{push_json_str, push_u64};
 use crate::status::{tc_status, Error};
 
-use crate::model::{GroupList, Source, TokenInfo, GROUP_PREFIX, IDENTITY_PREFIX};
+use crate::model::{GroupList, Source, TokenInfo, GROUP_PREFIX};
 pub const PUBLIC: &str = "public";
 pub const ALL_AUTHENTICATED_USERS: &str = "all_authenticated_users";
 
@@ -110,46 +110,6 @@ impl AuthorizeRequest {
             _ => "the authorization request is not valid".to_string(),
         }))
     }
-
-    /// Whether a group principal is allowed (only then are groups worth fetching).
-    pub fn names_groups(&self) -> bool {
-        self.allowed_principals
-            .iter()
-            .any(|p| p.starts_with(GROUP_PREFIX))
-    }
-
-    /// The principal that allows the caller without groups, if any, in the original's order.
-    pub fn match_without_groups(&self, info: &TokenInfo) -> Option<String> {
-        let allowed = |p: &str| self.allowed_principals.iter().any(|a| a == p);
-        if self.allow_public && allowed(PUBLIC) {
-            return Some(PUBLIC.into());
-        }
-        if self.allow_all_authenticated_users
-            && allowed(ALL_AUTHENTICATED_USERS)
-            && info.identity_count() > 0
-        {
-            return Some(ALL_AUTHENTICATED_USERS.into());
-        }
-        // The first identity (in the identity set's order) that an allowed principal names.
-        self.first_named(info.identity_list(), IDENTITY_PREFIX)
-    }
-
-    /// The first of the caller's groups (in the Groups API's order) an allowed principal names.
-    pub fn match_groups(&self, groups: &GroupList) -> Option<String> {
-        self.first_named(groups.list(), GROUP_PREFIX)
-    }
-
-    /// The allowed principal `<prefix><id>` of the first id in `ids` that one names.
-    fn first_named(&self, ids: RenderedList<'_>, prefix: &str) -> Option<String> {
-        ids.items()
-            .find_map(|id| {
-                self.allowed_principals.iter().find(|a| {
-                    a.strip_prefix(prefix)
-                        .is_some_and(|raw| ids.item_is(id, raw))
-                })
-            })
-            .cloned()
-    }
 }
 
 /// Applies the original's rules, in its order, to an introspection answer.
@@ -203,7 +163,8 @@ pub fn validate(config: &Config, info: &TokenInfo, now: i64) -> Result<(), Error
                 },
                 config.expected_scopes
             ),
-        ));
+        )
+        .with_token_scopes(info.scopes()));
     }
     if !info.has_audience(&config.expected_audience) {
         return Err(Error::new(
@@ -439,35 +400,27 @@ mod tests {
 
     #[test]
     fn authorization_order() {
+        use crate::policy::Policy;
         let info = intro(&["a"]);
-        let req = AuthorizeRequest::from_json(
+        let compile = |text: &str| Policy::from_json(text).unwrap();
+        let p = compile(
             r#"{"allowed_principals":["public","urn:globus:auth:identity:i1"],"allow_public":true}"#,
-        )
-        .unwrap();
-        assert_eq!(req.match_without_groups(&info).as_deref(), Some("public"));
-        let req = AuthorizeRequest::from_json(
-            r#"{"allowed_principals":["public","urn:globus:groups:id:g"]}"#,
-        )
-        .unwrap();
-        assert_eq!(req.match_without_groups(&info), None);
-        assert!(req.names_groups());
-        assert_eq!(
-            req.match_groups(&GroupList::new(["x", "g"])).as_deref(),
-            Some("urn:globus:groups:id:g")
         );
+        assert_eq!(p.match_without_groups(&info), Some(0));
+        let p = compile(r#"{"allowed_principals":["public","urn:globus:groups:id:g"]}"#);
+        assert_eq!(p.match_without_groups(&info), None);
+        assert!(p.names_groups());
+        let g = p.match_groups(&GroupList::new(["x", "g"])).unwrap();
+        assert_eq!(p.principal(g as usize), Some("urn:globus:groups:id:g"));
         // The identity set's order decides, not the request's.
         let two = TokenInfo::new(Introspection {
             identity_set: Some(vec!["i2".into(), "i\"1".into()].into()),
             ..raw(&["a"])
         });
-        let req = AuthorizeRequest::from_json(
+        let p = compile(
             r#"{"allowed_principals":["urn:globus:auth:identity:i\"1","urn:globus:auth:identity:i2"]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            req.match_without_groups(&two).as_deref(),
-            Some("urn:globus:auth:identity:i2")
         );
+        assert_eq!(p.match_without_groups(&two), Some(1));
         assert!(AuthorizeRequest::from_json(r#"{"allowed":[]}"#).is_err());
     }
 }

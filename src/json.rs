@@ -121,6 +121,12 @@ impl<'a> RenderedList<'a> {
         self.items().map(|i| unescape(i).into_owned()).collect()
     }
 
+    /// Whether some item may hold an escape (otherwise items are their raw strings).
+    #[inline]
+    pub fn is_escaped(self) -> bool {
+        self.escaped
+    }
+
     /// The inside, as rendered.
     pub fn as_str(self) -> &'a str {
         self.inside

@@ -32,6 +32,7 @@ mod introspection;
 mod json;
 mod log;
 pub mod model;
+mod policy;
 mod process;
 mod runtime;
 mod stale;
@@ -43,6 +44,7 @@ pub use checker::{Authorization, Checker};
 pub use config::Config;
 pub use log::{set_rust_logger, tc_log_level as LogLevel, RustSink};
 pub use model::{DependentToken, GroupList, Introspection, Source, TokenInfo};
+pub use policy::Policy;
 pub use status::{tc_status, Cause, Error, Status};
 
 /// The C ABI's generation (see `tc_abi_version`); build.rs writes it into the header too.
@@ -58,6 +60,21 @@ pub fn stats_json() -> String {
     let mut cache = store.describe();
     cache["in_flight"] = store.in_flight().into();
     stats::stats().to_json(cache)
+}
+
+/// The facts bindings share (what `tc_library_info` returns).
+pub fn library_info() -> serde_json::Value {
+    let statuses: serde_json::Map<String, serde_json::Value> = tc_status::all()
+        .map(|(name, value)| (name.to_owned(), value.into()))
+        .collect();
+    serde_json::json!({
+        "version": VERSION,
+        "abi_version": ABI_VERSION,
+        "statuses": statuses,
+        "sources": Source::ALL.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "config_keys": Config::keys(),
+        "rule_keys": Config::rule_keys(),
+    })
 }
 
 /// The library's counters in the Prometheus text exposition format (what `tc_metrics` returns).

@@ -59,6 +59,14 @@ const NAMES: [&std::ffi::CStr; 12] = [
 ];
 
 impl tc_status {
+    /// Every status's name and value, in value order.
+    pub fn all() -> impl Iterator<Item = (&'static str, u32)> {
+        NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_str().unwrap_or("TC_UNKNOWN"), i as u32))
+    }
+
     pub fn name(self) -> &'static str {
         // The names are ASCII.
         NAMES[self as usize].to_str().unwrap_or("TC_UNKNOWN")
@@ -78,6 +86,8 @@ pub struct Error {
     pub message: String,
     /// What the failure says about the servers, for the checker's policies.
     pub cause: Cause,
+    /// `TC_INSUFFICIENT_SCOPE`: the token's scopes (the error document's `token_scopes`).
+    pub token_scopes: Option<Vec<String>>,
 }
 
 /// Why a call failed, beyond its status.
@@ -102,6 +112,14 @@ impl Error {
             status,
             message: message.into(),
             cause: Cause::Local,
+            token_scopes: None,
+        }
+    }
+    /// The error with the token's scopes, for the error document's `token_scopes`.
+    pub fn with_token_scopes(self, scopes: Vec<String>) -> Self {
+        Error {
+            token_scopes: Some(scopes),
+            ..self
         }
     }
     /// `TC_AUTH_UNAVAILABLE` because the server itself failed (see [`Cause::Upstream`]).
@@ -121,10 +139,14 @@ impl Error {
         Self::new(tc_status::TC_AUTH_UNAVAILABLE, message)
     }
 
-    /// `{"error": {"code": "TC_…", "message": "…"}}`
+    /// `{"error": {"code": "TC_…", "message": "…"}}`, plus `"token_scopes": […]` (the token's
+    /// scopes) for `TC_INSUFFICIENT_SCOPE`.
     pub fn to_json(&self) -> String {
-        serde_json::json!({"error": {"code": self.status.name(), "message": self.message}})
-            .to_string()
+        let mut error = serde_json::json!({"code": self.status.name(), "message": self.message});
+        if let Some(scopes) = &self.token_scopes {
+            error["token_scopes"] = scopes.clone().into();
+        }
+        serde_json::json!({ "error": error }).to_string()
     }
 }
 

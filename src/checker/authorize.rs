@@ -4,9 +4,13 @@ use super::{local_groups, wrong_kind, Checker};
 use crate::auth_state::{AuthState, AuthorizeRequest, Groups};
 use crate::clock::Moment;
 use crate::config::FetchGroups;
+use crate::policy::Policy;
 use crate::process;
 use crate::stats::stats;
 use crate::status::{tc_status, Error};
+
+/// An authorization's outcome: the state and the index of the allowed principal that matched.
+pub type Matched = Result<(AuthState, u32), Error>;
 
 /// The outcome of a successful authorization.
 #[derive(Debug, Clone)]
@@ -14,6 +18,16 @@ pub struct Authorization {
     pub state: AuthState,
     /// The allowed principal that matched.
     pub matched: String,
+}
+
+impl Authorization {
+    fn new(policy: &Policy, (state, index): (AuthState, u32)) -> Authorization {
+        let matched = policy
+            .principal(index as usize)
+            .unwrap_or_default()
+            .to_owned();
+        Authorization { state, matched }
+    }
 }
 
 impl Checker {
@@ -24,10 +38,9 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Authorization, Error> {
-        if let Some(result) = self.try_authorize(token, request)? {
-            return result;
-        }
-        process::block_on(self.authorize_inner(token, request))?
+        let policy = Policy::new(request)?;
+        self.authorize_with(token, &policy)
+            .map(|m| Authorization::new(&policy, m))
     }
 
     /// `authorize` from the in-process cache only: `Ok(None)` when it needs the network.
@@ -36,26 +49,10 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Option<Result<Authorization, Error>>, Error> {
-        stats().checks.inc();
-        let state = match self.lookup_local(token)? {
-            None => return Ok(None),
-            Some(Err(e)) => return Ok(Some(Err(e))),
-            Some(Ok(state)) => state,
-        };
-        match self.authorization_step(request, state) {
-            Step::Done(result) => Ok(Some(result)),
-            Step::NeedGroups(mut state) => {
-                let id = self.local_id(token)?;
-                let Some(groups) = local_groups(&process::get().cache, id, Moment::now()) else {
-                    return Ok(None);
-                };
-                state.groups = Groups::Available(groups);
-                match self.authorization_step(request, state) {
-                    Step::Done(result) => Ok(Some(result)),
-                    Step::NeedGroups(_) => Ok(None),
-                }
-            }
-        }
+        let policy = Policy::new(request)?;
+        Ok(self
+            .try_authorize_with(token, &policy)?
+            .map(|r| r.map(|m| Authorization::new(&policy, m))))
     }
 
     pub async fn authorize_async(
@@ -63,23 +60,61 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Authorization, Error> {
+        let policy = Policy::new(request)?;
         stats().checks.inc();
-        self.authorize_inner(token, request).await
+        self.authorize_inner(token, &policy)
+            .await
+            .map(|m| Authorization::new(&policy, m))
     }
 
-    async fn authorize_inner(
+    /// [`Self::authorize`] with a compiled policy: the state and the index of the allowed
+    /// principal that matched.
+    pub fn authorize_with(&self, token: &str, policy: &Policy) -> Matched {
+        if let Some(result) = self.try_authorize_with(token, policy)? {
+            return result;
+        }
+        process::block_on(self.authorize_inner(token, policy))?
+    }
+
+    /// [`Self::try_authorize`] with a compiled policy: from the in-process cache only, with
+    /// neither rendering nor allocation.
+    pub fn try_authorize_with(
         &self,
         token: &str,
-        request: &AuthorizeRequest,
-    ) -> Result<Authorization, Error> {
+        policy: &Policy,
+    ) -> Result<Option<Matched>, Error> {
+        stats().checks.inc();
+        let state = match self.lookup_local(token)? {
+            None => return Ok(None),
+            Some(Err(e)) => return Ok(Some(Err(e))),
+            Some(Ok(state)) => state,
+        };
+        match self.authorization_step(policy, state) {
+            Step::Done(result) => Ok(Some(result)),
+            Step::NeedGroups(mut state) => {
+                let id = self.local_id(token)?;
+                let Some(groups) = local_groups(&process::get().cache, id, Moment::now_coarse())
+                else {
+                    return Ok(None);
+                };
+                state.groups = Groups::Available(groups);
+                match self.authorization_step(policy, state) {
+                    Step::Done(result) => Ok(Some(result)),
+                    Step::NeedGroups(_) => Ok(None),
+                }
+            }
+        }
+    }
+
+    async fn authorize_inner(&self, token: &str, policy: &Policy) -> Matched {
         let deadline = self.deadline();
         let state = self.check_inner(token, deadline).await?;
-        match self.authorization_step(request, state) {
+        match self.authorization_step(policy, state) {
             Step::Done(result) => result,
             Step::NeedGroups(mut state) => {
                 let id = self.token_id(token)?;
                 state.groups = self.groups(token, id, &state.info, deadline).await?;
-                match self.authorization_step(request, state) {
+                match self.authorization_step(policy, state) {
                     Step::Done(result) => result,
                     Step::NeedGroups(_) => Err(wrong_kind()),
                 }
@@ -89,16 +124,16 @@ impl Checker {
 
     /// The original `check_authorization`, once the token passed: public, then all
     /// authenticated users, then identities, and groups only when nothing cheaper matched.
-    fn authorization_step(&self, request: &AuthorizeRequest, state: AuthState) -> Step {
-        if let Some(matched) = request.match_without_groups(&state.info) {
-            return Step::Done(Ok(Authorization { state, matched }));
+    fn authorization_step(&self, policy: &Policy, state: AuthState) -> Step {
+        if let Some(matched) = policy.match_without_groups(&state.info) {
+            return Step::Done(Ok((state, matched)));
         }
-        if request.names_groups() && self.config.fetch_groups != FetchGroups::Never {
+        if policy.names_groups() && self.config.fetch_groups != FetchGroups::Never {
             match &state.groups {
                 Groups::NotFetched => return Step::NeedGroups(state),
                 Groups::Available(groups) => {
-                    if let Some(matched) = request.match_groups(groups) {
-                        return Step::Done(Ok(Authorization { state, matched }));
+                    if let Some(matched) = policy.match_groups(groups) {
+                        return Step::Done(Ok((state, matched)));
                     }
                 }
                 Groups::Unavailable(why) => {
@@ -131,7 +166,7 @@ impl Checker {
 
 /// Where an authorization stands.
 enum Step {
-    Done(Result<Authorization, Error>),
+    Done(Matched),
     /// Only the caller's groups can decide.
     NeedGroups(AuthState),
 }

@@ -37,6 +37,8 @@ use grants::local_groups;
 
 /// Dependent tokens are dropped from the cache this long before they expire.
 const DEPENDENT_TOKEN_MARGIN_S: i64 = 60;
+/// Tells checkers' rules apart (see `Config::rules_id`); 0 is never given.
+static NEXT_RULES_ID: AtomicU64 = AtomicU64::new(1);
 /// What creation introspects to learn whether the client credentials are accepted.
 const CREDENTIAL_PROBE_TOKEN: &str = "tokenchecker-credential-probe";
 /// How many tokens' "the grant was asked again" marks a checker keeps (see
@@ -57,8 +59,9 @@ struct Net {
 /// A configured token checker. Cheap to share: wrap it in an `Arc` and use it from any thread.
 pub struct Checker {
     config: Config,
-    /// Built on first use in each process generation.
-    net: ArcSwapOption<Net>,
+    /// Built on first use in each process generation; shared with the checkers derived from
+    /// this one (one client, one connection pool, one set of request slots).
+    net: Arc<ArcSwapOption<Net>>,
     hasher: KeyHasher,
     /// How long one caller waits for one request's answer (its retries included).
     wait: Duration,
@@ -75,7 +78,6 @@ impl Checker {
     /// Builds a checker. With `config.cache` set, the process-wide cache is replaced, but only
     /// once everything else succeeded: a failed creation leaves the current cache as it was.
     pub fn new(mut config: Config) -> Result<Checker, Error> {
-        static NEXT_RULES_ID: AtomicU64 = AtomicU64::new(1);
         // This checker's rules, fixed from now on: its own id (see `Config::rules_id`).
         config.rules_id = NEXT_RULES_ID.fetch_add(1, Ordering::Relaxed);
         // Built now to refuse a configuration it cannot work with; used for the probe only.
@@ -86,7 +88,7 @@ impl Checker {
         let store = config.cache.as_ref().map(CacheStore::new).transpose()?;
         let checker = Checker {
             config,
-            net: ArcSwapOption::empty(),
+            net: Arc::new(ArcSwapOption::empty()),
             hasher,
             wait,
             groups_warned: AtomicBool::new(false),
@@ -141,6 +143,22 @@ impl Checker {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// A checker with other rules (`rules_json`: `expected_scopes`, `scope_match`,
+    /// `expected_audience`, `leeway_s`) that shares this one's HTTP client, connection pool and
+    /// request slots (`max_concurrent_requests` stays one cap), and the process's cache: a
+    /// cached answer serves both. Never blocks, never probes, never replaces the cache.
+    pub fn derive(&self, rules_json: &str) -> Result<Checker, Error> {
+        let mut config = self.config.with_rules(rules_json)?;
+        config.rules_id = NEXT_RULES_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Checker {
+            config,
+            net: self.net.clone(),
+            hasher: self.hasher.clone(),
+            wait: self.wait,
+            groups_warned: AtomicBool::new(self.groups_warned.load(Ordering::Relaxed)),
+        })
     }
 
     /// This process generation's client and marks (built on first use after creation or a
@@ -494,7 +512,19 @@ fn introspect_fetch(
         async move {
             let started = Moment::now();
             let deadline = Instant::now() + wait;
-            let info = TokenInfo::new(client.introspect(&token, deadline).await?);
+            let mut intro = client.introspect(&token, deadline).await?;
+            if intro
+                .extra
+                .as_deref()
+                .is_some_and(|e| mentions_token(e, &token))
+            {
+                // A hostile or broken server echoed the token: it must not reach the cache.
+                log_warn!(
+                    "the introspection answer holds the token; its other members are dropped"
+                );
+                intro.extra = None;
+            }
+            let info = TokenInfo::new(intro);
             // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
             let ttl = match info.exp() {
                 Some(exp) if info.active() => timeout.min(secs_until(exp)),
@@ -510,6 +540,12 @@ fn introspect_fetch(
         }
         .boxed()
     }
+}
+
+/// Whether `text` (JSON) holds the token, as is or JSON-escaped.
+fn mentions_token(text: &str, token: &str) -> bool {
+    let escaped = serde_json::to_string(token).unwrap_or_default();
+    text.contains(token) || text.contains(escaped.trim_matches('"'))
 }
 
 /// What a fresh answer means for the stale area (`stale_if_error_s`): a positive one from the

@@ -191,6 +191,101 @@ impl Config {
     }
 }
 
+/// The keys a derived checker may change (`tc_derive`): the rules, nothing that talks to a
+/// server.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    expected_scopes: Option<Words>,
+    expected_audience: Option<Text>,
+    scope_match: Option<Choice<ScopeMatch>>,
+    leeway_s: Option<Whole<0, 3600>>,
+}
+
+impl Config {
+    /// This configuration with other rules (`expected_scopes`, `scope_match`,
+    /// `expected_audience`, `leeway_s`; every other key is refused): what a derived checker uses.
+    pub fn with_rules(&self, text: &str) -> Result<Config, Error> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid_config(format!("rules are not valid JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Error::invalid_config("rules must be a JSON object"))?;
+        let raw: RawRules = read(obj, "")?;
+        reject_unknown(obj, "", &[de::keys_of::<RawRules>()]).map_err(|e| {
+            Error::invalid_config(format!(
+                "{}; a derived checker may change only expected_scopes, scope_match, \
+                 expected_audience and leeway_s",
+                e.message
+            ))
+        })?;
+        let mut config = self.clone_rules_base();
+        if let Some(Words(scopes)) = raw.expected_scopes {
+            if scopes.is_empty() {
+                return Err(Error::invalid_config(
+                    "config key 'expected_scopes' must name at least one scope",
+                ));
+            }
+            config.expected_scopes = scopes;
+        }
+        if let Some(Text(aud)) = raw.expected_audience {
+            config.expected_audience = aud;
+        }
+        if let Some(Choice(m)) = raw.scope_match {
+            config.scope_match = m;
+        }
+        if let Some(Whole(l)) = raw.leeway_s {
+            config.leeway_s = l as i64;
+        }
+        Ok(config)
+    }
+
+    /// A copy without the cache configuration (a derived checker never replaces the cache)
+    /// and without rules id (given by the checker).
+    fn clone_rules_base(&self) -> Config {
+        Config {
+            cache: None,
+            rules_id: 0,
+            ..self.clone()
+        }
+    }
+
+    /// The configuration's top-level keys.
+    pub fn keys() -> Vec<&'static str> {
+        let mut keys = de::keys_of::<RawConfig>().to_vec();
+        keys.push("cache_config");
+        keys
+    }
+
+    /// The keys a derived checker may change ([`Self::with_rules`]).
+    pub fn rule_keys() -> &'static [&'static str] {
+        de::keys_of::<RawRules>()
+    }
+
+    /// What bindings need to know of a checker, without secrets: `tc_checker_info`.
+    pub fn info(&self) -> Value {
+        serde_json::json!({
+            "client_id": self.client_id,
+            "expected_scopes": self.expected_scopes,
+            "expected_audience": self.expected_audience,
+            "scope_match": match self.scope_match { ScopeMatch::Any => "any", ScopeMatch::All => "all" },
+            "leeway_s": self.leeway_s,
+            "fetch_groups": match self.fetch_groups {
+                FetchGroups::Lazy => "lazy",
+                FetchGroups::Eager => "eager",
+                FetchGroups::Never => "never",
+            },
+            "auth_url": self.auth_url,
+            "groups_url": self.groups_url,
+            "call_timeout_ms": self.call_timeout.as_millis() as u64,
+            "max_token_bytes": self.max_token_bytes,
+            "max_concurrent_requests": self.max_concurrent_requests,
+            "stale_if_error_s": self.stale_if_error.as_secs(),
+            "refresh_ahead_s": self.refresh_ahead.as_secs(),
+        })
+    }
+}
+
 impl RawConfig {
     /// What the types do not say: required keys, the plain-http rule, the CA files.
     fn validate(self) -> Result<Config, Error> {

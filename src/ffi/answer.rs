@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::boundary::{checker_arc, checker_ref, deliver_object, str_arg, to_c_string};
 use super::tc_checker;
 use crate::auth_state::AuthState;
-use crate::model::TokenInfo;
+use crate::model::{tc_answer_fields, TokenInfo};
 use crate::status::{tc_status, Error};
 
 /// The answer of a check: the stable part of its result, immutable and reference-counted.
@@ -34,7 +34,7 @@ pub struct tc_answer_meta {
 
 /// Runs a check behind the panic boundary and hands its answer out as a handle.
 #[inline]
-unsafe fn deliver_answer(
+pub(super) unsafe fn deliver_answer(
     out_answer: *mut *const tc_answer,
     out_meta: *mut tc_answer_meta,
     out_error: *mut *mut c_char,
@@ -138,9 +138,54 @@ pub unsafe extern "C" fn tc_answer_text(
     text
 }
 
+/// The answer's fields, decoded and laid out for reading without a JSON parser: every string a
+/// pointer and a length (unescaped UTF-8, not NUL-terminated; NULL pointer for an absent
+/// value), every list an array of them. Borrowed from the answer: valid while it lives, never
+/// freed; the same pointer for every call on the same answer. Built on the first call for an
+/// answer (a few hundred nanoseconds, once; kept with the answer, so it adds to the answer's
+/// memory only for answers a binding reads this way), then a load. NULL `answer`: NULL.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tc_answer_fields(answer: *const tc_answer) -> *const tc_answer_fields {
+    match (answer as *const TokenInfo).as_ref() {
+        None => ptr::null(),
+        Some(info) => match catch_unwind(|| info.fields_view() as *const tc_answer_fields) {
+            Ok(fields) => fields,
+            Err(_) => ptr::null(),
+        },
+    }
+}
+
+/// The introspection answer as the authorization server gave it: every member it sent
+/// (`active`, `scope` as one string, `client_id`, `sub`, `username`, `name`, `email`, `aud`,
+/// `exp`, `nbf`, `iat`, `identity_set`, and the ones this library does not read, such as
+/// `iss` or `token_type`, kept up to 8 KiB), for compatibility layers that hand it on whole.
+/// Rendered on each call: not for the hot path. `*out_json` is owned by the caller
+/// (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `answer` or `out_json`), `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_answer_introspection(
+    answer: *const tc_answer,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    super::boundary::deliver(out_json, || {
+        let info = (answer as *const TokenInfo)
+            .as_ref()
+            .ok_or_else(|| Error::invalid_argument("the answer is NULL"))?;
+        Ok(info.introspection_json())
+    })
+}
+
 /// A number unique to this answer for the life of the process, never reused (1 and up; 0 for
-/// NULL): bindings key what they decoded from `tc_answer_text` by it. A new fetch of the same
-/// token's answer (after its entry expired, or from a shared backend) has a new id.
+/// NULL): bindings key what they built from an answer by it. A new fetch of the same token's
+/// answer (after its entry expired, or from a shared backend) has a new id.
+///
+/// Bindings' memos (the one rule for all of them): a binding may keep the native object it
+/// built from an answer (from `tc_answer_fields`), keyed by this id, in one memo per process
+/// bounded by bytes, never by a count: `TOKENCHECKER_MEMO_BYTES` in the environment (read
+/// once; default 16 MiB, 0 turns the memo off), the bytes counted as the strings' lengths plus
+/// a fixed per-entry overhead each binding states in its memo's file. A memo miss costs one
+/// `tc_answer_fields` read and the native strings, never a JSON parse, so the memo's bound
+/// trades memory for a fraction of a microsecond, not for correctness.
 #[no_mangle]
 pub unsafe extern "C" fn tc_answer_id(answer: *const tc_answer) -> u64 {
     (answer as *const TokenInfo)

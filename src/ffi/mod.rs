@@ -21,6 +21,7 @@
 
 mod answer;
 mod boundary;
+mod policy;
 
 use std::ffi::{c_char, c_void, CString};
 use std::panic::catch_unwind;
@@ -39,8 +40,12 @@ use crate::status::{tc_status, Error};
 
 pub use crate::log::{tc_log_callback, tc_log_level};
 pub use answer::{
-    tc_answer, tc_answer_free, tc_answer_id, tc_answer_meta, tc_answer_retain, tc_answer_text,
-    tc_check_answer, tc_try_check_answer,
+    tc_answer, tc_answer_fields, tc_answer_free, tc_answer_id, tc_answer_introspection,
+    tc_answer_meta, tc_answer_retain, tc_answer_text, tc_check_answer, tc_try_check_answer,
+};
+pub use policy::{
+    tc_authorize_answer, tc_policy, tc_policy_free, tc_policy_len, tc_policy_new,
+    tc_policy_principal, tc_try_authorize_answer, TC_NO_MATCH,
 };
 
 /// A token checker. Opaque: created by `tc_new`, released by `tc_free`.
@@ -117,6 +122,69 @@ pub unsafe extern "C" fn tc_free(checker: *mut tc_checker) {
         return;
     }
     let _ = catch_unwind(|| drop(Arc::from_raw(checker as *const Checker)));
+}
+
+/// Creates a checker with other rules that shares `checker`'s HTTP client, connection pool
+/// and request slots (so `max_concurrent_requests` stays one cap for both) and, like every
+/// checker, the process's cache: for per-call expected scopes without one more client per
+/// scope set. `rules_json` may set `expected_scopes`, `scope_match`, `expected_audience` and
+/// `leeway_s` (every other key is `TC_INVALID_CONFIG`); the rest of the configuration is
+/// `checker`'s. Never blocks, never contacts a server, never replaces the cache.
+///
+/// On `TC_OK`, `*out_checker` receives a new checker, owned by the caller and released with
+/// `tc_free` (independently of `checker`: either may be freed first). Otherwise it is NULL and
+/// `*out_error` (when `out_error` is not NULL) the error document. Errors:
+/// `TC_INVALID_ARGUMENT` (NULL `checker`, `rules_json` or `out_checker`, not UTF-8),
+/// `TC_INVALID_CONFIG`, `TC_PANIC`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn tc_derive(
+    checker: *const tc_checker,
+    rules_json: *const c_char,
+    out_checker: *mut *mut tc_checker,
+    out_error: *mut *mut c_char,
+) -> tc_status {
+    if !out_error.is_null() {
+        *out_error = ptr::null_mut();
+    }
+    if out_checker.is_null() {
+        if !out_error.is_null() {
+            *out_error = to_c_string(Error::invalid_argument("out_checker is NULL").to_json());
+        }
+        return tc_status::TC_INVALID_ARGUMENT;
+    }
+    *out_checker = ptr::null_mut();
+    deliver_object(
+        out_error,
+        "internal error while deriving the checker",
+        || checker_ref(checker)?.derive(str_arg(rules_json, "the rules")?),
+        |derived| *out_checker = Arc::into_raw(Arc::new(derived)) as *mut tc_checker,
+    )
+}
+
+/// What a checker was configured with, as bindings need it, without secrets: `{"client_id",
+/// "expected_scopes": […], "expected_audience", "scope_match", "leeway_s", "fetch_groups",
+/// "auth_url", "groups_url", "call_timeout_ms", "max_token_bytes", "max_concurrent_requests",
+/// "stale_if_error_s", "refresh_ahead_s"}` (defaults filled in), so that no binding parses
+/// the configuration itself. `*out_json` is owned by the caller (`tc_string_free`); on an
+/// error, the error document. Errors: `TC_INVALID_ARGUMENT` (NULL `checker` or `out_json`),
+/// `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_checker_info(
+    checker: *const tc_checker,
+    out_json: *mut *mut c_char,
+) -> tc_status {
+    deliver(out_json, || {
+        Ok(checker_ref(checker)?.config().info().to_string())
+    })
+}
+
+/// The facts bindings share, from the library itself: `{"version", "abi_version", "statuses":
+/// {"TC_OK": 0, …}, "sources": ["network", …], "config_keys": [...], "rule_keys": [...]}`
+/// (`rule_keys`: what `tc_derive` may change). `*out_json` is owned by the caller
+/// (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_json`), `TC_PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn tc_library_info(out_json: *mut *mut c_char) -> tc_status {
+    deliver(out_json, || Ok(crate::library_info().to_string()))
 }
 
 // ---- checking -------------------------------------------------------------------------------

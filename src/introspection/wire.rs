@@ -38,7 +38,14 @@ struct WireIntrospection {
     nbf: Option<NumericDate>,
     iat: Option<NumericDate>,
     identity_set: Option<Vec<String>>,
+    /// Every other member (`iss`, `token_type`, `session_info`, …): kept for those who want the
+    /// answer whole.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
+
+/// The other members of an answer are kept up to this size (rendered); beyond, none are.
+const MAX_EXTRA_BYTES: usize = 8 * 1024;
 
 /// One item of the dependent-token grant's answer (a JSON list of them).
 #[derive(Deserialize)]
@@ -223,7 +230,18 @@ pub fn parse_introspection(body: &[u8]) -> Result<Introspection, Error> {
         nbf: wire.nbf.map(|d| d.0),
         iat: wire.iat.map(|d| d.0),
         identity_set: wire.identity_set.map(Arc::from),
+        extra: extra_members(wire.extra),
     })
+}
+
+/// The answer's other members as one JSON object's text (the `active` member is not one).
+fn extra_members(mut members: serde_json::Map<String, serde_json::Value>) -> Option<Box<str>> {
+    members.remove("active");
+    if members.is_empty() {
+        return None;
+    }
+    let text = serde_json::Value::Object(members).to_string();
+    (text.len() <= MAX_EXTRA_BYTES).then(|| text.into_boxed_str())
 }
 
 /// Parses the dependent-token grant's answer: a JSON list of tokens (the only shape the real

@@ -20,6 +20,50 @@ pub struct Introspection {
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
     pub identity_set: Option<Arc<[String]>>,
+    /// The members of the answer this crate does not read (`iss`, `token_type`, …), as a JSON
+    /// object's text; `None` when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<str>>,
+}
+
+impl Introspection {
+    /// The introspection answer in the server's shape: every member the server sent (`scope`
+    /// as one space-separated string, `identity_set` as given, absent values left out).
+    pub fn server_json(&self) -> String {
+        use serde_json::{Map, Value};
+        let i = self.clone();
+        let mut doc = Map::new();
+        doc.insert("active".into(), i.active.into());
+        if i.active {
+            doc.insert("scope".into(), i.scopes.join(" ").into());
+            for (key, value) in [
+                ("client_id", i.client_id),
+                ("sub", i.sub),
+                ("username", i.username),
+                ("name", i.name),
+                ("email", i.email),
+            ] {
+                if let Some(v) = value {
+                    doc.insert(key.into(), v.into());
+                }
+            }
+            doc.insert("aud".into(), i.aud.into());
+            for (key, value) in [("exp", i.exp), ("nbf", i.nbf), ("iat", i.iat)] {
+                if let Some(v) = value {
+                    doc.insert(key.into(), v.into());
+                }
+            }
+            if let Some(ids) = i.identity_set {
+                doc.insert("identity_set".into(), ids.to_vec().into());
+            }
+        }
+        if let Some(Ok(Value::Object(extra))) = self.extra.as_deref().map(serde_json::from_str) {
+            for (k, v) in extra {
+                doc.entry(k).or_insert(v);
+            }
+        }
+        Value::Object(doc).to_string()
+    }
 }
 
 /// A token issued to this service to act for the caller at another resource server.

@@ -6,12 +6,14 @@
 //! The model depends on nothing but the JSON rendering helpers, so the arrows between modules run
 //! one way: `ffi` → `checker` → `cache` / `introspection` / `auth_state` → `model`.
 
+mod answer_fields;
 mod answers;
 mod group_list;
 mod identity_filter;
 mod source;
 mod token_info;
 
+pub use answer_fields::{tc_answer_fields, tc_str, tc_str_list};
 pub use answers::{DependentToken, Introspection};
 pub use group_list::GroupList;
 pub use identity_filter::IdentityFilter;

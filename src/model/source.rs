@@ -19,6 +19,17 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, in the order of the documentation.
+    pub const ALL: [Source; 7] = [
+        Source::Network,
+        Source::Coalesced,
+        Source::Memory,
+        Source::Near,
+        Source::Redis,
+        Source::Memcached,
+        Source::Stale,
+    ];
+
     /// The source's name as a static C string: the one list of names.
     pub fn c_name(self) -> &'static std::ffi::CStr {
         match self {

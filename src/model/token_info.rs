@@ -10,9 +10,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use super::answer_fields::{tc_answer_fields, AnswerFields};
 use super::{IdentityFilter, Introspection};
 use crate::json::{push_json_str, push_opt_i64, push_opt_str, unescape, RenderedList};
 
@@ -85,6 +87,11 @@ pub struct TokenInfo {
     aud: Span,
     identity_count: u32,
     flags: u8,
+    /// The members of the server's answer this crate does not read (`{"iss":…,…}`), kept for
+    /// those who want the answer whole ([`Self::introspection_json`]).
+    extra: Option<Box<str>>,
+    /// The fields laid out for C, built on first request (`tc_answer_fields`).
+    decoded: OnceLock<Box<AnswerFields>>,
 }
 
 impl TokenInfo {
@@ -151,7 +158,32 @@ impl TokenInfo {
             aud,
             identity_count: ids.len() as u32,
             flags,
+            extra: intro.extra,
+            decoded: OnceLock::new(),
         }
+    }
+
+    /// The fields laid out for C, borrowed from this answer (decoded once, on first request).
+    pub fn fields_view(&self) -> &tc_answer_fields {
+        &self
+            .decoded
+            .get_or_init(|| {
+                Box::new(AnswerFields::decode(
+                    self.stable_text(),
+                    self.has_identity_set(),
+                ))
+            })
+            .view
+    }
+
+    /// The members of the server's answer this crate does not read, as a JSON object's text.
+    pub fn extra(&self) -> Option<&str> {
+        self.extra.as_deref()
+    }
+
+    /// The introspection answer in the server's shape (see [`Introspection::server_json`]).
+    pub fn introspection_json(&self) -> String {
+        self.to_introspection().server_json()
     }
 
     pub fn active(&self) -> bool {
@@ -204,6 +236,11 @@ impl TokenInfo {
         self.identity_list().contains(identity)
     }
 
+    /// The token's scopes.
+    pub fn scopes(&self) -> Vec<String> {
+        self.list(self.scopes).to_vec()
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.list(self.scopes).contains(scope)
     }
@@ -250,6 +287,7 @@ impl TokenInfo {
             nbf: f.nbf,
             iat: f.iat,
             identity_set: self.has_identity_set().then(|| f.identities.into()),
+            extra: self.extra.clone(),
         }
     }
 
@@ -377,6 +415,8 @@ impl Clone for TokenInfo {
             aud: self.aud,
             identity_count: self.identity_count,
             flags: self.flags,
+            extra: self.extra.clone(),
+            decoded: OnceLock::new(),
         }
     }
 }
@@ -394,6 +434,7 @@ impl PartialEq for TokenInfo {
             && self.aud == other.aud
             && self.identity_count == other.identity_count
             && self.flags == other.flags
+            && self.extra == other.extra
     }
 }
 
@@ -524,9 +565,10 @@ mod tests {
 
     #[test]
     fn what_the_cache_holds_per_token_stays_small() {
-        // `TokenInfo` is one allocation (plus its text's): 104 bytes with its reference counts
-        // (the answer id and the last rules passed took 16), a 112-byte heap chunk. An `Entry` sits in its
-        // cache slot (two per token): see the cache's own test of its size.
-        assert!(std::mem::size_of::<TokenInfo>() <= 88);
+        // `TokenInfo` is one allocation (plus its text's): 136 bytes with its reference counts
+        // (the answer id and the last rules passed took 16; the server's other members and the
+        // C layout built on request, 32), a 144-byte heap chunk. An `Entry` sits in its cache
+        // slot (two per token): see the cache's own test of its size.
+        assert!(std::mem::size_of::<TokenInfo>() <= 120);
     }
 }
