@@ -216,7 +216,7 @@ typedef struct {
   tc_str_list identities;
   tc_str_list scopes;
   tc_str_list aud;
-} tc_answer_fields;
+} tc_fields;
 
 
 
@@ -526,7 +526,7 @@ const char *tc_answer_text(const tc_answer *answer,
  * memory only for answers a binding reads this way), then a load. NULL `answer`: NULL.
  * Thread-safe.
  */
-const tc_answer_fields *tc_answer_fields(const tc_answer *answer);
+const tc_fields *tc_answer_fields(const tc_answer *answer);
 
 /**
  * The introspection answer as the authorization server gave it: every member it sent

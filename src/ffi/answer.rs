@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::boundary::{checker_arc, checker_ref, deliver_object, str_arg, to_c_string};
 use super::tc_checker;
 use crate::auth_state::AuthState;
-use crate::model::{tc_answer_fields, TokenInfo};
+use crate::model::{tc_fields, TokenInfo};
 use crate::status::{tc_status, Error};
 
 /// The answer of a check: the stable part of its result, immutable and reference-counted.
@@ -146,10 +146,10 @@ pub unsafe extern "C" fn tc_answer_text(
 /// memory only for answers a binding reads this way), then a load. NULL `answer`: NULL.
 /// Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn tc_answer_fields(answer: *const tc_answer) -> *const tc_answer_fields {
+pub unsafe extern "C" fn tc_answer_fields(answer: *const tc_answer) -> *const tc_fields {
     match (answer as *const TokenInfo).as_ref() {
         None => ptr::null(),
-        Some(info) => match catch_unwind(|| info.fields_view() as *const tc_answer_fields) {
+        Some(info) => match catch_unwind(|| info.fields_view() as *const tc_fields) {
             Ok(fields) => fields,
             Err(_) => ptr::null(),
         },

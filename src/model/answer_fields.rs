@@ -1,4 +1,4 @@
-//! An answer's fields laid out for C (`tc_answer_fields`): every string as a pointer and a
+//! An answer's fields laid out for C (`tc_fields`): every string as a pointer and a
 //! length, every list as an array of them, so that bindings read an answer without a JSON
 //! parser. Built once per answer, on first request, and kept with it.
 #![allow(non_camel_case_types)]
@@ -30,7 +30,7 @@ pub struct tc_str_list {
 /// unescaped UTF-8. Borrowed from the answer (valid while it lives; never free any part).
 #[repr(C)]
 #[derive(Debug)]
-pub struct tc_answer_fields {
+pub struct tc_fields {
     /// The token is active (an inactive answer has every other field absent or empty).
     pub active: bool,
     /// The answer carried an `identity_set` (an active token without one stands for no identity).
@@ -58,7 +58,7 @@ pub struct tc_answer_fields {
 
 /// The view and what it points into besides the answer's text.
 pub struct AnswerFields {
-    pub view: tc_answer_fields,
+    pub view: tc_fields,
     _items: Box<[tc_str]>,
     _owned: Box<[Box<str>]>,
 }
@@ -146,7 +146,7 @@ impl AnswerFields {
             },
             len,
         };
-        let view = tc_answer_fields {
+        let view = tc_fields {
             active: r.active,
             has_identity_set,
             has_exp: r.exp.is_some(),

@@ -13,7 +13,7 @@ mod identity_filter;
 mod source;
 mod token_info;
 
-pub use answer_fields::{tc_answer_fields, tc_str, tc_str_list};
+pub use answer_fields::{tc_fields, tc_str, tc_str_list};
 pub use answers::{DependentToken, Introspection};
 pub use group_list::GroupList;
 pub use identity_filter::IdentityFilter;

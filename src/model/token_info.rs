@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::answer_fields::{tc_answer_fields, AnswerFields};
+use super::answer_fields::{tc_fields, AnswerFields};
 use super::{IdentityFilter, Introspection};
 use crate::json::{push_json_str, push_opt_i64, push_opt_str, unescape, RenderedList};
 
@@ -164,7 +164,7 @@ impl TokenInfo {
     }
 
     /// The fields laid out for C, borrowed from this answer (decoded once, on first request).
-    pub fn fields_view(&self) -> &tc_answer_fields {
+    pub fn fields_view(&self) -> &tc_fields {
         &self
             .decoded
             .get_or_init(|| {
