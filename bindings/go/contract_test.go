@@ -1,6 +1,7 @@
 package tokenchecker_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,11 +19,13 @@ import (
 
 // The bindings' HTTP contract (../contract/http.json; its "about" explains each field).
 type httpContract struct {
-	Realm       string            `json:"realm"`
-	Messages    map[string]string `json:"messages"`
-	Statuses    map[string]int    `json:"statuses"`
-	RetryAfterS int               `json:"retry_after_s"`
-	Cases       []struct {
+	Realm         string                   `json:"realm"`
+	RetryAfterS   int                      `json:"retry_after_s"`
+	NoBearerToken contractEntry            `json:"no_bearer_token"`
+	Answers       map[string]contractEntry `json:"answers"`
+	Closed        string                   `json:"closed"`
+	Otherwise     string                   `json:"otherwise"`
+	Cases         []struct {
 		Name    string `json:"name"`
 		Request struct {
 			Authorization *string           `json:"authorization"`
@@ -39,6 +42,45 @@ type httpContract struct {
 	} `json:"cases"`
 }
 
+type contractEntry struct {
+	Code       string  `json:"code"`
+	Status     int     `json:"status"`
+	Message    string  `json:"message"`
+	Challenge  bool    `json:"challenge"`
+	Error      *string `json:"error"`
+	Scope      bool    `json:"scope"`
+	RetryAfter bool    `json:"retry_after"`
+}
+
+// entry is the contract's answer for a body code and HTTP status: no_bearer_token's when they
+// are its own, otherwise the code's.
+func (c *httpContract) entry(code string, status int) (contractEntry, bool) {
+	if code == c.NoBearerToken.Code && status == c.NoBearerToken.Status {
+		return c.NoBearerToken, true
+	}
+	e, ok := c.Answers[code]
+	return e, ok
+}
+
+// headers are the WWW-Authenticate and Retry-After headers of an entry (nil: absent).
+func (c *httpContract) headers(e contractEntry, realm, scopes string) (wwwAuth, retryAfter *string) {
+	if e.Challenge {
+		s := "Bearer realm=" + strconv.Quote(realm)
+		if e.Error != nil {
+			s += ", error=" + strconv.Quote(*e.Error)
+		}
+		if e.Scope && scopes != "" {
+			s += ", scope=" + strconv.Quote(scopes)
+		}
+		wwwAuth = &s
+	}
+	if e.RetryAfter {
+		s := strconv.Itoa(c.RetryAfterS)
+		retryAfter = &s
+	}
+	return wwwAuth, retryAfter
+}
+
 func loadContract(t *testing.T) *httpContract {
 	t.Helper()
 	b, err := os.ReadFile("../contract/http.json")
@@ -49,8 +91,8 @@ func loadContract(t *testing.T) *httpContract {
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatalf("../contract/http.json: %v", err)
 	}
-	if len(c.Cases) == 0 || len(c.Messages) == 0 {
-		t.Fatal("../contract/http.json has no cases or no messages")
+	if len(c.Cases) == 0 || len(c.Answers) == 0 || c.NoBearerToken.Code == "" {
+		t.Fatal("../contract/http.json has no cases, answers or no_bearer_token")
 	}
 	return &c
 }
@@ -122,11 +164,18 @@ func (c *httpContract) checkAnswer(t *testing.T, got answer, status int, code, w
 	if got.code != *code {
 		t.Errorf("code %q, want %q", got.code, *code)
 	}
-	if want := c.Messages[*code]; got.message != want {
-		t.Errorf("message %q, want the contract's %q", got.message, want)
+	e, ok := c.entry(*code, status)
+	if !ok {
+		e, ok = c.Answers[c.Otherwise] // a code the contract does not list
 	}
-	if want := c.Statuses[*code]; status != want {
-		t.Errorf("the contract's case says %d for %s, its statuses table %d", status, *code, want)
+	if !ok {
+		t.Fatalf("the contract has no answer for %s", *code)
+	}
+	if got.message != e.Message {
+		t.Errorf("message %q, want the contract's %q", got.message, e.Message)
+	}
+	if status != e.Status {
+		t.Errorf("the contract's case says %d for %s, its answer %d", status, *code, e.Status)
 	}
 	if got.contentType != "application/json" || got.cacheControl != "no-store" {
 		t.Errorf("Content-Type %q, Cache-Control %q", got.contentType, got.cacheControl)
@@ -188,9 +237,9 @@ func TestHTTPContract(t *testing.T) {
 	}
 }
 
-// TestHTTPContractTables checks the Go side's constants and every code of the contract's
-// tables (including those no case reaches with the fake: TC_CREDENTIALS_REJECTED, TC_PANIC)
-// through Checker.WriteError, with another realm.
+// TestHTTPContractTables checks the Go side's constants and every answer of the contract
+// (including those no case reaches with the fake: TC_CREDENTIALS_REJECTED, TC_PANIC) through
+// Checker.WriteError, with another realm and two scopes.
 func TestHTTPContractTables(t *testing.T) {
 	contract := loadContract(t)
 	if contract.Realm != tokenchecker.DefaultRealm {
@@ -202,8 +251,16 @@ func TestHTTPContractTables(t *testing.T) {
 	c := newChecker(t, func(cfg *tokenchecker.Config) {
 		cfg.ExpectedScopes = []string{fakeglobus.TestScope, "urn:globus:auth:scope:other:all"}
 	})
-	retry := strconv.Itoa(contract.RetryAfterS)
-	for name, status := range contract.Statuses {
+	const realm = `a "b"` // quoted `"a \"b\""`, as strconv.Quote does in headers()
+	scopes := fakeglobus.TestScope + " urn:globus:auth:scope:other:all"
+	write := func(err error) answer {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("WWW-Authenticate", "Basic")
+		rec.Header().Set("Retry-After", "60")
+		c.WriteError(rec, err, tokenchecker.Realm(realm))
+		return readAnswer(t, rec.Code, rec.Header(), rec.Body.Bytes())
+	}
+	for name, e := range contract.Answers {
 		code := tokenchecker.Status(0)
 		for s := tokenchecker.Status(0); s <= tokenchecker.StatusWouldBlock; s++ {
 			if s.String() == name {
@@ -214,52 +271,50 @@ func TestHTTPContractTables(t *testing.T) {
 			t.Errorf("the contract's code %s is unknown", name)
 			continue
 		}
-		var wwwAuth, retryAfter *string
-		challenge := func(v string) *string { return &v }
-		switch status {
-		case 401:
-			if code == tokenchecker.StatusInvalidArgument {
-				wwwAuth = challenge(`Bearer realm="a \"b\"", error="invalid_request"`)
-			} else {
-				wwwAuth = challenge(`Bearer realm="a \"b\"", error="invalid_token"`)
-			}
-		case 403:
-			if code == tokenchecker.StatusInsufficientScope {
-				wwwAuth = challenge(`Bearer realm="a \"b\"", error="insufficient_scope", scope="` +
-					fakeglobus.TestScope + ` urn:globus:auth:scope:other:all"`)
-			}
-		case 503:
-			retryAfter = &retry
-		}
-		rec := httptest.NewRecorder()
-		c.WriteError(rec, fmt.Errorf("wrapped: %w", &tokenchecker.Error{Code: code, Message: "internal detail"}),
-			tokenchecker.Realm(`a "b"`))
-		got := readAnswer(t, rec.Code, rec.Header(), rec.Body.Bytes())
-		t.Run(name, func(t *testing.T) { contract.checkAnswer(t, got, status, &name, wwwAuth, retryAfter) })
+		got := write(fmt.Errorf("wrapped: %w", &tokenchecker.Error{Code: code, Message: "internal detail"}))
+		wwwAuth, retryAfter := contract.headers(e, realm, scopes)
+		t.Run(name, func(t *testing.T) { contract.checkAnswer(t, got, e.Status, &name, wwwAuth, retryAfter) })
 		if strings.Contains(got.body, "internal detail") {
 			t.Errorf("%s: the body holds the library's detail: %s", name, got.body)
 		}
 	}
 
+	// No bearer credentials: BearerToken's error for a request without an Authorization header
+	// or with another scheme, wrapped or not.
+	for _, h := range []string{"", "Basic dGVzdDp0ZXN0"} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if h != "" {
+			r.Header.Set("Authorization", h)
+		}
+		_, err := tokenchecker.BearerToken(r)
+		for _, err := range []error{err, fmt.Errorf("wrapped: %w", err), tokenchecker.ErrNoBearerToken} {
+			got := write(err)
+			wwwAuth, retryAfter := contract.headers(contract.NoBearerToken, realm, scopes)
+			t.Run("no_bearer_token "+h, func(t *testing.T) {
+				contract.checkAnswer(t, got, contract.NoBearerToken.Status, &contract.NoBearerToken.Code, wwwAuth, retryAfter)
+			})
+		}
+	}
+
 	// Failures that are not library codes.
+	otherwise := contract.Answers[contract.Otherwise]
 	for _, tc := range []struct {
-		err    error
-		status int
-		code   string
+		err  error
+		code string
 	}{
-		{tokenchecker.ErrClosed, 503, "TC_AUTH_UNAVAILABLE"},
-		{errors.New("something else"), 500, "TC_PANIC"},
-		{&tokenchecker.Error{Code: tokenchecker.StatusInvalidConfig}, 500, "TC_INVALID_CONFIG"},
+		{tokenchecker.ErrClosed, contract.Closed},
+		{context.Canceled, contract.Closed},
+		{fmt.Errorf("checking: %w", context.DeadlineExceeded), contract.Closed},
+		{errors.New("something else"), contract.Otherwise},
+		{&tokenchecker.Error{Code: tokenchecker.StatusInvalidConfig}, "TC_INVALID_CONFIG"},
+		{&tokenchecker.Error{Code: tokenchecker.StatusWouldBlock}, "TC_WOULD_BLOCK"},
 	} {
-		rec := httptest.NewRecorder()
-		c.WriteError(rec, tc.err)
-		got := readAnswer(t, rec.Code, rec.Header(), rec.Body.Bytes())
-		want := contract.Messages[tc.code]
-		if tc.code == "TC_INVALID_CONFIG" {
-			want = contract.Messages["TC_PANIC"]
+		got := write(tc.err)
+		want, ok := contract.Answers[tc.code]
+		if !ok {
+			want = otherwise
 		}
-		if got.status != tc.status || got.code != tc.code || got.message != want {
-			t.Errorf("%v: %+v", tc.err, got)
-		}
+		wwwAuth, retryAfter := contract.headers(want, realm, scopes)
+		t.Run(fmt.Sprint(tc.err), func(t *testing.T) { contract.checkAnswer(t, got, want.Status, &tc.code, wwwAuth, retryAfter) })
 	}
 }

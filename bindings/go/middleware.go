@@ -22,11 +22,10 @@ func NewContext(ctx context.Context, s *AuthState) context.Context {
 	return context.WithValue(ctx, stateKey{}, s)
 }
 
-// DefaultRealm is the realm of the middleware's WWW-Authenticate challenges by default.
-const DefaultRealm = "api"
+//go:generate go run ./internal/gencontract
 
-// RetryAfterSeconds is the Retry-After header of the middleware's 503 answers.
-const RetryAfterSeconds = 5
+// The HTTP contract's facts (DefaultRealm, RetryAfterSeconds, each code's status, message and
+// challenge) are in contract_gen.go, generated from ../contract/http.json.
 
 // MiddlewareOption configures MiddlewareWith (and, for Realm, Checker.WriteError).
 type MiddlewareOption func(*middleware)
@@ -62,12 +61,15 @@ type middleware struct {
 
 // Middleware checks the request's bearer token before calling next, with the AuthState in
 // the request's context (FromContext). Failures are answered as the bindings' HTTP contract
-// says (bindings/contract/http.json; the table in README.md), with a body
-// {"error": {"code": "TC_…", "message": "<a fixed message>"}}: 401 with a Bearer challenge
-// for a missing, malformed, inactive, expired or foreign token; 403 for a missing scope (the
-// challenge names the expected scopes) or a caller none of RequirePrincipals matched; 503 with
-// Retry-After when Globus Auth or Groups is unavailable, this service's credentials are
-// refused, the request's context ends first or the checker is closed; 500 for anything else.
+// says (bindings/contract/http.json, after RFC 6750 §3.1; the table in README.md), with a body
+// {"error": {"code": "TC_…", "message": "<a fixed message>"}}: 401 with a bare Bearer
+// challenge (no error attribute) for a request without bearer credentials (no Authorization
+// header, or another scheme); 400 invalid_request for a malformed Bearer header; 401
+// invalid_token for an inactive, expired or foreign token; 403 insufficient_scope (naming the
+// expected scopes) for a missing scope; 403 without a challenge for a caller none of
+// RequirePrincipals matched; 503 with Retry-After when Globus Auth or Groups is unavailable,
+// this service's credentials are refused, the request's context ends first or the checker is
+// closed; 500 for anything else.
 func (c *Checker) Middleware(next http.Handler) http.Handler {
 	return c.MiddlewareWith()(next)
 }
@@ -87,34 +89,73 @@ func (c *Checker) MiddlewareWith(opts ...MiddlewareOption) func(http.Handler) ht
 	}
 }
 
+// ErrNoBearerToken is BearerToken's error for a request without bearer credentials: no
+// Authorization header, or one of another scheme (Basic, say; the scheme is the header's text
+// up to its first space or tab). The middleware answers it 401 with a challenge without an
+// error attribute (RFC 6750 §3.1), and BearerToken's other errors (a malformed Bearer header)
+// 400 invalid_request: errors.Is(err, ErrNoBearerToken) tells them apart. Both are also
+// errors.Is(err, ErrInvalidArgument), with StatusInvalidArgument for errors.As.
+var ErrNoBearerToken error = &noBearerToken{&Error{Code: StatusInvalidArgument, Message: "no bearer credentials in the request"}}
+
+// noBearerToken wraps the *Error of a request without bearer credentials.
+type noBearerToken struct{ err *Error }
+
+func (e *noBearerToken) Error() string { return e.err.Error() }
+func (e *noBearerToken) Unwrap() error { return e.err }
+
+// Is makes every noBearerToken match ErrNoBearerToken (and only them: *Error's Is compares
+// codes, so a malformed header's error is not one).
+func (e *noBearerToken) Is(target error) bool {
+	_, ok := target.(*noBearerToken)
+	return ok
+}
+
+const bearerHint = "send \"Authorization: Bearer <access token>\""
+
 var (
-	errNoBearer = &Error{Code: StatusInvalidArgument,
-		Message: "the request has no Authorization header; send one: \"Authorization: Bearer <access token>\""}
+	errNoHeader = &noBearerToken{&Error{Code: StatusInvalidArgument,
+		Message: "the request has no Authorization header; " + bearerHint}}
+	errOtherScheme = &noBearerToken{&Error{Code: StatusInvalidArgument,
+		Message: "the Authorization header's scheme is not Bearer; " + bearerHint}}
+	errRepeated = &Error{Code: StatusInvalidArgument,
+		Message: "the Authorization header is repeated; send exactly one: \"Authorization: Bearer <access token>\""}
 	errBadBearer = &Error{Code: StatusInvalidArgument,
-		Message: "the Authorization header is malformed; send exactly one: \"Authorization: Bearer <access token>\""}
+		Message: "the Authorization header is malformed; " + bearerHint + ": one space after Bearer, then one token of visible ASCII characters"}
 )
 
-// BearerToken returns the token of a request's "Authorization: Bearer <token>" header (RFC 6750,
-// any case of "Bearer"); ErrInvalidArgument's kind when the header is missing, repeated, of
-// another scheme, or its token is empty or holds other characters than visible ASCII.
+// BearerToken returns the token of a request's "Authorization: Bearer <token>" header (RFC 6750:
+// any case of "Bearer", one space, then the token; spaces and tabs around the token are
+// ignored). Its errors are of ErrInvalidArgument's kind: ErrNoBearerToken's when the header is
+// missing or of another scheme, another one when it is repeated or its Bearer credentials are
+// malformed (no token, a tab after the scheme, two words, a character other than visible
+// ASCII). No network call, no library call: whether the token is valid is for Check to say.
 func BearerToken(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
-	if len(values) == 0 {
-		return "", errNoBearer
+	switch {
+	case len(values) == 0:
+		return "", errNoHeader
+	case len(values) > 1:
+		return "", errRepeated
 	}
-	const scheme = "Bearer "
 	h := values[0]
-	if len(values) > 1 || len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+	end := strings.IndexAny(h, " \t") // the scheme is h[:end]
+	if end < 0 {
+		end = len(h)
+	}
+	if !strings.EqualFold(h[:end], "Bearer") {
+		return "", errOtherScheme
+	}
+	if end == len(h) || h[end] != ' ' {
 		return "", errBadBearer
 	}
-	token := strings.Trim(h[len(scheme):], " \t")
+	token := strings.Trim(h[end+1:], " \t")
+	if token == "" {
+		return "", errBadBearer
+	}
 	for i := 0; i < len(token); i++ {
 		if b := token[i]; b < 0x21 || b > 0x7e {
 			return "", errBadBearer
 		}
-	}
-	if token == "" {
-		return "", errBadBearer
 	}
 	return token, nil
 }
@@ -161,57 +202,57 @@ func (c *Checker) writeError(w http.ResponseWriter, err error, realm string) {
 	a, h := answerFor(err), w.Header()
 	h.Del("WWW-Authenticate")
 	h.Del("Retry-After")
-	if a.challenge != "" {
-		challenge := `Bearer realm=` + quoteParam(realm) + `, error="` + a.challenge + `"`
-		if a.challenge == "insufficient_scope" {
-			challenge += `, scope=` + quoteParam(strings.Join(c.ExpectedScopes(), " "))
+	if a.challenge {
+		challenge := `Bearer realm=` + quoteParam(realm)
+		if a.errorAttr != "" {
+			challenge += `, error=` + quoteParam(a.errorAttr)
+		}
+		if scopes := c.ExpectedScopes(); a.scope && len(scopes) > 0 {
+			challenge += `, scope=` + quoteParam(strings.Join(scopes, " "))
 		}
 		h.Set("WWW-Authenticate", challenge)
 	}
-	if a.status == http.StatusServiceUnavailable {
+	if a.retryAfter {
 		h.Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
 	}
 	writeJSONError(w, a.status, a.body)
 }
 
-// answer is the contract's answer to a failure.
+// answer is the contract's answer to a failure (contract_gen.go has them all).
 type answer struct {
-	status    int
-	challenge string // the WWW-Authenticate error, "" for none
-	body      []byte // {"error": {"code", "message"}} and a newline
+	status     int
+	message    string // the body's fixed message
+	challenge  bool   // a WWW-Authenticate: Bearer realm="…" header
+	errorAttr  string // its RFC 6750 error attribute, "" for none
+	scope      bool   // its scope attribute: the expected scopes
+	retryAfter bool   // a Retry-After: RetryAfterSeconds header
+	body       []byte // {"error": {"code", "message"}} and a newline
 }
 
-// contractAnswers are the HTTP contract's answers and fixed messages (the tests run its cases).
-var contractAnswers = map[Status]answer{
-	StatusInvalidArgument:     contractAnswer(StatusInvalidArgument, 401, "invalid_request", "the request has no valid bearer token"),
-	StatusInactiveToken:       contractAnswer(StatusInactiveToken, 401, "invalid_token", "the token is not active"),
-	StatusTokenExpired:        contractAnswer(StatusTokenExpired, 401, "invalid_token", "the token has expired or is not yet valid"),
-	StatusWrongAudience:       contractAnswer(StatusWrongAudience, 401, "invalid_token", "the token is not meant for this service"),
-	StatusInsufficientScope:   contractAnswer(StatusInsufficientScope, 403, "insufficient_scope", "the token lacks the scope this service requires"),
-	StatusNotAuthorized:       contractAnswer(StatusNotAuthorized, 403, "", "the caller is not allowed to use this resource"),
-	StatusAuthUnavailable:     contractAnswer(StatusAuthUnavailable, 503, "", "the authorization service is unavailable; try again later"),
-	StatusCredentialsRejected: contractAnswer(StatusCredentialsRejected, 503, "", "the authorization service is unavailable; try again later"),
-	StatusPanic:               contractAnswer(StatusPanic, 500, "", "internal error"),
+func contractAnswer(code Status, status int, message string, challenge bool, errorAttr string, scope, retryAfter bool) answer {
+	return answer{status, message, challenge, errorAttr, scope, retryAfter, errorBody(code.String(), message)}
 }
 
-func contractAnswer(code Status, status int, challenge, message string) answer {
-	return answer{status, challenge, errorBody(code.String(), message)}
-}
-
-// answerFor is err's answer; a code the contract does not list is a 500 "internal error".
+// answerFor is err's answer: ErrNoBearerToken's, or its code's; a code the contract does not
+// list answers as otherwiseStatus (500 "internal error") with that code.
 func answerFor(err error) answer {
+	if errors.Is(err, ErrNoBearerToken) {
+		return noBearerTokenAnswer
+	}
 	var e *Error
-	code := StatusPanic
+	code := otherwiseStatus
 	switch {
 	case errors.As(err, &e):
 		code = e.Code
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
-		code = StatusAuthUnavailable
+		code = closedStatus
 	}
 	if a, ok := contractAnswers[code]; ok {
 		return a
 	}
-	return contractAnswer(code, 500, "", "internal error")
+	a := contractAnswers[otherwiseStatus]
+	a.body = errorBody(code.String(), a.message)
+	return a
 }
 
 // errorBody is {"error":{"code":…,"message":…}} and a newline (maps' keys are sorted).

@@ -69,17 +69,25 @@ func TestMiddleware(t *testing.T) {
 
 	t.Run("no network for missing or malformed headers", func(t *testing.T) {
 		before := counters(t)
-		r := get(t, srv.URL)
-		if r.status != 401 || r.wwwAuth != invalidRequest || r.code() != "TC_INVALID_ARGUMENT" {
-			t.Fatalf("missing header: %+v", r)
-		}
+		// No bearer credentials: 401 with a bare challenge (RFC 6750 §3.1).
 		for _, h := range [][]string{
-			{"Basic dGVzdDp0ZXN0"}, {"Bearer"}, {"Bearer "}, {"Bearer  "}, {"Bearertok-valid"},
-			{"Bearer two words"}, {"Bearer caf\u00e9"}, {"Token tok-valid"},
-			{"Bearer tok-valid", "Bearer tok-valid"},
+			nil, {"Basic dGVzdDp0ZXN0"}, {"Token tok-valid"}, {"Bearertok-valid"}, {""},
 		} {
 			r := get(t, srv.URL, h...)
-			if r.status != 401 || r.wwwAuth != invalidRequest || r.code() != "TC_INVALID_ARGUMENT" {
+			if r.status != 401 || r.wwwAuth != bareChallenge || r.code() != "TC_INVALID_ARGUMENT" ||
+				r.body["error"]["message"] != "the request has no bearer token" {
+				t.Fatalf("header %q: %+v", h, r)
+			}
+		}
+		// Malformed bearer credentials: 400 invalid_request.
+		for _, h := range [][]string{
+			{"Bearer"}, {"Bearer "}, {"Bearer  "}, {"Bearer\ttok-valid"}, {"bearer\t"},
+			{"Bearer two words"}, {"Bearer tok\tvalid"}, {"Bearer caf\u00e9"},
+			{"Bearer tok-valid", "Bearer tok-valid"}, {"Basic dGVzdDp0ZXN0", "Bearer tok-valid"},
+		} {
+			r := get(t, srv.URL, h...)
+			if r.status != 400 || r.wwwAuth != invalidRequest || r.code() != "TC_INVALID_ARGUMENT" ||
+				r.body["error"]["message"] != "the request's bearer token is malformed" {
 				t.Fatalf("header %q: %+v", h, r)
 			}
 		}
@@ -107,7 +115,7 @@ func TestMiddleware(t *testing.T) {
 			"tok-not-yet":              {401, "TC_TOKEN_EXPIRED", invalidToken},
 			"tok-wrong-aud":            {401, "TC_WRONG_AUDIENCE", invalidToken},
 			"tok-wrong-scope":          {403, "TC_INSUFFICIENT_SCOPE", `Bearer realm="api", error="insufficient_scope", scope="` + fakeglobus.TestScope + `"`},
-			strings.Repeat("x", 20000): {401, "TC_INVALID_ARGUMENT", invalidRequest}, // longer than max_token_bytes
+			strings.Repeat("x", 20000): {400, "TC_INVALID_ARGUMENT", invalidRequest}, // longer than max_token_bytes
 		} {
 			r := get(t, srv.URL, "Bearer "+tok)
 			if r.status != want.status || r.wwwAuth != want.wwwAuth || r.code() != want.code || r.retryAfter != "" {
@@ -130,6 +138,7 @@ func TestMiddleware(t *testing.T) {
 }
 
 const (
+	bareChallenge  = `Bearer realm="api"`
 	invalidRequest = `Bearer realm="api", error="invalid_request"`
 	invalidToken   = `Bearer realm="api", error="invalid_token"`
 )
@@ -138,8 +147,11 @@ func TestMiddlewareRealm(t *testing.T) {
 	c := newChecker(t)
 	srv := httptest.NewServer(c.MiddlewareWith(tokenchecker.Realm("globus \"apps\""))(whoami))
 	defer srv.Close()
-	if r := get(t, srv.URL); r.wwwAuth != `Bearer realm="globus \"apps\"", error="invalid_request"` {
+	if r := get(t, srv.URL); r.wwwAuth != `Bearer realm="globus \"apps\""` {
 		t.Fatalf("no header: %+v", r)
+	}
+	if r := get(t, srv.URL, "Bearer"); r.wwwAuth != `Bearer realm="globus \"apps\"", error="invalid_request"` {
+		t.Fatalf("malformed: %+v", r)
 	}
 	if r := get(t, srv.URL, "Bearer tok-inactive"); r.wwwAuth != `Bearer realm="globus \"apps\"", error="invalid_token"` {
 		t.Fatalf("inactive: %+v", r)
@@ -260,10 +272,42 @@ func TestBearerToken(t *testing.T) {
 			t.Errorf("%q: %q, %v", h, got, err)
 		}
 	}
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Set("Authorization", "Bearer a\x00b")
-	if _, err := tokenchecker.BearerToken(r); !errors.Is(err, tokenchecker.ErrInvalidArgument) {
-		t.Errorf("NUL: %v", err)
+	// Errors: ErrInvalidArgument's kind, and ErrNoBearerToken's for no bearer credentials only.
+	for _, tc := range []struct {
+		headers  []string
+		noBearer bool
+		message  string
+	}{
+		{nil, true, "no Authorization header"},
+		{[]string{""}, true, "scheme is not Bearer"},
+		{[]string{"Basic dGVzdDp0ZXN0"}, true, "scheme is not Bearer"},
+		{[]string{"Bearertok"}, true, "scheme is not Bearer"},
+		{[]string{"Token\tabc"}, true, "scheme is not Bearer"},
+		{[]string{"Bearer"}, false, "malformed"},
+		{[]string{"Bearer \t "}, false, "malformed"},
+		{[]string{"Bearer\tabc"}, false, "malformed"},
+		{[]string{"Bearer a b"}, false, "malformed"},
+		{[]string{"Bearer a\x00b"}, false, "malformed"},
+		{[]string{"Bearer a\x7fb"}, false, "malformed"},
+		{[]string{"Bearer abc", "Bearer abc"}, false, "repeated"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		for _, h := range tc.headers {
+			r.Header.Add("Authorization", h)
+		}
+		tok, err := tokenchecker.BearerToken(r)
+		var e *tokenchecker.Error
+		if tok != "" || !errors.Is(err, tokenchecker.ErrInvalidArgument) || !errors.As(err, &e) ||
+			e.Code != tokenchecker.StatusInvalidArgument || !strings.Contains(err.Error(), tc.message) {
+			t.Errorf("%q: %q, %v", tc.headers, tok, err)
+		}
+		if errors.Is(err, tokenchecker.ErrNoBearerToken) != tc.noBearer {
+			t.Errorf("%q: errors.Is(%v, ErrNoBearerToken) = %t", tc.headers, err, !tc.noBearer)
+		}
+	}
+	if errors.Is(tokenchecker.ErrInvalidArgument, tokenchecker.ErrNoBearerToken) ||
+		!errors.Is(tokenchecker.ErrNoBearerToken, tokenchecker.ErrInvalidArgument) {
+		t.Error("ErrNoBearerToken is a kind of ErrInvalidArgument, not the reverse")
 	}
 }
 

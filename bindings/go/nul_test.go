@@ -64,7 +64,7 @@ func TestNULRefused(t *testing.T) {
 	}
 
 	// The middleware: the header's token never reaches Check (BearerToken refuses it), with
-	// the contract's 401 invalid_request; nor with RequirePrincipals.
+	// the contract's 400 invalid_request; nor with RequirePrincipals.
 	handlers := map[string]http.Handler{
 		"Middleware":        lazy.Middleware(whoami),
 		"RequirePrincipals": lazy.MiddlewareWith(tokenchecker.RequirePrincipals(tokenchecker.AuthorizeOptions{}, group))(whoami),
@@ -82,7 +82,7 @@ func TestNULRefused(t *testing.T) {
 				h.ServeHTTP(w, r)
 				var body map[string]map[string]string
 				_ = json.Unmarshal(w.Body.Bytes(), &body)
-				if w.Code != http.StatusUnauthorized || body["error"]["code"] != "TC_INVALID_ARGUMENT" ||
+				if w.Code != http.StatusBadRequest || body["error"]["code"] != "TC_INVALID_ARGUMENT" ||
 					w.Header().Get("WWW-Authenticate") != invalidRequest {
 					t.Fatalf("%d %q %s", w.Code, w.Header().Get("WWW-Authenticate"), w.Body.Bytes())
 				}

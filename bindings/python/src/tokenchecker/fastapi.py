@@ -18,22 +18,30 @@ The dependency checks without blocking the event loop (a cached token at once, o
 library's runtime). Failures raise :class:`TokenAuthError`, an ``HTTPException`` carrying the
 contract's status and headers (bindings/contract/http.json); :func:`install` registers the
 handler that answers with the contract's body ``{"error": {"code", "message"}}`` (without it,
-FastAPI's default handler answers ``{"detail": {"error": …}}``, same status and headers).
+FastAPI's default handler answers ``{"detail": {"error": …}}``, same status and headers). The
+contract follows RFC 6750 §3.1: 401 with a bare challenge without bearer credentials, 400
+``invalid_request`` for a malformed ``Bearer`` header, 401 ``invalid_token``, 403
+``insufficient_scope`` or not allowed, 503 with ``Retry-After``, 500. ``on_error(request,
+status, err)`` sees each failure first, with the library's detail (to log it; an exception from
+it is logged and the answer made anyway).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the dependency's annotations at
 # run time, and older versions cannot resolve string annotations of a callable instance.
 import logging
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from ._checker import AuthState, TokenChecker
 from .errors import TokenCheckerError
-from .http import HTTPError, bearer_token, http_error
+from .http import DEFAULT_REALM, HTTPError, _call_on_error, _check_on_error, bearer_token, http_error
 
 log = logging.getLogger("tokenchecker")
+
+#: ``on_error(request, status, err)``: the request, the answer's HTTP status, the error.
+OnError = Callable[[Request, int, BaseException], None]
 
 
 class TokenAuthError(HTTPException):
@@ -70,7 +78,15 @@ def install(app: FastAPI) -> None:
 class TokenAuth:
     """A dependency giving the request's checked :class:`~tokenchecker.AuthState`; with
     ``allowed_principals``, the caller must also be one of them (the library's authorization:
-    groups fetched only when needed; ``NotAuthorized`` → 403, groups unavailable → 503)."""
+    groups fetched only when needed; ``NotAuthorized`` → 403, groups unavailable → 503).
+
+    ``on_error(request, status, err)``, like Go's ``OnError`` and Node's ``onError``, is called
+    before the :class:`TokenAuthError` of each failure is raised, with the request, the answer's
+    HTTP status and the error (with the library's detail, which the answer's body lacks; never
+    the token): log at least the 5xx ones (503 with ``CredentialsRejectedError`` is this
+    service's wrong client id or secret, 500 a bug). It must be a plain function (it runs on the
+    event loop: keep it short); an exception from it is logged to the ``tokenchecker`` logger
+    and the answer is made anyway."""
 
     def __init__(
         self,
@@ -79,13 +95,16 @@ class TokenAuth:
         allowed_principals: Optional[Iterable[str]] = None,
         allow_public: bool = False,
         allow_all_authenticated_users: bool = False,
-        realm: str = "api",
+        realm: str = DEFAULT_REALM,
+        on_error: Optional[OnError] = None,
     ) -> None:
+        _check_on_error(on_error)
         self.checker = checker
         self.allowed_principals = None if allowed_principals is None else [str(p) for p in allowed_principals]
         self.allow_public = allow_public
         self.allow_all_authenticated_users = allow_all_authenticated_users
         self.realm = realm
+        self.on_error = on_error
 
     async def __call__(self, request: Request) -> AuthState:
         try:
@@ -99,12 +118,12 @@ class TokenAuth:
         except Exception as err:  # noqa: BLE001 - every failure answers per the contract
             if not isinstance(err, TokenCheckerError):
                 log.exception("tokenchecker: unexpected error while checking a request", exc_info=err)
-            raise TokenAuthError(http_error(err, self.realm, self.checker.expected_scopes), err) from err
+            answer = http_error(err, self.realm, self.checker.expected_scopes)
+            _call_on_error(self.on_error, request, answer.status, err, log)
+            raise TokenAuthError(answer, err) from err
 
     def __repr__(self) -> str:
         return f"<TokenAuth {self.checker!r}>"
 
 
-
-
-__all__ = ["TokenAuth", "TokenAuthError", "install", "token_auth_error_handler"]
+__all__ = ["OnError", "TokenAuth", "TokenAuthError", "install", "token_auth_error_handler"]
