@@ -20,6 +20,9 @@ use tokenchecker::tc_status;
 use tokenchecker::Introspection;
 use tokenchecker::{GroupList, TokenInfo};
 
+#[path = "support/distinct.rs"]
+mod distinct;
+
 const ROUNDS: usize = 5;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -484,6 +487,11 @@ fn main() {
         "≤ 1024 B",
         Some(per_token <= 1024.0),
     );
+
+    // Many distinct users and a group rule, through the handle path.
+    for (what, value, target, ok) in distinct::run(&fake, |extra| new_checker(&fake, extra)) {
+        t.row(&what, value, &target, Some(ok));
+    }
 
     println!("\n| benchmark | result | target |\n| --- | --- | --- |");
     for [what, value, verdict, _] in &t.0 {

@@ -1305,7 +1305,8 @@ static void test_logger(void) {
  * none of this deadlocks; a concurrent tc_set_logger on another thread returns too. */
 typedef struct {
     pthread_mutex_t lock;
-    int calls, replaced;
+    pthread_cond_t entered_cv;
+    int calls, replaced, entered;
     tc_status purge, try_check;
 } reentrant_sink;
 
@@ -1324,6 +1325,10 @@ static void on_log_reentrant(void *user_data, tc_log_level level, const char *me
     (void)level;
     (void)message;
     reentrant_sink *sink = user_data;
+    pthread_mutex_lock(&sink->lock);
+    sink->entered = 1;
+    pthread_cond_broadcast(&sink->entered_cv);
+    pthread_mutex_unlock(&sink->lock);
     tc_status purge = tc_purge(g, "tok-reentrant-purge");
     char *json = NULL;
     tc_status try_check = tc_try_check(g, "tok-valid", &json);
@@ -1340,13 +1345,22 @@ static void on_log_reentrant(void *user_data, tc_log_level level, const char *me
 
 static void *set_logger_meanwhile(void *arg) {
     (void)arg;
-    sleep_ms(5);
+    /* Once the reentrant callback runs (not after a guessed delay: under valgrind the first log
+     * line may take longer than any guess), at most 30 s. */
+    reentrant_sink *sink = reentrant_target;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&sink->lock);
+    while (!sink->entered && pthread_cond_timedwait(&sink->entered_cv, &sink->lock, &until) == 0) {
+    }
+    pthread_mutex_unlock(&sink->lock);
     tc_set_logger(on_log_quiet, reentrant_target, TC_LOG_DEBUG);
     return NULL;
 }
 
 static void test_logger_reentrant(void) {
-    reentrant_sink sink = {PTHREAD_MUTEX_INITIALIZER, 0, 0, TC_PANIC, TC_PANIC};
+    reentrant_sink sink = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, TC_PANIC, TC_PANIC};
     reentrant_target = &sink;
     char tok[128];
     new_token(tok, sizeof tok, "reentrant", "{}");
@@ -1627,6 +1641,12 @@ static const test_case tests[] = {
     {"fork_async_in_child", test_fork_async_in_child},
     {"call_timeout_bounds_authorize", test_call_timeout_bounds_authorize},
     {"call_timeout_config", test_call_timeout_config},
+    {"policy_new", test_policy_new},
+    {"authorize_answer", test_authorize_answer},
+    {"answer_fields", test_answer_fields},
+    {"answer_introspection", test_answer_introspection},
+    {"derive", test_derive},
+    {"checker_and_library_info", test_checker_and_library_info},
 };
 
 int main(int argc, char **argv) {

@@ -9,4 +9,12 @@ void test_fork_async_in_child(void);
 void test_call_timeout_bounds_authorize(void);
 void test_call_timeout_config(void);
 
+/* test_handles.c */
+void test_policy_new(void);
+void test_authorize_answer(void);
+void test_answer_fields(void);
+void test_answer_introspection(void);
+void test_derive(void);
+void test_checker_and_library_info(void);
+
 #endif
