@@ -38,6 +38,9 @@ pub(crate) struct TokenSpec {
     /// `expires_in` of the groups dependent token (default
     /// [`fixtures::DEPENDENT_EXPIRES_IN`]); 0 = expired as soon as granted.
     pub groups_expires_in: Option<u64>,
+    /// More members of the introspection answer (for an active token), sent as given: what a
+    /// server may add (`session_info`, …), or a hostile one (the token echoed back).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// A group of a token: a bare id (active member) or a full membership.
@@ -163,6 +166,9 @@ impl TokenSpec {
         });
         if include_identity_set && !self.omit_identity_set {
             out["identity_set"] = json!(self.identities());
+        }
+        for (k, v) in &self.extra {
+            out[k] = v.clone();
         }
         out
     }

@@ -208,6 +208,7 @@ mod tests {
             sub: Some("sub-id".into()),
             username: Some("someone@example.org".into()),
             identity_set: Some(vec!["sub-id".into(), "other-id".into()].into()),
+            extra: Some(r#"{"iss":"https://auth.example.org"}"#.into()),
             ..Default::default()
         };
         Entry::new(
@@ -231,7 +232,8 @@ mod tests {
         }
         let opened = open(&key, &text, &sealed).unwrap().unwrap();
         assert!(
-            matches!(&opened.value, Value::Introspection(i) if i.sub().as_deref() == Some("sub-id"))
+            matches!(&opened.value, Value::Introspection(i) if i.sub().as_deref() == Some("sub-id")
+                && i.extra() == Some(r#"{"iss":"https://auth.example.org"}"#))
         );
         assert_eq!(
             opened.identities,
