@@ -2,7 +2,6 @@
 
 use super::{local_groups, wrong_kind, Checker};
 use crate::auth_state::{AuthState, AuthorizeRequest, Groups};
-use crate::clock::Moment;
 use crate::config::FetchGroups;
 use crate::policy::Policy;
 use crate::process;
@@ -84,17 +83,17 @@ impl Checker {
         policy: &Policy,
     ) -> Result<Option<Matched>, Error> {
         stats().checks.inc();
-        let state = match self.lookup_local(token)? {
-            None => return Ok(None),
-            Some(Err(e)) => return Ok(Some(Err(e))),
-            Some(Ok(state)) => state,
+        let Some(hit) = self.lookup_local_hit(token)? else {
+            return Ok(None);
+        };
+        let state = match hit.state {
+            Err(e) => return Ok(Some(Err(e))),
+            Ok(state) => state,
         };
         match self.authorization_step(policy, state) {
             Step::Done(result) => Ok(Some(result)),
             Step::NeedGroups(mut state) => {
-                let id = self.local_id(token)?;
-                let Some(groups) = local_groups(&process::get().cache, id, Moment::now_coarse())
-                else {
+                let Some(groups) = local_groups(&hit.process.cache, hit.id, hit.now) else {
                     return Ok(None);
                 };
                 state.groups = Groups::Available(groups);

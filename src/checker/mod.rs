@@ -37,6 +37,15 @@ use grants::local_groups;
 
 /// Dependent tokens are dropped from the cache this long before they expire.
 const DEPENDENT_TOKEN_MARGIN_S: i64 = 60;
+/// A hit of the hot path, with what a further lookup of the same token needs (its id, the
+/// clock reading, the process state) so that it hashes, reads the clock and loads the state once.
+pub(super) struct LocalHit {
+    pub state: Result<AuthState, Error>,
+    pub id: LocalId,
+    pub now: Moment,
+    pub process: arc_swap::Guard<Arc<process::Process>>,
+}
+
 /// Tells checkers' rules apart (see `Config::rules_id`); 0 is never given.
 static NEXT_RULES_ID: AtomicU64 = AtomicU64::new(1);
 /// What creation introspects to learn whether the client credentials are accepted.
@@ -262,7 +271,13 @@ impl Checker {
     }
 
     /// The hot path: the whole check from the in-process layer, without touching the runtime.
+    #[inline]
     fn lookup_local(&self, token: &str) -> Result<Option<Result<AuthState, Error>>, Error> {
+        Ok(self.lookup_local_hit(token)?.map(|hit| hit.state))
+    }
+
+    /// [`Self::lookup_local`], with what a further lookup of the same token needs.
+    pub(super) fn lookup_local_hit(&self, token: &str) -> Result<Option<LocalHit>, Error> {
         let id = self.local_id(token)?;
         let process = process::get();
         let store = &process.cache;
@@ -287,7 +302,13 @@ impl Checker {
             },
             _ => Groups::NotFetched,
         };
-        Ok(Some(self.state_from(&entry, source, groups, now)))
+        let state = self.state_from(&entry, source, groups, now);
+        Ok(Some(LocalHit {
+            state,
+            id,
+            now,
+            process,
+        }))
     }
 
     fn state_from(
