@@ -4,10 +4,10 @@
 mod soak;
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use fake_globus::{fixtures, FakeGlobus};
@@ -30,10 +30,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Shows the library at work against the bundled fake Globus Auth [--metrics]
+    /// Shows the library at work against the bundled fake Globus Auth [--json] [--metrics]
     ///
-    /// Starts the bundled fake Globus Auth on 127.0.0.1 and shows the library at work.
+    /// Starts the bundled fake Globus Auth on 127.0.0.1 and shows the library at work: one line
+    /// per step, then a short summary. Exits 1 if a step did not behave as expected.
     Demo {
+        /// Also print every result document the library returned, and the process-wide stats
+        #[arg(long)]
+        json: bool,
         /// Also print the Prometheus text export
         #[arg(long)]
         metrics: bool,
@@ -88,7 +92,7 @@ struct CheckArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Demo { metrics } => demo(metrics),
+        Command::Demo { json, metrics } => demo(json, metrics),
         Command::Check(args) => check(args),
         Command::Soak(options) => soak::run(&options),
         Command::SoakPurger => soak::run_purger(),
@@ -103,44 +107,119 @@ fn main() -> ExitCode {
 
 struct Demo {
     failures: u32,
+    json: bool,
 }
 
 impl Demo {
-    fn expect(&mut self, what: &str, ok: bool) {
-        println!("    {} {what}", if ok { "✓" } else { "✗" });
+    /// One line per step: whether it behaved as expected, what was checked, the answer, how long
+    /// it took and what it shows; with `--json`, the document the library returned under it.
+    fn row(&mut self, ok: bool, what: &str, answer: &str, took: Duration, note: &str) {
+        println!(
+            "  {} {what:<22} {answer:<22} {:>9}  {note}",
+            if ok { "✓" } else { "✗" },
+            duration(took)
+        );
         if !ok {
             self.failures += 1;
         }
     }
-}
 
-fn step(title: &str) {
-    println!("\n▶ {title}");
-}
-
-fn show(result: &Result<tokenchecker::AuthState, tokenchecker::Error>, took: std::time::Duration) {
-    match result {
-        Ok(s) => {
-            let answer = s.info.to_introspection();
-            println!(
-                "    TC_OK in {:?}: user {} ({} identities), scopes {:?}, from {} (age {} ms)",
-                took,
-                answer.username.as_deref().unwrap_or("?"),
-                s.info.identity_count(),
-                answer.scopes,
-                s.source.name(),
-                s.age.as_millis()
-            )
+    fn document(&self, doc: impl FnOnce() -> String) {
+        if self.json {
+            println!("      {}", doc());
         }
-        Err(e) => println!("    {} in {:?}: {}", e.status.name(), took, e.message),
     }
 }
 
-fn demo(metrics: bool) -> ExitCode {
-    let mut d = Demo { failures: 0 };
+/// `1.2 ms`, `3.4 µs`, `186 ns`: short enough for a column.
+fn duration(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    let (value, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    if value < 10.0 && unit != "ns" {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.0} {unit}")
+    }
+}
+
+/// The answer column: `TC_OK` or the error's status name.
+fn answer<T>(r: &Result<T, tokenchecker::Error>) -> &'static str {
+    match r {
+        Ok(_) => "TC_OK",
+        Err(e) => e.status.name(),
+    }
+}
+
+fn document(r: &Result<tokenchecker::AuthState, tokenchecker::Error>) -> String {
+    match r {
+        Ok(s) => s.to_json(None),
+        Err(e) => e.to_json(),
+    }
+}
+
+/// `n` with thousands separators.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let head = match digits.len() % 3 {
+        0 => 3.min(digits.len()),
+        r => r,
+    };
+    let mut out = digits[..head].to_string();
+    for group in digits.as_bytes()[head..].chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(group).unwrap_or_default());
+    }
+    out
+}
+
+/// `1 Groups call`, `2 Groups calls`.
+fn plural(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `path` relative to the working directory when it is below it (`target/release/…`).
+fn shown(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Where the build put the library and the fake: beside this program (`target/release`), when
+/// they are there.
+fn built_files() -> (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let beside = |name: &str| dir.as_ref().map(|d| d.join(name)).filter(|p| p.exists());
+    (
+        beside("libtokenchecker.so"),
+        beside("libtokenchecker.a"),
+        beside("fake-globus"),
+    )
+}
+
+fn demo(json_out: bool, metrics: bool) -> ExitCode {
+    let mut d = Demo {
+        failures: 0,
+        json: json_out,
+    };
     let fake = FakeGlobus::start();
-    println!("tokenchecker {} demo", tokenchecker::VERSION);
-    println!("fake Globus Auth + Groups listening on {}", fake.url());
+    println!(
+        "tokenchecker {} demo: the library against the bundled fake Globus Auth + Groups at {}",
+        tokenchecker::VERSION,
+        fake.url()
+    );
 
     let config = json!({
         "client_id": fixtures::CLIENT_ID,
@@ -150,7 +229,7 @@ fn demo(metrics: bool) -> ExitCode {
         "groups_url": fake.url(),
         "cache_config": {"backend": "memory", "timeout": 30},
     });
-    step("create a checker (the client credentials are verified with one introspection)");
+    // Creating the checker verifies the client credentials with one introspection.
     let checker = match Checker::from_json(&config.to_string()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -159,47 +238,62 @@ fn demo(metrics: bool) -> ExitCode {
         }
     };
     fake.reset();
-
-    step("a valid token");
-    let t = Instant::now();
-    let r = checker.check(fixtures::TOK_VALID);
-    show(&r, t.elapsed());
-    d.expect(
-        "active, Alice's identities, fetched from the network",
-        matches!(&r, Ok(s) if s.source.name() == "network" && s.info.identity_count() == 2),
-    );
-
-    step("the same token again");
-    let t = Instant::now();
-    let r = checker.check(fixtures::TOK_VALID);
-    show(&r, t.elapsed());
-    d.expect(
-        "served from the in-memory cache, no new request",
-        matches!(&r, Ok(s) if s.source.name() == "memory") && fake.counters().introspect == 1,
-    );
-    if let Ok(s) = &r {
-        println!("    result JSON: {}", s.to_json(None));
+    if json_out {
+        println!("checker configuration: {config}");
     }
+    println!(
+        "\n  {:<24} {:<22} {:>9}  what it shows",
+        "  token", "answer", "took"
+    );
 
-    step("an inactive (revoked or unknown) token");
+    let t = Instant::now();
+    let r = checker.check(fixtures::TOK_VALID);
+    let took = t.elapsed();
+    d.row(
+        matches!(&r, Ok(s) if s.source.name() == "network" && s.info.identity_count() == 2),
+        fixtures::TOK_VALID,
+        answer(&r),
+        took,
+        "Alice, 2 identities, asked Globus Auth",
+    );
+    d.document(|| document(&r));
+
+    let t = Instant::now();
+    let r = checker.check(fixtures::TOK_VALID);
+    let took = t.elapsed();
+    d.row(
+        matches!(&r, Ok(s) if s.source.name() == "memory") && fake.counters().introspect == 1,
+        "tok-valid again",
+        answer(&r),
+        took,
+        "from the in-memory cache: no request",
+    );
+    d.document(|| document(&r));
+
     let t = Instant::now();
     let r = checker.check(fixtures::TOK_INACTIVE);
-    show(&r, t.elapsed());
-    d.expect(
-        "TC_INACTIVE_TOKEN",
+    let took = t.elapsed();
+    d.row(
         matches!(&r, Err(e) if e.status == tc_status::TC_INACTIVE_TOKEN),
+        fixtures::TOK_INACTIVE,
+        answer(&r),
+        took,
+        "revoked or unknown",
     );
+    d.document(|| document(&r));
 
-    step("a token issued for another scope");
     let t = Instant::now();
     let r = checker.check(fixtures::TOK_WRONG_SCOPE);
-    show(&r, t.elapsed());
-    d.expect(
-        "TC_INSUFFICIENT_SCOPE",
+    let took = t.elapsed();
+    d.row(
         matches!(&r, Err(e) if e.status == tc_status::TC_INSUFFICIENT_SCOPE),
+        fixtures::TOK_WRONG_SCOPE,
+        answer(&r),
+        took,
+        "issued for another scope",
     );
+    d.document(|| document(&r));
 
-    step("authorize through a group membership");
     let group = format!("urn:globus:groups:id:{}", fixtures::GROUP_ADMIN);
     let request = AuthorizeRequest {
         allowed_principals: vec![
@@ -209,23 +303,24 @@ fn demo(metrics: bool) -> ExitCode {
         ..Default::default()
     };
     let t = Instant::now();
-    match checker.authorize(fixtures::TOK_VALID, &request) {
-        Ok(a) => {
-            println!("    authorized in {:?}: matched {}", t.elapsed(), a.matched);
-            let c = fake.counters();
-            println!(
-                "    groups came from a dependent token ({} grant) and the Groups API ({} call)",
-                c.dependent_token, c.groups
-            );
-            d.expect("matched the admin group", a.matched == group);
-        }
-        Err(e) => {
-            println!("    {e}");
-            d.expect("authorized", false);
-        }
-    }
+    let r = checker.authorize(fixtures::TOK_VALID, &request);
+    let took = t.elapsed();
+    let c = fake.counters();
+    d.row(
+        matches!(&r, Ok(a) if a.matched == group),
+        "tok-valid, authorize",
+        if r.is_ok() { "authorized" } else { answer(&r) },
+        took,
+        &format!(
+            "in Admin Group ({} grant, {} Groups call)",
+            c.dependent_token, c.groups
+        ),
+    );
+    d.document(|| match &r {
+        Ok(a) => a.state.to_json(Some(&a.matched)),
+        Err(e) => e.to_json(),
+    });
 
-    step("100 concurrent checks of a token nobody has seen (the server takes 100 ms)");
     fake.add_tokens(json!({"tok-herd": {"identity_set": [fixtures::BOB_ID]}}));
     fake.set_fault(json!({"endpoint": "introspect", "latency_ms": 100}));
     let before = fake.counters().introspect;
@@ -241,49 +336,129 @@ fn demo(metrics: bool) -> ExitCode {
         .map(|h| h.join().unwrap_or(false))
         .filter(|ok| *ok)
         .count();
+    let took = t.elapsed();
     let requests = fake.counters().introspect - before;
-    println!(
-        "    {ok}/100 passed in {:?} with {requests} introspection request(s)",
-        t.elapsed()
-    );
-    d.expect(
-        "one request for 100 concurrent checks",
+    d.row(
         ok == 100 && requests == 1,
+        "tok-herd, 100 at once",
+        &format!("TC_OK ×{ok}"),
+        took,
+        &format!("new token, 100 ms server: {requests} request for all"),
     );
     fake.clear_faults();
 
-    step("what a cached check costs");
-    let n = 100_000;
+    let n: u32 = 100_000;
     let t = Instant::now();
+    let mut passed = 0u32;
     for _ in 0..n {
-        let _ = checker.check(fixtures::TOK_VALID);
+        passed += u32::from(checker.check(fixtures::TOK_VALID).is_ok());
     }
-    println!(
-        "    {n} cached checks: {:.0} ns per check (one thread)",
-        t.elapsed().as_nanos() as f64 / n as f64
+    let per_check = t.elapsed() / n;
+    d.row(
+        passed == n,
+        "tok-valid ×100,000",
+        &format!("TC_OK ×{}", count(u64::from(passed))),
+        per_check,
+        "per cached check, one thread",
     );
 
-    step("process-wide stats");
-    let stats = tokenchecker::stats_json();
-    let pretty = serde_json::from_str::<Value>(&stats)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or(stats);
-    for line in pretty.lines() {
-        println!("    {line}");
+    let stats_text = tokenchecker::stats_json();
+    let stats: Value = serde_json::from_str(&stats_text).unwrap_or(Value::Null);
+    let stat = |path: &str| {
+        path.split('.')
+            .try_fold(&stats, |v, k| v.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let fake_counters = fake.counters();
+    let tokens = [
+        fixtures::TOK_VALID,
+        fixtures::TOK_INACTIVE,
+        fixtures::TOK_WRONG_SCOPE,
+        "tok-herd",
+    ];
+    println!(
+        "\nChecked {} tokens, {} times: {} answers came from the cache.",
+        tokens.len(),
+        count(stat("checks")),
+        count(stat("hits")),
+    );
+    println!(
+        "Requests: {} (+1 checking the credentials), {}, {}.",
+        plural(fake_counters.introspect, "introspection"),
+        plural(fake_counters.dependent_token, "dependent-token grant"),
+        plural(fake_counters.groups, "Groups call"),
+    );
+    if d.failures == 0 {
+        println!("Every step behaved as expected.");
+    } else {
+        println!("{} UNEXPECTED result(s): the lines marked ✗.", d.failures);
+    }
+
+    let (so, a, fake_bin) = built_files();
+    let header = Path::new(env!("CARGO_MANIFEST_DIR")).join("../include/tokenchecker.h");
+    let header = header.canonicalize().unwrap_or(header);
+    match (so, a) {
+        (Some(so), Some(a)) => println!(
+            "The library: {}, {} (C header: {})",
+            shown(&so),
+            a.file_name().unwrap_or_default().to_string_lossy(),
+            shown(&header)
+        ),
+        _ => println!("The library: not built yet: `cargo build --release` (scripts/demo does it)"),
+    }
+    match fake_bin {
+        Some(f) => println!(
+            "The fake:    {} (its test tokens, and how to run it: fake-globus/README.md)",
+            shown(&f)
+        ),
+        None => println!(
+            "The fake:    not built yet: `cargo build --release -p fake-globus` (scripts/demo does it)"
+        ),
+    }
+    println!("Next:        \"Quick start\" in bindings/go/README.md, bindings/node/README.md or");
+    println!(
+        "             bindings/python/README.md (`scripts/demo --json`: every document, the stats)"
+    );
+
+    if json_out {
+        println!("\nprocess-wide stats (tc_stats):");
+        let pretty = serde_json::to_string_pretty(&stats).unwrap_or(stats_text);
+        for line in pretty.lines() {
+            println!("  {line}");
+        }
     }
 
     if metrics {
-        step("the same counters for Prometheus (tc_metrics)");
+        println!("\nthe same counters for Prometheus (tc_metrics):");
         print!("{}", tokenchecker::metrics_text());
     }
 
-    println!();
     if d.failures == 0 {
-        println!("demo finished: every step behaved as expected");
         ExitCode::SUCCESS
     } else {
-        println!("demo finished with {} unexpected result(s)", d.failures);
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod demo_tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_durations() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(100_105), "100,105");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(duration(Duration::from_nanos(92)), "92 ns");
+        assert_eq!(duration(Duration::from_nanos(2_600)), "2.6 µs");
+        assert_eq!(duration(Duration::from_micros(720)), "720 µs");
+        assert_eq!(duration(Duration::from_millis(108)), "108 ms");
+        assert_eq!(duration(Duration::from_millis(2_500)), "2.5 s");
+        assert_eq!(plural(1, "Groups call"), "1 Groups call");
+        assert_eq!(plural(4, "introspection"), "4 introspections");
     }
 }
 
