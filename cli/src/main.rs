@@ -441,27 +441,6 @@ fn demo(json_out: bool, metrics: bool) -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod demo_tests {
-    use super::*;
-
-    #[test]
-    fn counts_and_durations() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1000), "1,000");
-        assert_eq!(count(100_105), "100,105");
-        assert_eq!(count(1_234_567), "1,234,567");
-        assert_eq!(duration(Duration::from_nanos(92)), "92 ns");
-        assert_eq!(duration(Duration::from_nanos(2_600)), "2.6 µs");
-        assert_eq!(duration(Duration::from_micros(720)), "720 µs");
-        assert_eq!(duration(Duration::from_millis(108)), "108 ms");
-        assert_eq!(duration(Duration::from_millis(2_500)), "2.5 s");
-        assert_eq!(plural(1, "Groups call"), "1 Groups call");
-        assert_eq!(plural(4, "introspection"), "4 introspections");
-    }
-}
-
 // ---- check --------------------------------------------------------------------------------
 
 fn check(args: CheckArgs) -> ExitCode {
@@ -548,4 +527,25 @@ fn fail(e: tokenchecker::Error) -> ExitCode {
     println!("{}", e.to_json());
     eprintln!("{e}");
     ExitCode::from(e.status as u8)
+}
+
+#[cfg(test)]
+mod demo_tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_durations() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(100_105), "100,105");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(duration(Duration::from_nanos(92)), "92 ns");
+        assert_eq!(duration(Duration::from_nanos(2_600)), "2.6 µs");
+        assert_eq!(duration(Duration::from_micros(720)), "720 µs");
+        assert_eq!(duration(Duration::from_millis(108)), "108 ms");
+        assert_eq!(duration(Duration::from_millis(2_500)), "2.5 s");
+        assert_eq!(plural(1, "Groups call"), "1 Groups call");
+        assert_eq!(plural(4, "introspection"), "4 introspections");
+    }
 }
