@@ -133,3 +133,64 @@ fn a_checker_round_trip_without_the_network() {
         tc_free(checker);
     }
 }
+
+#[test]
+fn policies_and_answer_fields_without_the_network() {
+    use std::sync::Arc;
+    use tokenchecker::{Introspection, TokenInfo};
+    unsafe {
+        let mut p = ptr::null_mut();
+        let mut err = ptr::null_mut();
+        let request = c"{\"allowed_principals\":[\"public\",\"urn:globus:groups:id:g\"]}";
+        assert_eq!(
+            tc_policy_new(request.as_ptr(), &mut p, &mut err),
+            tc_status::TC_OK
+        );
+        assert!(!p.is_null() && err.is_null());
+        assert_eq!(tc_policy_len(p), 2);
+        let mut len = 0;
+        let g = tc_policy_principal(p, 1, &mut len);
+        assert_eq!(
+            CStr::from_ptr(g).to_str().unwrap(),
+            "urn:globus:groups:id:g"
+        );
+        assert_eq!(len, 22);
+        assert!(tc_policy_principal(p, 2, &mut len).is_null() && len == 0);
+        tc_policy_free(p);
+        let mut q = ptr::null_mut();
+        assert_eq!(
+            tc_policy_new(c"[1]".as_ptr(), &mut q, &mut err),
+            tc_status::TC_INVALID_ARGUMENT
+        );
+        assert!(q.is_null());
+        assert_eq!(code(&take(err)), "TC_INVALID_ARGUMENT");
+        // An answer as the cache holds it, behind the handle's pointer.
+        let info = TokenInfo::new(Introspection {
+            active: true,
+            sub: Some("s".into()),
+            name: Some("n\"q".into()),
+            scopes: vec!["a".into()],
+            exp: Some(1),
+            identity_set: Some(vec!["s".into()].into()),
+            extra: Some("{\"iss\":\"x\"}".into()),
+            ..Default::default()
+        });
+        let answer = Arc::into_raw(Arc::new(info)) as *const tc_answer;
+        let f = tc_answer_fields(answer);
+        assert!(!f.is_null());
+        let f = &*f;
+        assert_eq!(f.name.as_str(), Some("n\"q"));
+        assert_eq!(f.identities.to_vec(), ["s"]);
+        assert_eq!(tc_answer_fields(answer), f as *const _);
+        let mut json = ptr::null_mut();
+        assert_eq!(tc_answer_introspection(answer, &mut json), tc_status::TC_OK);
+        let doc: serde_json::Value = serde_json::from_str(&take(json)).unwrap();
+        assert_eq!(doc["iss"], "x");
+        assert_eq!(doc["scope"], "a");
+        let again = tc_answer_retain(answer);
+        tc_answer_free(answer);
+        assert_eq!((*tc_answer_fields(again)).sub.as_str(), Some("s"));
+        tc_answer_free(again);
+        assert!(tc_answer_fields(ptr::null()).is_null());
+    }
+}

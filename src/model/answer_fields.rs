@@ -56,11 +56,24 @@ pub struct tc_fields {
     pub aud: tc_str_list,
 }
 
-/// The view and what it points into besides the answer's text.
+/// The view and what it points into besides the answer's text. The storage is held by raw
+/// pointers (freed on drop), not boxes: moving a box would invalidate the pointers into it.
 pub struct AnswerFields {
     pub view: tc_fields,
-    _items: Box<[tc_str]>,
-    _owned: Box<[Box<str>]>,
+    items: *mut [tc_str],
+    owned: Vec<*mut str>,
+}
+
+impl Drop for AnswerFields {
+    fn drop(&mut self) {
+        // SAFETY: both came from `Box::into_raw` in `decode` and are freed once, here.
+        unsafe {
+            drop(Box::from_raw(self.items));
+            for s in self.owned.drain(..) {
+                drop(Box::from_raw(s));
+            }
+        }
+    }
 }
 
 // The pointers point into the answer's text and into `_items`/`_owned`, all immutable and
@@ -68,25 +81,48 @@ pub struct AnswerFields {
 unsafe impl Send for AnswerFields {}
 unsafe impl Sync for AnswerFields {}
 
+/// A string of the rendered text: borrowed when it holds no escape (serde's own `Cow` always
+/// copies inside an `Option` or a `Vec`).
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 struct Rendered<'a> {
     active: bool,
     #[serde(borrow)]
-    sub: Option<Cow<'a, str>>,
+    sub: Option<Str<'a>>,
     #[serde(borrow)]
-    identities: Vec<Cow<'a, str>>,
+    identities: Vec<Str<'a>>,
     #[serde(borrow)]
-    username: Option<Cow<'a, str>>,
+    username: Option<Str<'a>>,
     #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
     #[serde(borrow)]
-    email: Option<Cow<'a, str>>,
+    email: Option<Str<'a>>,
     #[serde(borrow)]
-    client_id: Option<Cow<'a, str>>,
+    client_id: Option<Str<'a>>,
     #[serde(borrow)]
-    scopes: Vec<Cow<'a, str>>,
+    scopes: Vec<Str<'a>>,
     #[serde(borrow)]
-    aud: Vec<Cow<'a, str>>,
+    aud: Vec<Str<'a>>,
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
@@ -98,25 +134,25 @@ impl AnswerFields {
     pub(super) fn decode(text: &str, has_identity_set: bool) -> AnswerFields {
         // The text was rendered by this crate: it always parses.
         let r: Rendered<'_> = serde_json::from_str(text).expect("a rendered answer parses back");
-        let mut owned: Vec<Box<str>> = Vec::new();
-        // Unescaped strings point into the text; escaped ones into `owned` (a boxed str's bytes
-        // do not move when the vector grows).
-        let mut place = |s: Cow<'_, str>| -> tc_str {
-            let s: &str = match s {
-                Cow::Borrowed(b) => b,
+        let mut owned: Vec<*mut str> = Vec::new();
+        // Unescaped strings point into the text; escaped ones into strings of their own, kept
+        // (as raw pointers) until the result is dropped.
+        let mut place = |Str(s): Str<'_>| -> tc_str {
+            let (ptr, len) = match s {
+                Cow::Borrowed(b) => (b.as_ptr(), b.len()),
                 Cow::Owned(o) => {
-                    owned.push(o.into_boxed_str());
-                    let b = owned.last().expect("just pushed");
-                    // SAFETY: the box's heap bytes live as long as `owned`, kept in the result.
-                    unsafe { &*(&**b as *const str) }
+                    let len = o.len();
+                    let raw = Box::into_raw(o.into_boxed_str());
+                    owned.push(raw);
+                    (raw as *const u8, len)
                 }
             };
             tc_str {
-                ptr: s.as_ptr().cast(),
-                len: s.len(),
+                ptr: ptr.cast(),
+                len,
             }
         };
-        let opt = |s: Option<Cow<'_, str>>, place: &mut dyn FnMut(Cow<'_, str>) -> tc_str| {
+        let opt = |s: Option<Str<'_>>, place: &mut dyn FnMut(Str<'_>) -> tc_str| {
             s.map_or(
                 tc_str {
                     ptr: ptr::null(),
@@ -138,11 +174,13 @@ impl AnswerFields {
             .chain(r.aud)
             .map(&mut place)
             .collect();
+        let items = Box::into_raw(items);
         let list = |start: usize, len: usize| tc_str_list {
             items: if len == 0 {
                 ptr::null()
             } else {
-                items[start..].as_ptr()
+                // SAFETY: `start + len` is within the slice of every item.
+                unsafe { (items as *const tc_str).add(start) }
             },
             len,
         };
@@ -164,11 +202,7 @@ impl AnswerFields {
             scopes: list(counts[0], counts[1]),
             aud: list(counts[0] + counts[1], counts[2]),
         };
-        AnswerFields {
-            view,
-            _items: items,
-            _owned: owned.into_boxed_slice(),
-        }
+        AnswerFields { view, items, owned }
     }
 }
 
@@ -197,5 +231,42 @@ impl tc_str_list {
             .iter()
             .map(|s| s.as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Introspection, TokenInfo};
+
+    #[test]
+    fn fields_point_into_the_text_or_hold_the_unescaped_strings() {
+        let info = TokenInfo::new(Introspection {
+            active: true,
+            sub: Some("s-1".into()),
+            name: Some("Q\"uote \\ é\n".into()),
+            scopes: vec!["a".into(), "b\"".into()],
+            aud: vec![],
+            exp: Some(10),
+            identity_set: Some(vec!["s-1".into(), "s-2".into()].into()),
+            ..Default::default()
+        });
+        let f = info.fields_view();
+        // SAFETY: `f` is borrowed from `info`, alive here.
+        unsafe {
+            assert!(f.active && f.has_identity_set && f.has_exp && !f.has_nbf);
+            assert_eq!(f.exp, 10);
+            assert_eq!(f.sub.as_str(), Some("s-1"));
+            assert_eq!(f.name.as_str(), Some("Q\"uote \\ é\n"));
+            assert_eq!(f.username.as_str(), None);
+            assert!(f.username.ptr.is_null() && f.username.len == 0);
+            assert_eq!(f.identities.to_vec(), ["s-1", "s-2"]);
+            assert_eq!(f.scopes.to_vec(), ["a", "b\""]);
+            assert!(f.aud.items.is_null() && f.aud.to_vec().is_empty());
+            // An unescaped string points into the answer's own text.
+            let text = info.stable_text().as_bytes().as_ptr_range();
+            assert!(text.contains(&f.sub.ptr.cast()));
+        }
+        // Built once: the same view every time.
+        assert!(std::ptr::eq(f, info.fields_view()));
     }
 }
