@@ -100,6 +100,32 @@ pub(super) unsafe fn deliver_object<T>(
     error.status
 }
 
+/// The shared body of the exports that create an object (`tc_new`, `tc_derive`,
+/// `tc_policy_new`): clears `*out_error`, refuses a NULL `out` (naming `out_name`), sets `*out`
+/// to NULL, then runs `f` behind the panic boundary and stores its object with `into_raw`.
+#[inline]
+pub(super) unsafe fn deliver_new<T, H>(
+    out: *mut *mut H,
+    out_name: &str,
+    out_error: *mut *mut c_char,
+    panic_message: &str,
+    f: impl FnOnce() -> Result<T, Error>,
+    into_raw: impl FnOnce(T) -> *mut H,
+) -> tc_status {
+    if !out_error.is_null() {
+        *out_error = ptr::null_mut();
+    }
+    if out.is_null() {
+        if !out_error.is_null() {
+            *out_error =
+                to_c_string(Error::invalid_argument(format!("{out_name} is NULL")).to_json());
+        }
+        return tc_status::TC_INVALID_ARGUMENT;
+    }
+    *out = ptr::null_mut();
+    deliver_object(out_error, panic_message, f, |value| *out = into_raw(value))
+}
+
 /// Runs `f` behind the panic boundary when there is no document to deliver.
 #[inline]
 pub(super) fn guard(f: impl FnOnce() -> Result<(), Error>) -> tc_status {

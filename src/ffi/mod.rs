@@ -25,13 +25,10 @@ mod policy;
 
 use std::ffi::{c_char, c_void, CString};
 use std::panic::catch_unwind;
-use std::ptr;
+
 use std::sync::Arc;
 
-use boundary::{
-    checker_arc, checker_ref, deliver, deliver_object, guard, start_async, str_arg, to_c_string,
-    CDoc,
-};
+use boundary::{checker_arc, checker_ref, deliver, deliver_new, guard, start_async, str_arg, CDoc};
 
 use crate::auth_state::AuthorizeRequest;
 use crate::checker::Checker;
@@ -92,21 +89,13 @@ pub unsafe extern "C" fn tc_new(
     out_checker: *mut *mut tc_checker,
     out_error: *mut *mut c_char,
 ) -> tc_status {
-    if !out_error.is_null() {
-        *out_error = ptr::null_mut();
-    }
-    if out_checker.is_null() {
-        if !out_error.is_null() {
-            *out_error = to_c_string(Error::invalid_argument("out_checker is NULL").to_json());
-        }
-        return tc_status::TC_INVALID_ARGUMENT;
-    }
-    *out_checker = ptr::null_mut();
-    deliver_object(
+    deliver_new(
+        out_checker,
+        "out_checker",
         out_error,
         "internal error while creating the checker",
         || Checker::from_json(str_arg(config_json, "the configuration")?),
-        |checker| *out_checker = Arc::into_raw(Arc::new(checker)) as *mut tc_checker,
+        |checker| Arc::into_raw(Arc::new(checker)) as *mut tc_checker,
     )
 }
 
@@ -143,21 +132,13 @@ pub unsafe extern "C" fn tc_derive(
     out_checker: *mut *mut tc_checker,
     out_error: *mut *mut c_char,
 ) -> tc_status {
-    if !out_error.is_null() {
-        *out_error = ptr::null_mut();
-    }
-    if out_checker.is_null() {
-        if !out_error.is_null() {
-            *out_error = to_c_string(Error::invalid_argument("out_checker is NULL").to_json());
-        }
-        return tc_status::TC_INVALID_ARGUMENT;
-    }
-    *out_checker = ptr::null_mut();
-    deliver_object(
+    deliver_new(
+        out_checker,
+        "out_checker",
         out_error,
         "internal error while deriving the checker",
         || checker_ref(checker)?.derive(str_arg(rules_json, "the rules")?),
-        |derived| *out_checker = Arc::into_raw(Arc::new(derived)) as *mut tc_checker,
+        |derived| Arc::into_raw(Arc::new(derived)) as *mut tc_checker,
     )
 }
 

@@ -8,7 +8,7 @@ use std::panic::catch_unwind;
 use std::ptr;
 
 use super::answer::{deliver_answer, tc_answer, tc_answer_meta};
-use super::boundary::{checker_arc, checker_ref, deliver_object, str_arg, to_c_string};
+use super::boundary::{checker_arc, checker_ref, deliver_new, str_arg};
 use super::tc_checker;
 use crate::policy::Policy;
 use crate::status::{tc_status, Error};
@@ -39,21 +39,13 @@ pub unsafe extern "C" fn tc_policy_new(
     out_policy: *mut *mut tc_policy,
     out_error: *mut *mut c_char,
 ) -> tc_status {
-    if !out_error.is_null() {
-        *out_error = ptr::null_mut();
-    }
-    if out_policy.is_null() {
-        if !out_error.is_null() {
-            *out_error = to_c_string(Error::invalid_argument("out_policy is NULL").to_json());
-        }
-        return tc_status::TC_INVALID_ARGUMENT;
-    }
-    *out_policy = ptr::null_mut();
-    deliver_object(
+    deliver_new(
+        out_policy,
+        "out_policy",
         out_error,
         "internal error (a panic was caught at the FFI boundary); please report it",
         || Policy::from_json(str_arg(request_json, "the request")?),
-        |policy| *out_policy = Box::into_raw(Box::new(policy)) as *mut tc_policy,
+        |policy| Box::into_raw(Box::new(policy)) as *mut tc_policy,
     )
 }
 
@@ -91,10 +83,17 @@ pub unsafe extern "C" fn tc_policy_principal(
     principal.map_or(ptr::null(), |p| p.as_ptr())
 }
 
-unsafe fn policy_ref<'a>(p: *const tc_policy) -> Result<&'a Policy, Error> {
-    (p as *const Policy)
+/// The arguments of the authorization exports, borrowed for the call.
+unsafe fn authorize_args<'a>(
+    checker: *const tc_checker,
+    token: *const c_char,
+    policy: *const tc_policy,
+) -> Result<(&'a crate::checker::Checker, &'a str, &'a Policy), Error> {
+    let token = str_arg(token, "the token")?;
+    let policy = (policy as *const Policy)
         .as_ref()
-        .ok_or_else(|| Error::invalid_argument("the policy is NULL"))
+        .ok_or_else(|| Error::invalid_argument("the policy is NULL"))?;
+    Ok((checker_ref(checker)?, token, policy))
 }
 
 /// Checks the token and authorizes the caller with a compiled policy (the rules of
@@ -118,9 +117,8 @@ pub unsafe extern "C" fn tc_authorize_answer(
     out_error: *mut *mut c_char,
 ) -> tc_status {
     authorize_answer(out_answer, out_meta, out_matched, out_error, || {
-        let token = str_arg(token, "the token")?;
-        let policy = policy_ref(policy)?;
-        if let Some(result) = checker_ref(checker)?.try_authorize_with(token, policy)? {
+        let (checker_ref, token, policy) = authorize_args(checker, token, policy)?;
+        if let Some(result) = checker_ref.try_authorize_with(token, policy)? {
             return result;
         }
         checker_arc(checker)?.authorize_with(token, policy)
@@ -142,9 +140,8 @@ pub unsafe extern "C" fn tc_try_authorize_answer(
     out_error: *mut *mut c_char,
 ) -> tc_status {
     authorize_answer(out_answer, out_meta, out_matched, out_error, || {
-        let token = str_arg(token, "the token")?;
-        let policy = policy_ref(policy)?;
-        match checker_ref(checker)?.try_authorize_with(token, policy)? {
+        let (checker, token, policy) = authorize_args(checker, token, policy)?;
+        match checker.try_authorize_with(token, policy)? {
             Some(result) => result,
             None => Err(Error::new(
                 tc_status::TC_WOULD_BLOCK,
