@@ -1,22 +1,20 @@
 package tokenchecker
 
-/*
-#include "tokenchecker.h"
-*/
-import "C"
-
 import (
 	"encoding/json"
 	"slices"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
-// AuthState is what a successful check learned about the caller. Each call returns its own,
-// with its own slices: modifying one affects no other.
+// AuthState is what a successful check learned about the caller.
+//
+// States are shared and read-only: every Check of a cached answer returns the same *AuthState
+// (the memo's, built once per answer, memo.go), every authorization of it that one principal
+// matched the same one too, and their slices and strings are shared by every caller. Never
+// modify a state or its slices; copy what you need to change (slices.Clone).
+//
+// What differs from call to call is not in it: CheckInfo and AuthorizePolicy return it as a
+// CallInfo (where the answer came from, how old it is).
 type AuthState struct {
 	Active            bool     // always true for a successful check
 	Sub               string   // the identity id the token was issued to
@@ -32,25 +30,47 @@ type AuthState struct {
 	NotBefore         time.Time
 	IssuedAt          time.Time
 
-	// Groups are the ids of the groups the caller is an active member of; nil unless they
-	// were fetched (fetch_groups "eager", or an authorization that needed them).
+	// Groups are the ids of the groups the caller is an active member of, with
+	// fetch_groups "eager" only (Check and Authorize then take the library's result document,
+	// which has them); nil otherwise, GroupsStatus "not_fetched". An authorization that
+	// needed the groups says which one matched in Matched.
 	Groups          []string
 	GroupsAvailable bool
 	GroupsStatus    string // "not_fetched", "available" or "unavailable"
 	GroupsError     string // why, when GroupsStatus is "unavailable"
 
-	// Principals are the caller's identity principals, then its group principals.
+	// Principals are the caller's identity principals, then its group principals (eager).
 	Principals []string
 
-	// CacheSource is where the answer came from: "network", "coalesced" (another caller's
-	// request), "memory", "near", "redis", "memcached" or "stale" (a recent answer served
-	// past its cache lifetime while Globus Auth is unavailable: Config.StaleIfErrorS).
+	// Deprecated: CacheSource and CacheAge are always empty: a state is shared by every call
+	// of its answer. CallInfo (CheckInfo, AuthorizePolicy) has them.
 	CacheSource string
-	CacheAge    time.Duration // age of the cached answer
+	CacheAge    time.Duration
 
-	// Matched is the allowed principal that authorized the caller (Authorize only).
+	// Matched is the allowed principal that authorized the caller (Authorize,
+	// AuthorizePolicy); "" for a check.
 	Matched string
 }
+
+// CallInfo is what one call adds to the caller's (shared) AuthState.
+type CallInfo struct {
+	// CacheSource is where the answer came from: one of LibraryInfo().Sources — "network",
+	// "coalesced" (another caller's request), "memory", "near", "redis", "memcached" or
+	// "stale" (a recent answer served past its cache lifetime while Globus Auth is
+	// unavailable: Config.StaleIfErrorS).
+	CacheSource string
+	CacheAge    time.Duration // age of the cached answer
+	// Matched is the allowed principal that authorized the caller (AuthorizePolicy: the
+	// policy's own string, the same for every call, as in the state), "" for a check.
+	Matched string
+}
+
+// IdentityPrincipal is the principal of an identity id: "urn:globus:auth:identity:<id>".
+func IdentityPrincipal(id string) string { return identityPrefix + id }
+
+// GroupPrincipal is the principal of a group id: "urn:globus:groups:id:<id>", for
+// NewPolicy's and Authorize's allowed principals.
+func GroupPrincipal(id string) string { return groupPrefix + id }
 
 // wireState is the library's result document (every key tagged: exact matches decode faster).
 type wireState struct {
@@ -152,179 +172,4 @@ func dependentResult(status Status, doc []byte) (*DependentToken, error) {
 	return &DependentToken{AccessToken: w.AccessToken, Scope: w.Scope, ResourceServer: w.ResourceServer,
 		TokenType: w.TokenType, ExpiresAt: time.Unix(w.ExpiresAt, 0),
 		ExpiresIn: time.Duration(w.ExpiresIn) * time.Second}, nil
-}
-
-// The answer memo (README.md, "Architecture"): decoded answers keyed by tc_answer_id (never
-// reused), each text decoded once while its entry lives (under mu). Per checker, 2-way
-// set-associative (a new entry takes an empty way or the older answer's), at most
-// memoCapacity entries and about memoBytes; lookups take no lock. It keeps no native
-// reference: each call releases its own (in C, in the same cgo call, when C finds its id in ids).
-
-const (
-	memoCapacity = 4096     // entries per checker
-	memoBytes    = 16 << 20 // per checker, about
-)
-
-type answerMemo struct {
-	setMask  uint64
-	ids      []atomic.Uint64 // ids[i] is slots[i]'s id, set after slots[i] (C reads it)
-	slots    []atomic.Pointer[decoded]
-	mu       sync.Mutex // held by changes
-	bytes    int        // the entries' sizes
-	maxBytes int
-	hand     uint64 // the slot evicted last for want of bytes
-}
-
-// decoded is what the binding decoded from an answer; immutable.
-type decoded struct {
-	id    uint64
-	state AuthState // without its slices, CacheSource and CacheAge
-	lists []string  // Identities, Scopes, Audience and Principals, one after the other
-	ends  [3]int    // where the first three end in lists
-	size  int       // about the memory it holds
-}
-
-func newAnswerMemo(capacity int) *answerMemo {
-	sets := 1
-	for sets*4 <= capacity {
-		sets *= 2
-	}
-	return &answerMemo{setMask: uint64(sets - 1), ids: make([]atomic.Uint64, 2*sets),
-		slots: make([]atomic.Pointer[decoded], 2*sets), maxBytes: memoBytes}
-}
-
-func (m *answerMemo) lookup(id uint64) *decoded {
-	i := 2 * (id & m.setMask)
-	for _, e := range [2]*decoded{m.slots[i].Load(), m.slots[i+1].Load()} {
-		if e != nil && e.id == id {
-			return e
-		}
-	}
-	return nil
-}
-
-// get is the entry of a successful TCGO_ANSWER call's answer, decoded from text if need be;
-// it releases ref, the call's reference to the answer (its text's memory). nil, nil when C
-// released it (ref is nil) as one the memo held, and the memo has evicted it since.
-func (m *answerMemo) get(id uint64, ref *C.tc_answer, text []byte) (e *decoded, err error) {
-	e = m.lookup(id)
-	if ref != nil {
-		if e == nil {
-			e, err = m.add(id, text)
-		}
-		C.tc_answer_free(ref)
-	}
-	return e, err
-}
-
-// add decodes an answer's text and keeps it, in place of the older answer of its set.
-func (m *answerMemo) add(id uint64, text []byte) (*decoded, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e := m.lookup(id); e != nil {
-		return e, nil
-	}
-	e, err := decodeAnswer(id, text)
-	if err != nil {
-		return nil, err
-	}
-	i := 2 * (id & m.setMask)
-	if a, b := m.slots[i].Load(), m.slots[i+1].Load(); a != nil && (b == nil || b.id < a.id) {
-		i++
-	}
-	m.evict(i)
-	for e.size <= m.maxBytes && m.bytes+e.size > m.maxBytes { // over the byte bound: evict in turn
-		m.hand = (m.hand + 1) % uint64(len(m.slots))
-		m.evict(m.hand)
-	}
-	if e.size <= m.maxBytes {
-		m.slots[i].Store(e)
-		m.ids[i].Store(id)
-		m.bytes += e.size
-	}
-	return e, nil
-}
-
-// evict empties slot i. Under mu.
-func (m *answerMemo) evict(i uint64) {
-	if old := m.slots[i].Load(); old != nil {
-		m.bytes -= old.size
-		m.ids[i].Store(0)
-		m.slots[i].Store(nil)
-	}
-}
-
-// reset empties the memo.
-func (m *answerMemo) reset() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i := range m.slots {
-		m.evict(uint64(i))
-	}
-}
-
-const identityPrefix = "urn:globus:auth:identity:"
-
-// decodeAnswer decodes tc_answer_text's document and derives the rest of a check's result
-// from it, as the library's result document does (effective identity, identity principals;
-// groups not fetched).
-func decodeAnswer(id uint64, text []byte) (*decoded, error) {
-	var w struct {
-		wireState
-		Sub *string `json:"sub"` // null: no effective identity
-	}
-	if err := json.Unmarshal(text, &w); err != nil {
-		return nil, &Error{Code: StatusPanic, Message: "the library's answer did not decode: " + err.Error()}
-	}
-	if w.Sub != nil {
-		w.wireState.Sub, w.EffectiveIdentity = *w.Sub, identityPrefix+*w.Sub
-	}
-	w.Principals = make([]string, len(w.Identities))
-	for i, identity := range w.Identities {
-		w.Principals[i] = identityPrefix + identity
-	}
-	w.GroupsStatus = "not_fetched"
-	a, b := len(w.Identities), len(w.Identities)+len(w.Scopes) // the text has no null list
-	ends, lists := [3]int{a, b, b + len(w.Aud)}, slices.Concat(w.Identities, w.Scopes, w.Aud, w.Principals)
-	w.Identities, w.Scopes, w.Aud, w.Principals = nil, nil, nil, nil // result sets them
-	return &decoded{id: id, state: *newState(&w.wireState), lists: lists, ends: ends,
-		size: 2*len(text) + 16*len(lists) + 512}, nil
-}
-
-// withStrings is a result with room for its slices when they are few: one allocation.
-type withStrings struct {
-	s AuthState
-	a [8]string
-}
-
-// result is a copy of the entry's state for one caller, with its own slices (the strings are
-// shared: Go strings are immutable).
-func (e *decoded) result(source string, ageMS uint64) *AuthState {
-	r, n := new(withStrings), len(e.lists)
-	buf := r.a[:min(n, len(r.a))]
-	if n > len(r.a) {
-		buf = make([]string, n)
-	}
-	s := &r.s
-	*s = e.state
-	s.CacheSource, s.CacheAge = source, time.Duration(ageMS)*time.Millisecond
-	// Each slice's capacity is its length: an append to one never writes over the next.
-	copy(buf, e.lists)
-	a, b, c := e.ends[0], e.ends[1], e.ends[2]
-	s.Identities, s.Scopes, s.Audience, s.Principals = buf[:a:a], buf[a:b:b], buf[b:c:c], buf[c:n:n]
-	return s
-}
-
-var sourceNames = []string{"memory", "near", "network", "coalesced", "redis", "memcached", "stale"}
-
-// sourceName is tc_answer_meta's source (a static C string) as a Go string, without copying
-// the known ones.
-func sourceName(p *C.char, n C.size_t) string {
-	s := unsafe.String((*byte)(unsafe.Pointer(p)), int(n))
-	for _, name := range sourceNames {
-		if s == name {
-			return name
-		}
-	}
-	return strings.Clone(s)
 }

@@ -21,10 +21,10 @@ import (
 // Close is released then, but don't rely on that.
 type Checker struct {
 	h       *handle
-	memo    *answerMemo // decoded answers (authstate.go)
+	memo    *answerMemo // the process's (memo.go); nil when TOKENCHECKER_MEMO_BYTES is 0
 	cleanup runtime.Cleanup
-	scopes  []string // expected_scopes, for the insufficient_scope challenge (WriteError)
-	eager   bool     // fetch_groups "eager": Check's results have groups
+	scopes  []string // expected_scopes (tc_checker_info), for the insufficient_scope challenge
+	eager   bool     // fetch_groups "eager" (tc_checker_info): results have groups
 }
 
 // handle owns the C checker (apart from Checker, for the cleanup). Calls hold the read lock
@@ -57,9 +57,68 @@ func New(cfg Config) (*Checker, error) {
 	if status := Status(C.tc_new(cdoc, &ptr, &cerr)); status != StatusOK {
 		return nil, errorFromDoc(status, takeDoc(cerr))
 	}
+	return newChecker(ptr)
+}
+
+// Rules are what a derived checker (Checker.Derive) checks differently from its parent: the
+// keys tc_derive takes (LibraryInfo().RuleKeys). Zero values keep the parent's.
+type Rules struct {
+	ExpectedScopes   []string `json:"expected_scopes,omitempty"`
+	ScopeMatch       string   `json:"scope_match,omitempty"`       // "any" or "all"
+	ExpectedAudience string   `json:"expected_audience,omitempty"` // default: the parent's
+	LeewayS          *int     `json:"leeway_s,omitempty"`          // seconds, 0–3600
+}
+
+// Derive creates a checker with other rules (per-route expected scopes, say) that shares c's
+// HTTP client, connection pool and request slots (MaxConcurrentRequests stays one cap for
+// both), and, as every checker, the process's cache: cheap, no request to Globus, no thread.
+// The derived checker is independent of c once created: close each when done (in any order).
+func (c *Checker) Derive(rules Rules) (*Checker, error) {
+	doc, err := json.Marshal(rules)
+	if err != nil {
+		return nil, &Error{Code: StatusInvalidConfig, Message: "cannot encode the rules: " + err.Error()}
+	}
+	if err := noNUL(string(doc), "the rules"); err != nil { // JSON escapes NUL: never
+		return nil, err
+	}
+	h := c.acquire()
+	if h == nil {
+		return nil, ErrClosed
+	}
+	cdoc := C.CString(string(doc))
+	defer C.free(unsafe.Pointer(cdoc))
+	var ptr *C.tc_checker
+	var cerr *C.char
+	status := Status(C.tc_derive(h.ptr, cdoc, &ptr, &cerr))
+	h.mu.RUnlock()
+	runtime.KeepAlive(c)
+	if status != StatusOK {
+		return nil, errorFromDoc(status, takeDoc(cerr))
+	}
+	return newChecker(ptr)
+}
+
+// newChecker owns a new C checker: its settings from tc_checker_info (never from the
+// configuration: the library's reading of it is the one that counts).
+func newChecker(ptr *C.tc_checker) (*Checker, error) {
+	var out *C.char
+	status := Status(C.tc_checker_info(ptr, &out))
+	doc := takeDoc(out)
+	var info struct {
+		ExpectedScopes []string `json:"expected_scopes"`
+		FetchGroups    string   `json:"fetch_groups"`
+	}
+	if status == StatusOK {
+		if err := json.Unmarshal(doc, &info); err != nil {
+			status, doc = StatusPanic, nil
+		}
+	}
+	if status != StatusOK {
+		C.tc_free(ptr)
+		return nil, errorFromDoc(status, doc)
+	}
 	h := &handle{ptr: ptr}
-	c := &Checker{h: h, memo: newAnswerMemo(memoCapacity)}
-	c.scopes, c.eager = settings(doc)
+	c := &Checker{h: h, memo: processMemo(), scopes: info.ExpectedScopes, eager: info.FetchGroups == "eager"}
 	c.cleanup = runtime.AddCleanup(c, (*handle).free, h)
 	return c, nil
 }
@@ -70,7 +129,6 @@ func (c *Checker) Close() error {
 	if c != nil && c.h != nil {
 		c.cleanup.Stop()
 		c.h.free()
-		c.memo.reset()
 		runtime.KeepAlive(c)
 	}
 	return nil
@@ -125,6 +183,32 @@ func abiError(header, library uint32) error {
 
 // Version is the library's version, "MAJOR.MINOR.PATCH".
 func Version() string { return C.GoString(C.tc_version()) }
+
+// Library is what the library says of itself (tc_library_info): the one source of the facts
+// every binding shares.
+type Library struct {
+	Version    string            `json:"version"`
+	ABIVersion uint32            `json:"abi_version"`
+	Statuses   map[string]Status `json:"statuses"`    // "TC_OK": 0, …
+	Sources    []string          `json:"sources"`     // CallInfo.CacheSource's values
+	ConfigKeys []string          `json:"config_keys"` // Config's JSON keys
+	RuleKeys   []string          `json:"rule_keys"`   // Rules' JSON keys (Derive)
+}
+
+// LibraryInfo returns what the library says of itself.
+func LibraryInfo() (Library, error) {
+	var out *C.char
+	status := Status(C.tc_library_info(&out))
+	doc := takeDoc(out)
+	var l Library
+	if status != StatusOK {
+		return l, errorFromDoc(status, doc)
+	}
+	if err := json.Unmarshal(doc, &l); err != nil {
+		return l, &Error{Code: StatusPanic, Message: "the library's info document did not decode: " + err.Error()}
+	}
+	return l, nil
+}
 
 // StatusName is the library's name for a status code (tc_status_name), "TC_UNKNOWN" for a code
 // it does not know.

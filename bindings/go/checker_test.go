@@ -51,24 +51,27 @@ func TestVersionAndStatusNames(t *testing.T) {
 	if got := tokenchecker.StatusName(99); got != "TC_UNKNOWN" {
 		t.Errorf("StatusName(99) = %s", got)
 	}
-	// Each constant has the value of its C name.
-	for s, name := range map[tokenchecker.Status]string{
-		tokenchecker.StatusOK:                  "TC_OK",
-		tokenchecker.StatusInvalidArgument:     "TC_INVALID_ARGUMENT",
-		tokenchecker.StatusInvalidConfig:       "TC_INVALID_CONFIG",
-		tokenchecker.StatusInactiveToken:       "TC_INACTIVE_TOKEN",
-		tokenchecker.StatusInsufficientScope:   "TC_INSUFFICIENT_SCOPE",
-		tokenchecker.StatusWrongAudience:       "TC_WRONG_AUDIENCE",
-		tokenchecker.StatusTokenExpired:        "TC_TOKEN_EXPIRED",
-		tokenchecker.StatusNotAuthorized:       "TC_NOT_AUTHORIZED",
-		tokenchecker.StatusCredentialsRejected: "TC_CREDENTIALS_REJECTED",
-		tokenchecker.StatusAuthUnavailable:     "TC_AUTH_UNAVAILABLE",
-		tokenchecker.StatusPanic:               "TC_PANIC",
-		tokenchecker.StatusWouldBlock:          "TC_WOULD_BLOCK",
-	} {
-		if lib := tokenchecker.StatusName(s); lib != name {
-			t.Errorf("%s is %d, which the library calls %s", name, uint32(s), lib)
+	// Each constant has the value of its C name, and the library has no status the binding
+	// lacks (tc_library_info's statuses).
+	lib, err := tokenchecker.LibraryInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	constants := []tokenchecker.Status{tokenchecker.StatusOK, tokenchecker.StatusInvalidArgument,
+		tokenchecker.StatusInvalidConfig, tokenchecker.StatusInactiveToken, tokenchecker.StatusInsufficientScope,
+		tokenchecker.StatusWrongAudience, tokenchecker.StatusTokenExpired, tokenchecker.StatusNotAuthorized,
+		tokenchecker.StatusCredentialsRejected, tokenchecker.StatusAuthUnavailable, tokenchecker.StatusPanic,
+		tokenchecker.StatusWouldBlock}
+	if len(lib.Statuses) != len(constants) {
+		t.Errorf("the library has %d statuses, the binding %d: %v", len(lib.Statuses), len(constants), lib.Statuses)
+	}
+	for _, s := range constants {
+		if name := tokenchecker.StatusName(s); lib.Statuses[name] != s || name == "TC_UNKNOWN" {
+			t.Errorf("%s is %d, which the library calls %s (%d)", s, uint32(s), name, lib.Statuses[name])
 		}
+	}
+	if lib.Version != tokenchecker.Version() || lib.ABIVersion != tokenchecker.LibraryABIVersion() {
+		t.Errorf("library info %+v", lib)
 	}
 }
 
@@ -211,7 +214,7 @@ func TestCheckValid(t *testing.T) {
 	c := newChecker(t)
 	tok := newToken(t, nil)
 	before := time.Now()
-	s, err := c.Check(ctx, tok)
+	s, info, err := c.CheckInfo(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,16 +239,24 @@ func TestCheckValid(t *testing.T) {
 	if !slices.Equal(s.Principals, wantPrincipals) || !s.HasPrincipal(wantPrincipals[1]) || s.HasPrincipal("public") {
 		t.Fatalf("principals %q", s.Principals)
 	}
-	if s.CacheSource != "network" || s.Matched != "" {
-		t.Fatalf("first check: source %q matched %q", s.CacheSource, s.Matched)
+	if info.CacheSource != "network" || info.Matched != "" || s.CacheSource != "" || s.Matched != "" {
+		t.Fatalf("first check: %+v, state's source %q matched %q", info, s.CacheSource, s.Matched)
 	}
 	n := counters(t).Introspect
-	s2, err := c.Check(ctx, tok)
+	s2, info2, err := c.CheckInfo(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s2.CacheSource != "memory" || s2.CacheAge < 0 || s2.Sub != s.Sub {
-		t.Fatalf("second check: %+v", s2)
+	if info2.CacheSource != "memory" || info2.CacheAge < 0 || s2.Sub != s.Sub {
+		t.Fatalf("second check: %+v %+v", s2, info2)
+	}
+	// The cached answer's state is the memo's, the same for every call: Check of a cached
+	// token allocates nothing.
+	if s3, err := c.Check(ctx, tok); err != nil || s3 != s2 || !tokenchecker.MemoHas(s2) {
+		t.Fatalf("third check: %p, second %p (%v)", s3, s2, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = c.Check(ctx, tok) }); allocs != 0 {
+		t.Fatalf("a cached Check allocates %v times", allocs)
 	}
 	if got := counters(t).Introspect; got != n {
 		t.Fatalf("a cached check made %d requests", got-n)
@@ -381,7 +392,11 @@ func TestAuthorize(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := newToken(t, nil)
 			for i, cached := range []bool{false, true} {
+				before := counters(t).Groups
 				s, err := c.Authorize(ctx, tok, tc.allowed, tc.opts)
+				if fetched := counters(t).Groups > before; fetched != (tc.wantGroup && !cached) {
+					t.Fatalf("cached %v: groups fetched: %v, want %v", cached, fetched, tc.wantGroup && !cached)
+				}
 				if tc.err != nil {
 					wantCode(t, err, tc.err, tok)
 					continue
@@ -392,8 +407,12 @@ func TestAuthorize(t *testing.T) {
 				if s.Matched != tc.matched || s.Sub != fakeglobus.AliceID {
 					t.Fatalf("cached %v: matched %q, want %q", cached, s.Matched, tc.matched)
 				}
-				if s.GroupsAvailable != tc.wantGroup {
-					t.Fatalf("groups fetched: %v, want %v", s.GroupsAvailable, tc.wantGroup)
+				// The state carries no groups (fetch_groups "lazy"): Matched names the group.
+				if s.Groups != nil || s.GroupsStatus != "not_fetched" {
+					t.Fatalf("groups %v (%s)", s.Groups, s.GroupsStatus)
+				}
+				if s.CacheSource != "" || s.CacheAge != 0 { // shared: CallInfo has them
+					t.Fatalf("cached %v: source %q", cached, s.CacheSource)
 				}
 			}
 		})
@@ -477,11 +496,11 @@ func TestPurge(t *testing.T) {
 	tok := newToken(t, nil)
 	source := func() string {
 		t.Helper()
-		s, err := c.Check(ctx, tok)
+		_, info, err := c.CheckInfo(ctx, tok)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s.CacheSource
+		return info.CacheSource
 	}
 	if got := source() + " " + source(); got != "network memory" {
 		t.Fatalf("sources %s", got)
@@ -682,12 +701,12 @@ func TestAbandonedCheckStillCaches(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	// The native check goes on and caches its answer; a later check coalesces or hits.
-	s, err := c.Check(ctx, tok)
+	_, info, err := c.CheckInfo(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.CacheSource == "network" {
-		t.Fatalf("the abandoned check's answer was not reused (source %s)", s.CacheSource)
+	if info.CacheSource == "network" {
+		t.Fatalf("the abandoned check's answer was not reused (source %s)", info.CacheSource)
 	}
 }
 

@@ -40,7 +40,7 @@ func thousandGoroutines(t *testing.T, latencyMS int) {
 		go func() {
 			defer wg.Done()
 			<-start
-			s, err := c.Check(ctx, tok)
+			s, info, err := c.CheckInfo(ctx, tok)
 			if err != nil {
 				errs <- err
 				return
@@ -48,7 +48,7 @@ func thousandGoroutines(t *testing.T, latencyMS int) {
 			if s.Sub != fakeglobus.AliceID {
 				errs <- errors.New("wrong sub " + s.Sub)
 			}
-			sources[i] = s.CacheSource
+			sources[i] = info.CacheSource
 		}()
 	}
 	close(start)

@@ -114,28 +114,6 @@ func (c Config) String() string {
 // GoString keeps %#v from printing the client secret too.
 func (c Config) GoString() string { return c.String() }
 
-// settings are a configuration document's expected_scopes as the library reads them (a list,
-// or a string of space-separated scopes), and whether its fetch_groups is "eager".
-func settings(doc string) (scopes []string, eager bool) {
-	var d struct {
-		ExpectedScopes json.RawMessage `json:"expected_scopes"`
-		FetchGroups    string          `json:"fetch_groups"`
-	}
-	_ = json.Unmarshal([]byte(doc), &d)
-	var list []string
-	if json.Unmarshal(d.ExpectedScopes, &list) != nil {
-		var one string
-		_ = json.Unmarshal(d.ExpectedScopes, &one)
-		list = strings.Fields(one)
-	}
-	for _, s := range list {
-		if s = strings.TrimSpace(s); s != "" {
-			scopes = append(scopes, s)
-		}
-	}
-	return scopes, d.FetchGroups == "eager"
-}
-
 // Bool returns a pointer to b, for Config.VerifyCredentials.
 func Bool(b bool) *bool { return &b }
 

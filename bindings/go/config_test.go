@@ -21,10 +21,10 @@ import (
 	tokenchecker "github.com/tokenchecker/tokenchecker/bindings/go"
 )
 
-// libraryConfigKeys are the library's top-level configuration keys (README.md,
-// "Configuration"; src/config/), each with a valid value that is not its default (as the
-// Go field holds it). TestConfigKeys checks that Config's JSON tags are exactly these keys and
-// that the library accepts each of them as Config renders it.
+// libraryConfigKeys are a valid value, not the default (as the Go field holds it), for each of
+// the library's top-level configuration keys. TestConfigKeys checks that these keys and
+// Config's JSON tags are exactly the library's (tc_library_info's config_keys), and that the
+// library accepts each of them as Config renders it.
 func libraryConfigKeys(t *testing.T) map[string]any {
 	return map[string]any{
 		"client_id":               "test-client",
@@ -72,6 +72,23 @@ func configFields(t *testing.T) map[string]int {
 func TestConfigKeys(t *testing.T) {
 	keys := libraryConfigKeys(t)
 	fields := configFields(t)
+	lib, err := tokenchecker.LibraryInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lib.ConfigKeys) == 0 {
+		t.Fatal("the library lists no configuration keys")
+	}
+	for _, key := range lib.ConfigKeys {
+		if _, ok := keys[key]; !ok {
+			t.Errorf("the library's key %q has no value in libraryConfigKeys", key)
+		}
+	}
+	for key := range keys {
+		if !slices.Contains(lib.ConfigKeys, key) {
+			t.Errorf("libraryConfigKeys has %q, which is not among the library's keys %v", key, lib.ConfigKeys)
+		}
+	}
 	for key := range keys {
 		if _, ok := fields[key]; !ok {
 			t.Errorf("the library's key %q has no Config field", key)
@@ -116,7 +133,7 @@ func TestConfigKeys(t *testing.T) {
 	}
 
 	// The check above means something: a misspelt key is refused, and named.
-	_, err := tokenchecker.New(tokenchecker.Config{RawJSON: `{"client_id": "test-client",
+	_, err = tokenchecker.New(tokenchecker.Config{RawJSON: `{"client_id": "test-client",
 		"client_secret": "test-secret", "expected_scopes": ["x"], "verify_credentials": false,
 		"max_concurent_requests": 8}`})
 	if !errors.Is(err, tokenchecker.ErrInvalidConfig) || !strings.Contains(err.Error(), "max_concurent_requests") {

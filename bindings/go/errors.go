@@ -1,5 +1,10 @@
 package tokenchecker
 
+/*
+#include "tokenchecker.h"
+*/
+import "C"
+
 import (
 	"encoding/json"
 	"errors"
@@ -49,6 +54,9 @@ var (
 // ErrClosed is returned by every method of a Checker after Close.
 var ErrClosed = errors.New("tokenchecker: the checker is closed; create a new one with New")
 
+// ErrPolicyClosed is returned by AuthorizePolicy with a Policy after its Close.
+var ErrPolicyClosed = errors.New("tokenchecker: the policy is closed; create a new one with NewPolicy")
+
 // hints say what to do about an error of each kind.
 var hints = map[Status]string{
 	StatusInvalidArgument:     "pass a non-empty bearer token of visible ASCII characters, within max_token_bytes",
@@ -82,20 +90,21 @@ func errorFromDoc(status Status, doc []byte) *Error {
 // Status is a tc_status code of the C ABI. Values never change.
 type Status uint32
 
-// The library's status codes (TC_OK … TC_WOULD_BLOCK in tokenchecker.h).
+// The library's status codes: the values of tc_status in tokenchecker.h (TC_OK …
+// TC_WOULD_BLOCK), taken from the header by cgo.
 const (
-	StatusOK                  Status = 0  // TC_OK
-	StatusInvalidArgument     Status = 1  // TC_INVALID_ARGUMENT
-	StatusInvalidConfig       Status = 2  // TC_INVALID_CONFIG
-	StatusInactiveToken       Status = 3  // TC_INACTIVE_TOKEN
-	StatusInsufficientScope   Status = 4  // TC_INSUFFICIENT_SCOPE
-	StatusWrongAudience       Status = 5  // TC_WRONG_AUDIENCE
-	StatusTokenExpired        Status = 6  // TC_TOKEN_EXPIRED
-	StatusNotAuthorized       Status = 7  // TC_NOT_AUTHORIZED
-	StatusCredentialsRejected Status = 8  // TC_CREDENTIALS_REJECTED
-	StatusAuthUnavailable     Status = 9  // TC_AUTH_UNAVAILABLE
-	StatusPanic               Status = 10 // TC_PANIC
-	StatusWouldBlock          Status = 11 // TC_WOULD_BLOCK
+	StatusOK                  Status = C.TC_OK
+	StatusInvalidArgument     Status = C.TC_INVALID_ARGUMENT
+	StatusInvalidConfig       Status = C.TC_INVALID_CONFIG
+	StatusInactiveToken       Status = C.TC_INACTIVE_TOKEN
+	StatusInsufficientScope   Status = C.TC_INSUFFICIENT_SCOPE
+	StatusWrongAudience       Status = C.TC_WRONG_AUDIENCE
+	StatusTokenExpired        Status = C.TC_TOKEN_EXPIRED
+	StatusNotAuthorized       Status = C.TC_NOT_AUTHORIZED
+	StatusCredentialsRejected Status = C.TC_CREDENTIALS_REJECTED
+	StatusAuthUnavailable     Status = C.TC_AUTH_UNAVAILABLE
+	StatusPanic               Status = C.TC_PANIC
+	StatusWouldBlock          Status = C.TC_WOULD_BLOCK
 )
 
 // String is the C name of the status ("TC_INACTIVE_TOKEN"), as in the library's error

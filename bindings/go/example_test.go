@@ -89,3 +89,70 @@ func ExampleChecker_Authorize() {
 	// not an admin
 	// bad token: TC_INACTIVE_TOKEN
 }
+
+func ExampleChecker_AuthorizePolicy() {
+	checker, err := tokenchecker.New(tokenchecker.Config{
+		ClientID:       "test-client",
+		ClientSecret:   "test-secret",
+		ExpectedScopes: []string{"urn:globus:auth:scope:test:all"},
+		AuthURL:        fake.URL,
+		GroupsURL:      fake.URL,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer checker.Close()
+
+	// Compiled once (at start-up, say), used by every request.
+	admins, err := tokenchecker.NewPolicy([]string{
+		tokenchecker.GroupPrincipal("22222222-2222-4222-8222-222222222222"),
+	}, tokenchecker.AuthorizeOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer admins.Close()
+
+	for _, token := range []string{"tok-valid", "tok-bob"} {
+		state, info, err := checker.AuthorizePolicy(context.Background(), token, admins)
+		switch {
+		case err == nil:
+			fmt.Println(state.Username, "matched", info.Matched)
+		case errors.Is(err, tokenchecker.ErrNotAuthorized):
+			fmt.Println("not an admin")
+		default:
+			log.Fatal(err)
+		}
+	}
+	// Output:
+	// alice@example.org matched urn:globus:groups:id:22222222-2222-4222-8222-222222222222
+	// not an admin
+}
+
+func ExampleChecker_Derive() {
+	checker, err := tokenchecker.New(tokenchecker.Config{
+		ClientID:       "test-client",
+		ClientSecret:   "test-secret",
+		ExpectedScopes: []string{"urn:globus:auth:scope:test:all"},
+		AuthURL:        fake.URL,
+		GroupsURL:      fake.URL,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer checker.Close()
+
+	// A route that wants another scope: the same client, connections and cache.
+	other, err := checker.Derive(tokenchecker.Rules{ExpectedScopes: []string{"urn:globus:auth:scope:other:all"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer other.Close()
+
+	for _, c := range []*tokenchecker.Checker{checker, other} {
+		_, err := c.Check(context.Background(), "tok-wrong-scope") // one introspection for both
+		fmt.Println(c.ExpectedScopes(), errors.Is(err, tokenchecker.ErrInsufficientScope))
+	}
+	// Output:
+	// [urn:globus:auth:scope:test:all] true
+	// [urn:globus:auth:scope:other:all] false
+}

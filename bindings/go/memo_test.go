@@ -2,143 +2,176 @@ package tokenchecker
 
 import (
 	"fmt"
-	"reflect"
-	"strings"
 	"sync"
 	"testing"
-	"time"
+	"unsafe"
 )
 
-// The answer memo (authstate.go): keyed by the answer's id, bounded, decoded once per entry, and
-// giving every caller its own result.
+// The answer memo's table (memo.go): keyed by the answer's id, two ways per set, bounded by
+// bytes. Entries here are made up (building them from an answer's fields takes the library:
+// memo_checker_test.go does that through the public API).
 
-// answerText is a text as tc_answer_text renders it.
-func answerText(sub string, identities ...string) []byte {
-	return []byte(`{"active":true,"sub":"` + sub + `","identities":["` + strings.Join(identities, `","`) +
-		`"],"username":"` + sub + `@example.org","name":"Alice","email":null,"client_id":"test-client",` +
-		`"scopes":["urn:globus:auth:scope:test:all","openid"],"aud":["test-client"],` +
-		`"exp":1767225600,"nbf":1767222000,"iat":1767222000}`)
+func entry(id uint64, size int) *memoEntry {
+	e := &memoEntry{id: id, size: size}
+	e.state.Sub = fmt.Sprint("user-", id)
+	return e
 }
 
-// The derived members are the library's result document's: a decoding of that document
-// gives the same state.
-func TestMemoDerivesTheResultDocument(t *testing.T) {
-	m := newAnswerMemo(memoCapacity)
-	e, err := m.add(7, answerText("a11ce", "a11ce", "a11ce2"))
-	if err != nil {
-		t.Fatal(err)
+func TestMemoBytesSetting(t *testing.T) {
+	for v, want := range map[string]int{
+		"":          memoDefaultBytes,
+		"junk":      memoDefaultBytes,
+		"-1":        memoDefaultBytes,
+		"1.5":       memoDefaultBytes,
+		"0":         0,
+		"4096":      4096,
+		" 65536 \n": 65536,
+	} {
+		if got := memoBytes(v); got != want {
+			t.Errorf("TOKENCHECKER_MEMO_BYTES=%q: %d, want %d", v, got, want)
+		}
 	}
-	doc := `{"active":true,"sub":"a11ce","effective_identity":"urn:globus:auth:identity:a11ce",` +
-		`"identities":["a11ce","a11ce2"],"username":"a11ce@example.org","name":"Alice","email":null,` +
-		`"client_id":"test-client","scopes":["urn:globus:auth:scope:test:all","openid"],` +
-		`"aud":["test-client"],"exp":1767225600,"nbf":1767222000,"iat":1767222000,` +
-		`"principals":["urn:globus:auth:identity:a11ce","urn:globus:auth:identity:a11ce2"],` +
-		`"groups":null,"groups_status":"not_fetched","cache":{"source":"memory","age_ms":12}}`
-	want, err := stateResult(StatusOK, []byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := e.result("memory", 12); !reflect.DeepEqual(got, want) {
-		t.Fatalf("\nmemo     %+v\ndocument %+v", got, want)
-	}
-	// A null subject has no effective identity; no identities, no principals (not nil).
-	e, err = m.add(8, []byte(`{"active":true,"sub":null,"identities":[],"scopes":[],"aud":[],"exp":null}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := e.result("near", 0); s.EffectiveIdentity != "" || s.Principals == nil || len(s.Principals) != 0 ||
-		!s.Expiry.IsZero() || s.CacheSource != "near" {
-		t.Fatalf("%+v", s)
-	}
-	if _, err := m.add(9, []byte(`not json`)); err == nil || err.(*Error).Code != StatusPanic || m.lookup(9) != nil {
-		t.Fatalf("a text that does not decode: %v", err)
+	// The table is one slot per 256 bytes of the bound (a power of two), 24 bytes each, and
+	// counted in it.
+	for _, tc := range []struct{ bound, slots int }{{1, 2}, {1000, 4}, {4096, 16}, {memoDefaultBytes, 65536}} {
+		m := newAnswerMemo(tc.bound)
+		if len(m.slots) != tc.slots || len(m.table) != 2*tc.slots || m.setMask != uint64(tc.slots/2-1) ||
+			m.maxBytes != max(tc.bound-tc.slots*memoSlotBytes, 0) {
+			t.Errorf("bound %d: %d slots, mask %d, %d bytes for entries", tc.bound, len(m.slots), m.setMask, m.maxBytes)
+		}
 	}
 }
 
-// One entry per id, decoded once: a second text for a known id is not decoded; another id is
-// another entry, even with the same text (a refetch of the same token).
+// One entry per id: a second entry for a known id is not kept (the first is returned).
 func TestMemoKeyedByID(t *testing.T) {
-	m := newAnswerMemo(memoCapacity)
-	a, _ := m.add(1, answerText("alice", "alice"))
-	b, _ := m.add(1, answerText("bob", "bob"))
-	c, _ := m.add(2, answerText("alice", "alice"))
-	if a != b || b.state.Sub != "alice" || c == a || c.state.Sub != "alice" {
-		t.Fatalf("%p %p %p %q", a, b, c, b.state.Sub)
+	m := newAnswerMemo(1 << 20)
+	a := m.put(entry(1, 500))
+	if b := m.put(entry(1, 500)); b != a || m.lookup(1) != a || m.lookup(2) != nil {
+		t.Fatal("a second entry for id 1")
 	}
-	if m.lookup(1) != a || m.lookup(2) != c || m.lookup(3) != nil {
-		t.Fatal("lookup")
-	}
-	if e, err := m.get(1, nil, nil); e != a || err != nil {
-		t.Fatalf("get without a reference: %p %v", e, err)
+	c := m.put(entry(2, 500))
+	if m.lookup(2) != c || m.bytes != 1000 || len(m.entries()) != 2 {
+		t.Fatalf("%d bytes, %d entries", m.bytes, len(m.entries()))
 	}
 	m.reset()
-	if e, err := m.get(1, nil, nil); e != nil || err != nil {
-		t.Fatalf("get of an evicted id without a reference: %p %v", e, err)
+	if m.lookup(1) != nil || m.bytes != 0 || len(m.entries()) != 0 {
+		t.Fatal("reset")
 	}
-}
-
-// A caller that modifies its result, its slices included, affects no other result.
-func TestMemoResultsAreCopies(t *testing.T) {
-	for _, n := range []int{1, 3, 7, 20} { // the one-allocation sizes and beyond
-		m := newAnswerMemo(memoCapacity)
-		ids := make([]string, n)
-		for i := range ids {
-			ids[i] = fmt.Sprintf("id%d", i)
-		}
-		e, err := m.add(1, answerText("id0", ids...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := e.result("memory", 5)
-		for i := 0; i < 3; i++ {
-			s := e.result("memory", 5)
-			if !reflect.DeepEqual(s, want) {
-				t.Fatalf("call %d: %+v\nwant %+v", i, s, want)
-			}
-			for _, l := range [][]string{s.Identities, s.Scopes, s.Audience, s.Principals} {
-				for j := range l {
-					l[j] = "changed"
-				}
-			}
-			s.Identities = append(s.Identities, "appended") // must not write into Scopes
-			s.Scopes = append(s.Scopes, "appended")
-			if s.Scopes[0] != "changed" || s.Audience[0] != "changed" {
-				t.Fatalf("an append wrote over the next slice: %+v", s)
-			}
-			s.Sub, s.Username, s.CacheAge, s.Expiry = "changed", "changed", time.Hour, time.Time{}
-		}
+	var off *answerMemo // TOKENCHECKER_MEMO_BYTES=0
+	off.reset()
+	if ids, mask := off.known(); ids != nil || mask != 0 {
+		t.Fatal("an off memo hands C a table")
 	}
 }
 
 // Two ways per set: a third id of a set evicts the older answer.
 func TestMemoWays(t *testing.T) {
-	m := newAnswerMemo(8) // 2 sets
+	m := newAnswerMemo(1 << 20)
 	sets := m.setMask + 1
 	for _, id := range []uint64{5, 5 + sets, 5 + 2*sets} {
-		if _, err := m.add(id, answerText("u", "u")); err != nil {
-			t.Fatal(err)
-		}
+		m.put(entry(id, 500))
 	}
 	if m.lookup(5) != nil || m.lookup(5+sets) == nil || m.lookup(5+2*sets) == nil || len(m.entries()) != 2 {
 		t.Fatalf("%d entries", len(m.entries()))
 	}
-	if _, err := m.add(6, answerText("v", "v")); err != nil || len(m.entries()) != 3 {
+	if m.put(entry(6, 500)); len(m.entries()) != 3 || m.bytes != 1500 {
 		t.Fatal("another set")
 	}
 }
 
-func TestMemoBound(t *testing.T) {
-	t.Run("entries", func(t *testing.T) { memoBound(t, newAnswerMemo(40)) })
-	t.Run("bytes", func(t *testing.T) {
-		m := newAnswerMemo(memoCapacity)
-		m.maxBytes = 5 * (2*len(answerText("user-1-100", "user-1-100")) + 16*7 + 512) // ~5 entries
-		memoBound(t, m)
-	})
+// The bytes never pass the bound: entries are evicted for a new one; an entry bigger than the
+// whole bound is handed back without being kept.
+func TestMemoByteBound(t *testing.T) {
+	m := newAnswerMemo(8192) // 32 slots: 7680 bytes for entries
+	for id := uint64(1); id <= 100; id++ {
+		e := m.put(entry(id, 1000))
+		if e.id != id || m.lookup(id) != e {
+			t.Fatalf("entry %d not kept", id)
+		}
+		if m.bytes > m.maxBytes || m.bytes != 1000*len(m.entries()) {
+			t.Fatalf("after %d: %d bytes in %d entries, bound %d", id, m.bytes, len(m.entries()), m.maxBytes)
+		}
+	}
+	if n := len(m.entries()); n != 7 {
+		t.Fatalf("%d entries of 1000 bytes in a bound of %d", n, m.maxBytes)
+	}
+	big := entry(1000, m.maxBytes+1)
+	if got := m.put(big); got != big || m.lookup(1000) != nil || len(m.entries()) != 7 {
+		t.Fatal("an entry bigger than the bound was kept, or evicted others")
+	}
 }
 
-// memoBound runs goroutines that add, look up and read entries, and reset the memo, together
-// (run with -race), checking the bounds as they go and the table C reads afterwards.
-func memoBound(t *testing.T, m *answerMemo) {
+// Entries hit since the hand's last turn stay; the others go first (CLOCK).
+func TestMemoKeepsWhatIsHit(t *testing.T) {
+	m := newAnswerMemo(8192) // 7424 bytes for entries: 7 of 1000
+	for id := uint64(1); id <= 7; id++ {
+		m.put(entry(id, 1000))
+	}
+	for round := 0; round < 5; round++ {
+		for id := uint64(1); id <= 3; id++ { // hit
+			if m.lookup(id) == nil {
+				t.Fatalf("round %d: entry %d, hit every round, was evicted", round, id)
+			}
+		}
+		m.put(entry(uint64(100+round), 1000)) // one of the others goes
+		if len(m.entries()) != 7 {
+			t.Fatalf("%d entries", len(m.entries()))
+		}
+	}
+}
+
+// An entry keeps an authorization's state per principal (up to memoMaxAuthorized), counted in
+// the bound; one evicted meanwhile keeps none.
+func TestMemoAuthorizedStates(t *testing.T) {
+	m := newAnswerMemo(1 << 20)
+	e := m.put(entry(1, 500))
+	a := m.authorized(e, "p1")
+	if a.Matched != "p1" || a.Sub != e.state.Sub || e.state.Matched != "" || m.authorized(e, "p1") != a {
+		t.Fatalf("%+v", a)
+	}
+	if b := m.authorized(e, "p2"); b == a || b.Matched != "p2" || m.authorized(e, "p1") != a {
+		t.Fatal("a second principal")
+	}
+	if m.bytes != 500+2*memoStateBytes || e.size != m.bytes || m.size(2).Load()&^memoReferenced != uint64(e.size) {
+		t.Fatalf("%d bytes counted, entry %d", m.bytes, e.size)
+	}
+	for i := 0; i < 2*memoMaxAuthorized; i++ {
+		if s := m.authorized(e, fmt.Sprint("q", i)); s.Matched != fmt.Sprint("q", i) {
+			t.Fatalf("%q", s.Matched)
+		}
+	}
+	if a := e.authorized[memoMaxAuthorized-1].Load(); a == nil || a.matched != "q0" ||
+		m.bytes != 500+memoMaxAuthorized*memoStateBytes || m.authorized(e, "p1") != &e.authorized[0].Load().state {
+		t.Fatalf("%d bytes", m.bytes)
+	}
+	if unsafe.Sizeof(memoEntry{}) > 416 || unsafe.Sizeof(authorizedState{}) > 416 {
+		t.Fatalf("an entry is %d bytes, an authorization's state %d: see memoEntryOverhead",
+			unsafe.Sizeof(memoEntry{}), unsafe.Sizeof(authorizedState{}))
+	}
+	m.reset()
+	if s := m.authorized(e, "p3"); s.Matched != "p3" || m.bytes != 0 {
+		t.Fatalf("an evicted entry: %+v, %d bytes", s, m.bytes)
+	}
+	var off *answerMemo
+	if s := off.authorized(entry(2, 1), "p"); s.Matched != "p" {
+		t.Fatal("no memo")
+	}
+	// The states count against the bound: adding them evicts others.
+	small := newAnswerMemo(8192) // 7424 bytes for entries
+	first := small.put(entry(1, 3000))
+	small.put(entry(2, 3000))
+	for i := 0; i < 4; i++ {
+		small.authorized(first, fmt.Sprint("p", i))
+		if small.bytes > small.maxBytes {
+			t.Fatalf("%d bytes, bound %d", small.bytes, small.maxBytes)
+		}
+	}
+}
+
+// Goroutines that add, look up and reset together (run with -race) keep the bound, and the
+// table C reads matches the entries.
+func TestMemoConcurrent(t *testing.T) {
+	m := newAnswerMemo(16384)
 	var wg sync.WaitGroup
 	var next sync.Mutex
 	id := uint64(0)
@@ -146,26 +179,24 @@ func memoBound(t *testing.T, m *answerMemo) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 500; i++ {
+			for i := 0; i < 2000; i++ {
 				next.Lock()
 				id++
 				my := id
 				next.Unlock()
-				sub := fmt.Sprintf("user-%d-%d", g, i)
-				e, err := m.add(my, answerText(sub, sub))
-				if err != nil || e.id != my || e.result("memory", 1).Sub != sub {
-					t.Errorf("%d: %+v %v", my, e, err)
+				e := m.put(entry(my, 300+int(my%7)*100))
+				if e.id != my || e.state.Sub != fmt.Sprint("user-", my) {
+					t.Errorf("%d: %+v", my, e)
 					return
 				}
-				if old := m.lookup(my / 2); old != nil && old.state.Sub == "" {
-					t.Errorf("a decoded entry without its state")
+				if old := m.lookup(my / 2); old != nil && old.id != my/2 {
+					t.Errorf("lookup %d found %d", my/2, old.id)
+					return
+				} else if old != nil && m.authorized(old, "p").Sub != old.state.Sub {
+					t.Errorf("the authorized state of %d", my/2)
 					return
 				}
-				if n := len(m.entries()); n > len(m.slots) {
-					t.Errorf("%d entries, bound %d", n, len(m.slots))
-					return
-				}
-				if g == 0 && i == 250 {
+				if g == 0 && i == 1000 {
 					m.reset()
 				}
 			}
@@ -177,8 +208,9 @@ func memoBound(t *testing.T, m *answerMemo) {
 	size := 0
 	for i := range m.slots {
 		e := m.slots[i].Load()
-		if e == nil && m.ids[i].Load() != 0 || e != nil && m.ids[i].Load() != e.id {
-			t.Fatalf("slot %d: ids says %d", i, m.ids[i].Load())
+		id, n := m.id(uint64(i)).Load(), m.size(uint64(i)).Load()&^memoReferenced // sizes change under mu
+		if e == nil && id != 0 || e != nil && (id != e.id || n != uint64(e.size)) {
+			t.Fatalf("slot %d: the table says %d (%d bytes)", i, id, n)
 		}
 		if e != nil {
 			size += e.size
@@ -207,16 +239,39 @@ func TestErrorFromDoc(t *testing.T) {
 	}
 }
 
-// BenchmarkMemoHit is the Go side of a cached Check: the lookup and the caller's copy.
-func BenchmarkMemoHit(b *testing.B) {
-	m := newAnswerMemo(memoCapacity)
-	if _, err := m.add(1, answerText("a11ce", "a11ce", "a11ce2")); err != nil {
-		b.Fatal(err)
+// The policy cache's keys are unambiguous: no two requests share one.
+func TestPolicyKey(t *testing.T) {
+	seen := map[string]string{}
+	for _, r := range []struct {
+		p    []string
+		opts AuthorizeOptions
+	}{
+		{nil, AuthorizeOptions{}},
+		{[]string{}, AuthorizeOptions{AllowPublic: true}},
+		{[]string{""}, AuthorizeOptions{}},
+		{[]string{"", ""}, AuthorizeOptions{}},
+		{[]string{"a\x00b"}, AuthorizeOptions{}},
+		{[]string{"a", "b"}, AuthorizeOptions{}},
+		{[]string{"ab"}, AuthorizeOptions{}},
+		{[]string{"ab"}, AuthorizeOptions{AllowAllAuthenticatedUsers: true}},
+		{[]string{"\x01a"}, AuthorizeOptions{}},
+	} {
+		k, name := string(policyKey(nil, r.p, r.opts)), fmt.Sprintf("%q %+v", r.p, r.opts)
+		if other, ok := seen[k]; ok {
+			t.Errorf("%s and %s share a key", name, other)
+		}
+		seen[k] = name
 	}
+}
+
+// BenchmarkMemoHit is the Go side of a cached Check's memo lookup.
+func BenchmarkMemoHit(b *testing.B) {
+	m := newAnswerMemo(memoDefaultBytes)
+	m.put(entry(1, 500))
 	b.ReportAllocs()
 	for b.Loop() {
-		if e, _ := m.get(1, nil, nil); e.result("memory", 1) == nil {
-			b.Fatal("no result")
+		if m.lookup(1) == nil {
+			b.Fatal("no entry")
 		}
 	}
 }

@@ -92,7 +92,7 @@ func TestNULRefused(t *testing.T) {
 
 	// Nothing cached for tok: a truncated call would have checked tok, and cached it.
 	t.Run("uncached", refusedAll)
-	if s, err := eager.Check(ctx, tok); err != nil || s.CacheSource != "network" {
+	if s, info, err := eager.CheckInfo(ctx, tok); err != nil || info.CacheSource != "network" {
 		t.Fatalf("the first check of the token: %+v, %v (want it from the network)", s, err)
 	}
 
@@ -105,7 +105,7 @@ func TestNULRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("cached", refusedAll)
-	if s, err := lazy.Check(ctx, tok); err != nil || s.CacheSource != "memory" {
+	if s, info, err := lazy.CheckInfo(ctx, tok); err != nil || info.CacheSource != "memory" {
 		t.Fatalf("after the refused purges: %+v, %v (want it still cached)", s, err)
 	}
 }

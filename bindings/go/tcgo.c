@@ -14,11 +14,14 @@ static void tcgo_trampoline(void *user_data, tc_status status, char *json) {
 
 // Runs op with the token, which comes as Go bytes with a length: it is NUL-terminated here on
 // the C stack (no C.CString: no malloc, no free; the copy is wiped afterwards). arg is op's
-// request, scope or NULL; handle the async ops' user_data. known holds the ids of the answers
-// the binding has decoded, two per set (answerMemo.ids): TCGO_ANSWER releases a reference to
-// one of those here, saving Go a cgo call (NULL: it always keeps it, with the answer's text).
+// request, scope or NULL; policy TCGO_AUTHORIZE's; handle the async ops' user_data. known is
+// the binding's memo's table, four words per set, the first two the ids of the answers it
+// holds (memo.go): TCGO_CHECK and
+// TCGO_AUTHORIZE release a reference to one of those here, saving Go a cgo call (NULL: they
+// always keep it, with the answer's fields).
 tcgo_result tcgo_call(int op, const tc_checker *c, const char *token, size_t token_len,
-                      const char *arg, uintptr_t handle, const uint64_t *known, uint64_t set_mask) {
+                      const char *arg, const tc_policy *policy, uintptr_t handle,
+                      const uint64_t *known, uint64_t set_mask) {
 	char on_stack[1024];
 	char *tok = token_len < sizeof on_stack ? on_stack : malloc(token_len + 1);
 	if (tok == NULL) {
@@ -29,25 +32,30 @@ tcgo_result tcgo_call(int op, const tc_checker *c, const char *token, size_t tok
 	}
 	tok[token_len] = 0;
 	tcgo_result r = {0};
+	r.matched = TC_NO_MATCH;
 	void *h = (void *)handle;
 	switch (op) {
-	case TCGO_ANSWER: {
+	case TCGO_CHECK:
+	case TCGO_AUTHORIZE: {
 		tc_answer_meta meta = {0};
-		r.status = tc_try_check_answer(c, tok, &r.answer, &meta, &r.doc);
+		if (op == TCGO_CHECK) {
+			r.status = tc_try_check_answer(c, tok, &r.answer, &meta, &r.doc);
+		} else {
+			r.status = tc_try_authorize_answer(c, tok, policy, &r.answer, &meta, &r.matched, &r.doc);
+		}
 		if (r.answer == NULL) {
 			break;
 		}
 		r.id = tc_answer_id(r.answer);
 		r.source = meta.source;
-		r.source_len = meta.source == NULL ? 0 : strlen(meta.source);
 		r.age_ms = meta.age_ms;
-		const uint64_t *set = known == NULL ? NULL : known + 2 * (r.id & set_mask);
+		const uint64_t *set = known == NULL ? NULL : known + 4 * (r.id & set_mask);
 		if (set != NULL && (__atomic_load_n(&set[0], __ATOMIC_ACQUIRE) == r.id ||
 		                    __atomic_load_n(&set[1], __ATOMIC_ACQUIRE) == r.id)) {
 			tc_answer_free(r.answer);
 			r.answer = NULL;
 		} else {
-			r.text = tc_answer_text(r.answer, &r.text_len);
+			r.fields = tc_answer_fields(r.answer);
 		}
 		break;
 	}
