@@ -36,9 +36,9 @@ export interface TokenCheckerConfig {
   verifyCredentials?: boolean;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
+  maxRetries?: number;
   /** Bounds each call end to end, milliseconds (default 15000; 1..600000): introspection, the dependent-token grant, Groups, retries and Retry-After pauses included; then the call rejects with TC_AUTH_UNAVAILABLE. */
   callTimeoutMs?: number;
-  maxRetries?: number;
   maxTokenBytes?: number;
   maxResponseBytes?: number;
   /** Requests to Globus Auth/Groups in flight per checker (default 256); more wait for a slot, then fail with TC_AUTH_UNAVAILABLE. */
@@ -57,39 +57,42 @@ export interface TokenCheckerConfig {
 
 export type CacheSource = 'network' | 'coalesced' | 'memory' | 'near' | 'redis' | 'memcached' | 'stale';
 
-/** What check() and authorize() resolve to: a new object (own arrays) on every call. */
+/**
+ * What check() and authorize() resolve to: a new object on every call; its arrays are frozen
+ * (every result of one cached answer shares them).
+ */
 export interface AuthState {
   active: true;
   sub: string | null;
   /** urn:globus:auth:identity:<sub> */
   effectiveIdentity: string | null;
   /** Identity ids of the token's identity set. */
-  identities: string[];
+  identities: readonly string[];
   username: string | null;
   name: string | null;
   email: string | null;
   clientId: string | null;
-  scopes: string[];
-  aud: string[];
+  scopes: readonly string[];
+  aud: readonly string[];
   exp: number | null;
   nbf: number | null;
   iat: number | null;
-  /** Active group memberships (ids), null unless fetched. */
-  groups: string[] | null;
+  /** Active group memberships (ids) with fetchGroups 'eager'; null otherwise (authorize() reports the principal that matched, a group's included, in `authorization.matched`). */
+  groups: readonly string[] | null;
   groupsStatus: 'not_fetched' | 'available' | 'unavailable';
   /** Why groups are unavailable (only when groupsStatus is 'unavailable'). */
   groupsError: string | null;
-  /** Identity principals, then group principals. */
-  principals: string[];
+  /** Identity principals, then group principals (the latter with fetchGroups 'eager'). */
+  principals: readonly string[];
   cache: { source: CacheSource; ageMs: number };
   /** Present on authorize() results. */
   authorization?: Authorization;
 }
 
 export interface Authorization {
-  authorized: true;
-  /** The principal that matched. */
-  matched: string;
+  readonly authorized: true;
+  /** The principal that matched (the policy's own string). */
+  readonly matched: string;
 }
 
 export interface AuthorizedState extends AuthState {
@@ -114,16 +117,17 @@ export interface AuthorizeOptions {
 }
 
 export interface MiddlewareOptions extends AuthorizeOptions {
-  /** When given, requests are authorized against these principals (403 when none matches). */
+  /** When given, requests are authorized against these principals (403 without a challenge when none matches). */
   allowedPrincipals?: Iterable<string>;
   /** WWW-Authenticate realm (default "api"). */
   realm?: string;
   /** Request property receiving the AuthState (default "authState"). */
   property?: string;
   /**
-   * Called before each error answer with the HTTP status and the error (the library's detail,
-   * which the answer's body does not carry; never the token): to log them. A throw from it is
-   * rethrown asynchronously, like one from any callback; the answer is written anyway.
+   * Called before each error answer with the request, the answer's HTTP status and the error
+   * (the library's detail, which the answer's body does not carry; never the token): to log
+   * them (at least the 5xx ones). A throw from it is rethrown asynchronously, like one from any
+   * callback; the answer is written anyway.
    */
   onError?: (req: IncomingMessage, status: number, err: TokenCheckerError | Error) => void;
 }
@@ -134,6 +138,45 @@ export interface WriteErrorOptions {
   /** The scopes a token needs, named in `WWW-Authenticate: …, scope="…"` for TC_INSUFFICIENT_SCOPE (a checker's expectedScopes). */
   scopes?: Iterable<string> | string;
 }
+
+/** tc_checker_info: what the library made of the configuration (snake_case, defaults filled in, no secrets). */
+export interface CheckerInfo {
+  readonly client_id: string;
+  readonly expected_scopes: readonly string[];
+  readonly expected_audience: string;
+  readonly scope_match: 'any' | 'all';
+  readonly leeway_s: number;
+  readonly fetch_groups: 'lazy' | 'eager' | 'never';
+  readonly auth_url: string;
+  readonly groups_url: string;
+  readonly call_timeout_ms: number;
+  readonly max_token_bytes: number;
+  readonly max_concurrent_requests: number;
+  readonly stale_if_error_s: number;
+  readonly refresh_ahead_s: number;
+  readonly [key: string]: unknown;
+}
+
+/**
+ * Allowed principals compiled once by the library (tc_policy_new), for `checker.authorize(token,
+ * policy)`; usable with any checker of this thread. Throws TokenCheckerError
+ * (TC_INVALID_ARGUMENT) for a bad list.
+ */
+export declare class Policy {
+  constructor(allowedPrincipals: Iterable<string>, options?: AuthorizeOptions);
+  /** The allowed principals, as the library holds them (frozen). */
+  readonly principals: readonly string[];
+  readonly allowPublic: boolean;
+  readonly allowAllAuthenticatedUsers: boolean;
+  readonly closed: boolean;
+  /** Releases the compiled policy now (otherwise when it is collected); later authorizations with it reject with TC_INVALID_ARGUMENT. Idempotent. */
+  close(): void;
+}
+
+/** `urn:globus:auth:identity:<id>`. Throws TokenCheckerError (TC_INVALID_ARGUMENT) unless `identityId` is a non-empty string. */
+export declare function identityPrincipal(identityId: string): string;
+/** `urn:globus:groups:id:<id>`. Throws TokenCheckerError (TC_INVALID_ARGUMENT) unless `groupId` is a non-empty string. */
+export declare function groupPrincipal(groupId: string): string;
 
 export type ErrorCode =
   | 'TC_INVALID_ARGUMENT'
@@ -156,6 +199,7 @@ export declare class TokenCheckerError extends Error {
   readonly status: number;
 }
 
+/** The library's status numbers (tc_library_info), plus the binding's TC_CLOSED. */
 export declare const Status: Readonly<{
   TC_OK: 0;
   TC_INVALID_ARGUMENT: 1;
@@ -194,14 +238,33 @@ export declare class TokenChecker {
   static stats(): Stats;
   static version(): string;
 
-  /** The configuration's expected scopes (frozen; a space-separated string is split). */
+  /** The configuration's expected scopes, as the library holds them (tc_checker_info; frozen). */
   readonly expectedScopes: readonly string[];
+  /** The effective configuration without secrets, as the library gives it (tc_checker_info; frozen). */
+  readonly info: CheckerInfo;
   readonly closed: boolean;
   /** Operations of this checker in flight. */
   readonly inFlight: number;
 
   check(token: string): Promise<AuthState>;
+  /**
+   * Checks the token and authorizes the caller. The request is compiled once into a Policy (kept
+   * for later calls with the same list); a cached token and groups are answered synchronously.
+   */
   authorize(token: string, allowedPrincipals: Iterable<string>, options?: AuthorizeOptions): Promise<AuthorizedState>;
+  /** The same with a compiled policy. */
+  authorize(token: string, policy: Policy): Promise<AuthorizedState>;
+  /** A compiled policy (as `new Policy(allowedPrincipals, options)`). */
+  policy(allowedPrincipals: Iterable<string>, options?: AuthorizeOptions): Policy;
+  /**
+   * check() for many tokens in one native call (the cached ones; the others are fetched
+   * concurrently): per token, in order, its AuthState or the TokenCheckerError check() would
+   * reject with. Rejects only for a `tokens` that is not a list, or a closed checker.
+   */
+  checkMany(tokens: Iterable<string>): Promise<Array<AuthState | TokenCheckerError>>;
+  /** authorize() for many tokens with one policy, in one native call: per token, its result or its error. */
+  authorizeMany(tokens: Iterable<string>, allowedPrincipals: Iterable<string>, options?: AuthorizeOptions): Promise<Array<AuthorizedState | TokenCheckerError>>;
+  authorizeMany(tokens: Iterable<string>, policy: Policy): Promise<Array<AuthorizedState | TokenCheckerError>>;
   dependentToken(token: string, scope: string): Promise<DependentToken>;
   /** Runs on libuv's thread pool (it may touch a shared cache backend). */
   purge(token: string): Promise<void>;
@@ -212,20 +275,36 @@ export declare class TokenChecker {
 }
 
 /**
+ * What bearerToken throws for a request without bearer credentials (no Authorization header,
+ * or one of another scheme): writeError and the middleware answer it 401 with a bare
+ * `WWW-Authenticate: Bearer realm="…"` (RFC 6750 §3.1), unlike a malformed Bearer header.
+ */
+export interface NoBearerTokenError extends TokenCheckerError {
+  readonly code: 'TC_INVALID_ARGUMENT';
+  readonly noBearerToken: true;
+}
+
+/**
  * The token of a request's `Authorization: Bearer <token>` header (RFC 6750; the scheme is
- * case-insensitive). Throws a TokenCheckerError with code 'TC_INVALID_ARGUMENT' when the header
- * is missing, repeated, of another scheme, or its token is empty or holds anything but visible
- * ASCII. Makes no call: whether the token is valid is for check() to say.
+ * case-insensitive, then one space; spaces and tabs around the token are ignored). Throws a
+ * TokenCheckerError with code 'TC_INVALID_ARGUMENT': a NoBearerTokenError (`noBearerToken:
+ * true`) when the header is missing or of another scheme (the text before its first space or
+ * tab is not Bearer); one without `noBearerToken` when it is repeated or its Bearer credentials
+ * are malformed (no token, a tab after the scheme, two words, anything but visible ASCII). Makes
+ * no call: whether the token is valid is for check() to say.
  */
 export declare function bearerToken(req: IncomingMessage | { headers: Record<string, string | string[] | undefined> }): string;
 
 /**
- * Writes the error answer of ../contract/http.json for `err` (what bearerToken throws, or what
- * check/authorize/dependentToken reject with; another code answers 500 "internal error" with that
- * code, anything but a TokenCheckerError 500 TC_PANIC): status,
- * WWW-Authenticate, Retry-After, `Content-Type: application/json`, `Cache-Control: no-store` and
- * `{"error": {"code", "message"}}` with the contract's fixed message. Returns the HTTP status;
- * writes nothing when the headers were already sent.
+ * Writes the error answer of ../contract/http.json (RFC 6750 §3.1) for `err` (what bearerToken
+ * throws, or what check/authorize/dependentToken reject with): 401 with a bare challenge for a
+ * NoBearerTokenError, 400 invalid_request for another TC_INVALID_ARGUMENT, 401 invalid_token,
+ * 403 insufficient_scope (naming `scopes`), 403 TC_NOT_AUTHORIZED without a challenge, 503 with
+ * Retry-After (TC_CLOSED as TC_AUTH_UNAVAILABLE), another code 500 "internal error" with that
+ * code, anything but a TokenCheckerError 500 TC_PANIC: status, WWW-Authenticate, Retry-After,
+ * `Content-Type: application/json`, `Cache-Control: no-store` and `{"error": {"code",
+ * "message"}}` with the contract's fixed message. Returns the HTTP status; writes nothing when
+ * the headers were already sent.
  */
 export declare function writeError(res: ServerResponse, err: unknown, options?: WriteErrorOptions): number;
 
@@ -251,28 +330,26 @@ export declare function version(): string;
 /** Asynchronous library calls in flight on this thread (all checkers). */
 export declare function inFlight(): number;
 
-export interface ResultMemoOptions {
-  /** Most answers held (default 4096); 0 turns the memo off. Integer in [0, 1048576]. */
-  maxEntries?: number;
-  /** Longest answer text memoised, bytes (default 8192; longer ones are decoded on every check). */
-  maxBytes?: number;
-}
-
+/** The answer memo (src/addon.c): answer id -> the object made from the answer's fields. */
 export interface ResultMemoStats {
-  maxEntries: number;
-  maxBytes: number;
-  /** Answers held now (keyed by the library's answer id). */
-  entries: number;
-  /** Total size of the held answers' texts, bytes (a size measure: only their decoded objects are kept). */
+  /** TOKENCHECKER_MEMO_BYTES (read once per process; default 16 MiB; 0 turns the memo off): the bound of every thread's memo together. */
+  limitBytes: number;
+  /** Whether TOKENCHECKER_MEMO_BYTES was readable (the module does not load otherwise). */
+  limitValid: boolean;
+  /** Bytes held by every thread's memo. */
+  processBytes: number;
+  /** This thread's: the lengths of the strings its entries hold on their own, plus entryOverhead per entry. */
   bytes: number;
+  /** This thread's entries (keyed by the library's answer id). */
+  entries: number;
   hits: number;
   misses: number;
   evictions: number;
+  /** Misses not kept (the memo full, and not admitted; or off). */
+  refused: number;
+  /** The fixed per-entry overhead counted, bytes. */
+  entryOverhead: number;
 }
 
-/**
- * check()'s answer memo for this thread (shared by its checkers; answer id -> decoded answer): its
- * statistics; with options, first sets new bounds and empties it (counters included). Throws
- * TokenCheckerError (TC_INVALID_ARGUMENT) on a bad option.
- */
-export declare function resultMemo(options?: ResultMemoOptions): ResultMemoStats;
+/** The answer memo's statistics (this thread's, and the process's bytes). */
+export declare function resultMemo(): ResultMemoStats;

@@ -5,10 +5,13 @@
 // invalid argument) and otherwise calls back later, exactly once, with `(status, json)` from
 // the library's own runtime through one threadsafe function.
 //
-// check() goes through `checkAnswer` first (tc_try_check_answer): a cached success leaves the
-// answer's id, source and age in `native.answerOut` and returns nothing else. The answer memo
-// below maps the id (unique per cached answer, never reused) to the frozen object decoded once
-// from the answer's stable text; check() copies it into a fresh AuthState without any parsing.
+// check() and authorize() go through the answer path first (`checkAnswer`: tc_try_check_answer;
+// `authorizeAnswer`: tc_try_authorize_answer with a compiled policy). A cached success leaves
+// its source, age (and matched principal) in `native.answerOut`; the object made from the
+// answer's fields (in C, from tc_answer_fields: no JSON) is kept in the addon's answer memo,
+// keyed by the answer id and bounded by bytes (TOKENCHECKER_MEMO_BYTES). A hit returns nothing
+// at all and the template is read from `slots`; every call gets a fresh AuthState holding the
+// template's frozen arrays, with its own `cache`.
 
 const path = require('path');
 
@@ -48,22 +51,25 @@ function loadNative() {
 
 const native = loadNative();
 
-/** Status numbers of the C library, plus the binding's own TC_CLOSED (-1). */
-const Status = Object.freeze({
-  TC_OK: 0,
-  TC_INVALID_ARGUMENT: 1,
-  TC_INVALID_CONFIG: 2,
-  TC_INACTIVE_TOKEN: 3,
-  TC_INSUFFICIENT_SCOPE: 4,
-  TC_WRONG_AUDIENCE: 5,
-  TC_TOKEN_EXPIRED: 6,
-  TC_NOT_AUTHORIZED: 7,
-  TC_CREDENTIALS_REJECTED: 8,
-  TC_AUTH_UNAVAILABLE: 9,
-  TC_PANIC: 10,
-  TC_WOULD_BLOCK: 11,
-  TC_CLOSED: -1,
-});
+/**
+ * The facts the library states once (tc_library_info): `{version, abi_version, statuses,
+ * sources, config_keys, rule_keys}`, read once at require time.
+ */
+const LIBRARY = deepFreeze(JSON.parse(native.libraryInfo()));
+
+function deepFreeze(v) {
+  if (v !== null && typeof v === 'object') {
+    for (const k of Object.keys(v)) deepFreeze(v[k]);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** Status numbers of the C library (from tc_library_info), plus the binding's own TC_CLOSED (-1). */
+const Status = Object.freeze(Object.fromEntries([
+  ...Object.entries(LIBRARY.statuses).sort((a, b) => a[1] - b[1]),
+  ['TC_CLOSED', -1],
+]));
 
 const ADDON_CLOSED = 0xffffffff; // what the addon reports for a closed checker
 
@@ -108,27 +114,50 @@ function errorFrom(status, json, what) {
   return new TokenCheckerError(code, message || (what ? `${what} failed: ${code}` : code), status);
 }
 
+// ---- principals -------------------------------------------------------------------------------
+
+const IDENTITY_PREFIX = 'urn:globus:auth:identity:';
+const GROUP_PREFIX = 'urn:globus:groups:id:';
+
+function principalOf(prefix, id, what) {
+  if (typeof id !== 'string' || id === '') throw invalidArgument(`${what} must be a non-empty string`);
+  return prefix + id;
+}
+
+/** The principal of a Globus Auth identity: `urn:globus:auth:identity:<id>`. */
+function identityPrincipal(identityId) {
+  return principalOf(IDENTITY_PREFIX, identityId, 'the identity id');
+}
+
+/** The principal of a Globus group: `urn:globus:groups:id:<id>`. */
+function groupPrincipal(groupId) {
+  return principalOf(GROUP_PREFIX, groupId, 'the group id');
+}
+
 // ---- result shapes ----------------------------------------------------------------------------
 
+const freezeList = (a) => (Array.isArray(a) ? Object.freeze(a) : a);
+
+/** An AuthState from a result document (the document path: network answers, fetchGroups 'eager'). */
 function toAuthState(d) {
   const state = {
     active: d.active,
     sub: d.sub ?? null,
     effectiveIdentity: d.effective_identity ?? null,
-    identities: d.identities,
+    identities: freezeList(d.identities),
     username: d.username ?? null,
     name: d.name ?? null,
     email: d.email ?? null,
     clientId: d.client_id ?? null,
-    scopes: d.scopes,
-    aud: d.aud,
+    scopes: freezeList(d.scopes),
+    aud: freezeList(d.aud),
     exp: d.exp ?? null,
     nbf: d.nbf ?? null,
     iat: d.iat ?? null,
-    groups: d.groups ?? null,
+    groups: freezeList(d.groups ?? null),
     groupsStatus: d.groups_status,
     groupsError: d.groups_error ?? null,
-    principals: d.principals,
+    principals: freezeList(d.principals),
     cache: { source: d.cache.source, ageMs: d.cache.age_ms },
   };
   if (d.authorization) {
@@ -140,132 +169,129 @@ function toAuthState(d) {
   return state;
 }
 
-// ---- the answer memo of check() ---------------------------------------------------------------
+// ---- the answer path ----------------------------------------------------------------------------
 //
-// Per thread (module state: each worker loads its own), shared by the thread's checkers. Keys
-// are answer ids, values frozen templates decoded from the answer's stable text; nothing in it
-// is ever handed out (stateFrom copies). It never answers by itself: every check() still asks
-// the library, which gives the id, so expiry, purges and failures are the library's. Bounded
-// (maxEntries, default 4096); replacement is FIFO (a ring of ids); once full a new id is admitted
-// one time in 16, at random, so a working set larger than the bound keeps most of it useful
-// instead of churning. A purge or refetch gives a new id: the old entry is simply never hit
-// again and leaves in its turn (purge()/purgeIdentity() empty the memo anyway: "forget").
+// The memo itself is the addon's (src/addon.c, "the answer memo": keyed by answer id, bounded by
+// TOKENCHECKER_MEMO_BYTES for the whole process, its per-entry overhead stated there). Here:
+// the array holding its templates (one per thread: each worker loads this module afresh) and the
+// function the addon calls to make a template from an answer's fields on a miss. A template is
+// frozen, its arrays too (client id, scope and audience lists are shared by every answer holding
+// the same ones); it is never handed out itself: every call gets a fresh AuthState.
 
-/** Cache sources, in the addon's order (src/addon.c SOURCES): answerOut[1] indexes this. */
-const SOURCES = Object.freeze(['network', 'coalesced', 'memory', 'near', 'redis', 'memcached', 'stale']);
-const IDENTITY_PREFIX = 'urn:globus:auth:identity:';
+/** The library's cache sources (tc_library_info); answerOut[OUT_SOURCE] indexes this. */
+const SOURCES = LIBRARY.sources;
+const SOURCE_NAMES = Object.freeze([...SOURCES, 'unknown']);
 
-/** [answer id (0: not cached), source index, age in ms], written by native.checkAnswer. */
+/** answerOut's members (src/addon.c OUT_*). */
+const OUT_SLOT = 0;
+const OUT_SOURCE = 1;
+const OUT_AGE = 2;
+const OUT_MATCHED = 3;
+const OUT_EXP = 5;
+const OUT_NBF = 6;
+const OUT_IAT = 7;
 const out = native.answerOut;
 
-const memo = {
-  map: new Map(), // answer id -> frozen template
-  ring: [], // the map's ids in insertion order, from `hand` (FIFO replacement)
-  hand: 0,
-  maxEntries: 4096,
-  maxBytes: 8192,
-  bytes: 0,
-  hits: 0,
-  misses: 0,
-  evictions: 0,
-};
-const kBytes = Symbol('bytes'); // a template's stable-text length in bytes
+/** The memo's templates: the addon gives the slot of a hit in answerOut[OUT_SLOT]. */
+const slots = [];
 
-function memoClear() {
-  memo.map.clear();
-  memo.ring = [];
-  memo.hand = 0;
-  memo.bytes = 0;
-}
+/** checkMany/authorizeMany's numbers: 4 per token (slot, source, age, matched), ROWS tokens per native call. */
+const ROWS = 4096;
+const rows = new Float64Array(4 * ROWS);
 
-/** An AuthState (without cache) from an answer's stable text (see tc_answer_text). */
-function fromAnswer(d) {
-  // The stable text is the result document without its derived and volatile members: derive
-  // them and shape it as any result (once per answer id, never on a hit).
-  const sub = d.sub ?? null;
-  const state = toAuthState({
-    ...d,
-    effective_identity: sub === null ? null : IDENTITY_PREFIX + sub,
-    principals: d.identities.map((i) => IDENTITY_PREFIX + i),
-    groups_status: 'not_fetched',
-    cache: {},
+/**
+ * A template from an answer's fields, called by the addon on a memo miss: identities and
+ * principals are undefined for the usual identity set, [sub]; exp, nbf and iat are in answerOut
+ * (NaN: absent). Scopes, aud and the empty list come frozen (shared by many answers).
+ */
+function makeTemplate(sub, effectiveIdentity, identities, username, name, email, clientId, scopes, aud, principals) {
+  const exp = out[OUT_EXP];
+  const nbf = out[OUT_NBF];
+  const iat = out[OUT_IAT];
+  if (identities === undefined) {
+    identities = [sub];
+    principals = [effectiveIdentity];
+  }
+  return Object.freeze({
+    sub,
+    effectiveIdentity,
+    identities: Object.freeze(identities),
+    username,
+    name,
+    email,
+    clientId,
+    scopes,
+    aud,
+    exp: Number.isNaN(exp) ? null : exp,
+    nbf: Number.isNaN(nbf) ? null : nbf,
+    iat: Number.isNaN(iat) ? null : iat,
+    principals: Object.freeze(principals),
   });
-  state.cache = null;
-  return state;
 }
 
-/**
- * The AuthState for the answer checkAnswer just gave (id, source and age in `out`), which the
- * memo does not hold: decoded from its stable text (fetched from the addon only now); its
- * template is kept when admitted, else the decoded state is handed out as is.
- */
-function memoMiss(id) {
-  memo.misses++;
-  const text = native.answerText();
-  const s = fromAnswer(JSON.parse(text));
-  const bytes = Buffer.byteLength(text);
-  const m = memo.map;
-  if (memo.maxEntries === 0 || bytes > memo.maxBytes ||
-      (m.size >= memo.maxEntries && Math.random() >= 1 / 16)) {
-    s.cache = { source: SOURCES[out[1]] ?? 'unknown', ageMs: out[2] };
-    return s;
+native.setup(SOURCES, slots, makeTemplate);
+
+{
+  const m = native.memoStats();
+  if (!m.limitValid) {
+    throw new TokenCheckerError(
+      'TC_INVALID_CONFIG',
+      'TOKENCHECKER_MEMO_BYTES must be a number of bytes (a non-negative integer; 0 turns the answer memo off)',
+      Status.TC_INVALID_CONFIG,
+    );
   }
-  if (m.size >= memo.maxEntries) {
-    // the oldest entry: from the ring (a Map's iterator would skip its deleted slots, O(n))
-    const oldId = memo.ring[memo.hand];
-    memo.bytes -= m.get(oldId)[kBytes];
-    m.delete(oldId);
-    memo.ring[memo.hand] = id;
-    memo.hand = memo.hand + 1 === memo.maxEntries ? 0 : memo.hand + 1;
-    memo.evictions++;
-  } else {
-    memo.ring.push(id);
-  }
-  // (the arrays are this template's own, fresh from JSON.parse)
-  Object.freeze(s.identities);
-  Object.freeze(s.scopes);
-  Object.freeze(s.aud);
-  Object.freeze(s.principals);
-  s[kBytes] = bytes;
-  m.set(id, Object.freeze(s));
-  memo.bytes += bytes;
-  return stateFrom(s, out[1], out[2]);
 }
 
-function copy(a) {
-  const n = a.length;
-  const c = new Array(n);
-  for (let i = 0; i < n; i++) c[i] = a[i];
-  return c;
-}
-
-/**
- * A fresh AuthState from a memoised template: its own object, its own arrays (the caller may
- * modify the result) and its own cache. (A loop copies: `slice()` of a frozen array takes
- * V8's slow path, ~1 µs.)
- */
-function stateFrom(t, source, ageMs) {
+/** An AuthState from a template: a new object, the template's (frozen) arrays, its own `cache`. */
+function stateOf(t, source, ageMs) {
   return {
-    active: t.active,
+    active: true,
     sub: t.sub,
     effectiveIdentity: t.effectiveIdentity,
-    identities: copy(t.identities),
+    identities: t.identities,
     username: t.username,
     name: t.name,
     email: t.email,
     clientId: t.clientId,
-    scopes: copy(t.scopes),
-    aud: copy(t.aud),
+    scopes: t.scopes,
+    aud: t.aud,
     exp: t.exp,
     nbf: t.nbf,
     iat: t.iat,
     groups: null,
-    groupsStatus: t.groupsStatus,
-    groupsError: t.groupsError,
-    principals: copy(t.principals),
-    cache: { source: SOURCES[source] ?? 'unknown', ageMs },
+    groupsStatus: 'not_fetched',
+    groupsError: null,
+    principals: t.principals,
+    cache: { source, ageMs },
   };
 }
+
+/** The same, with `authorization` (one frozen object per principal of the policy). */
+function authorizedOf(t, source, ageMs, authorization) {
+  return {
+    active: true,
+    sub: t.sub,
+    effectiveIdentity: t.effectiveIdentity,
+    identities: t.identities,
+    username: t.username,
+    name: t.name,
+    email: t.email,
+    clientId: t.clientId,
+    scopes: t.scopes,
+    aud: t.aud,
+    exp: t.exp,
+    nbf: t.nbf,
+    iat: t.iat,
+    groups: null,
+    groupsStatus: 'not_fetched',
+    groupsError: null,
+    principals: t.principals,
+    cache: { source, ageMs },
+    authorization,
+  };
+}
+
+const isArray = Array.isArray;
 
 function toDependentToken(d) {
   return {
@@ -296,17 +322,12 @@ function settle(status, json, resolve, reject, shape, what) {
 // ---- configuration ----------------------------------------------------------------------------
 
 /**
- * The library's top-level configuration keys (snake_case), in the order of the README's table.
+ * The library's top-level configuration keys (snake_case), from the library (tc_library_info).
  * index.d.ts's TokenCheckerConfig has exactly these (camelCase), and test/lists.test.js checks
- * both against the real library and the READMEs. A key not listed still reaches the library (a
- * newer library may know it); this list only lets a TC_INVALID_CONFIG error name a misspelling.
+ * it and the READMEs against them. A key not listed still reaches the library (a newer library
+ * may know it); this list only lets a TC_INVALID_CONFIG error name a misspelling.
  */
-const CONFIG_KEYS = Object.freeze([
-  'client_id', 'client_secret', 'expected_scopes', 'expected_audience', 'auth_url', 'groups_url',
-  'scope_match', 'leeway_s', 'fetch_groups', 'verify_credentials', 'connect_timeout_ms',
-  'request_timeout_ms', 'call_timeout_ms', 'max_retries', 'max_token_bytes', 'max_response_bytes',
-  'max_concurrent_requests', 'stale_if_error_s', 'refresh_ahead_s', 'allow_insecure_http', 'ca_certs', 'cache_config',
-]);
+const CONFIG_KEYS = LIBRARY.config_keys;
 const KNOWN_KEYS = new Set(CONFIG_KEYS);
 
 /**
@@ -330,24 +351,8 @@ function isPlainObject(v) {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** The expected scopes of a configuration document: a list, or a space-separated string. */
-function scopesOf(doc) {
-  const v = isPlainObject(doc) ? doc.expected_scopes : undefined;
-  if (typeof v === 'string') return v.split(/\s+/).filter(Boolean);
-  if (Array.isArray(v)) return v.filter((s) => typeof s === 'string').map((s) => s.trim()).filter(Boolean);
-  return [];
-}
-
 /**
- * Whether checks fetch groups eagerly: their cached answers then carry groups, which the answer
- * handle does not, so check() takes the document path (tc_try_check, JSON.parse per call).
- */
-function eagerOf(doc) {
-  return isPlainObject(doc) && doc.fetch_groups === 'eager';
-}
-
-/**
- * A configuration for the library: `{json, scopes, unknown, eager}`. camelCase options become the
+ * A configuration for the library: `{json, unknown}`. camelCase options become the
  * library's snake_case keys (cacheConfig's keys too); keys already in snake_case pass through;
  * unknown keys are passed on too (the library names them in its TC_INVALID_CONFIG error, or a
  * newer library knows them) and listed in `unknown` as `{option, key}` for configError. A string
@@ -364,7 +369,7 @@ function prepareConfig(config) {
     const unknown = isPlainObject(doc)
       ? Object.keys(doc).filter((key) => !KNOWN_KEYS.has(key)).map((key) => ({ option: key, key }))
       : [];
-    return { json: config, scopes: scopesOf(doc), unknown, eager: eagerOf(doc) };
+    return { json: config, unknown };
   }
   if (!isPlainObject(config)) {
     throw new TokenCheckerError(
@@ -389,7 +394,7 @@ function prepareConfig(config) {
       out[key] = value;
     }
   }
-  return { json: JSON.stringify(out), scopes: scopesOf(out), unknown, eager: eagerOf(out) };
+  return { json: JSON.stringify(out), unknown };
 }
 
 /** camelCase options -> the library's JSON document (see prepareConfig). */
@@ -492,36 +497,148 @@ function envConfig(options, env = process.env) {
 // ---- the checker ------------------------------------------------------------------------------
 
 const kHandle = Symbol('tokenchecker.handle');
-const kScopes = Symbol('tokenchecker.scopes');
-const kEager = Symbol('tokenchecker.eager');
+const kPolicy = Symbol('tokenchecker.policy'); // a Policy's native handle
+const kRequest = Symbol('tokenchecker.request'); // its request document (the async path's)
+const kAuthorizations = Symbol('tokenchecker.authorizations'); // per principal: {authorized, matched}
 const AUTHORIZE_OPTIONS = new Set(['allowPublic', 'allowAllAuthenticatedUsers']);
 
-function authorizeRequest(allowedPrincipals, options) {
-  if (allowedPrincipals == null || typeof allowedPrincipals === 'string' ||
-      typeof allowedPrincipals[Symbol.iterator] !== 'function') {
-    throw invalidArgument('allowedPrincipals must be an array of principal strings');
-  }
-  const opts = options == null ? {} : options;
-  if (!isPlainObject(opts)) throw invalidArgument('the authorize options must be an object');
-  for (const key of Object.keys(opts)) {
+/** Validates authorize options: 0 | 1 (allowPublic) | 2 (allowAllAuthenticatedUsers) | 3. */
+function authorizeFlags(options) {
+  if (options === undefined || options === null) return 0;
+  if (!isPlainObject(options)) throw invalidArgument('the authorize options must be an object');
+  let flags = 0;
+  for (const key in options) {
+    if (!Object.prototype.hasOwnProperty.call(options, key)) continue;
     if (!AUTHORIZE_OPTIONS.has(key)) {
       throw invalidArgument(`unknown authorize option '${key}' (allowPublic, allowAllAuthenticatedUsers)`);
     }
-    if (opts[key] !== undefined && typeof opts[key] !== 'boolean') {
+    const v = options[key];
+    if (v !== undefined && typeof v !== 'boolean') {
       throw invalidArgument(`authorize option '${key}' must be true or false`);
     }
+    if (v === true) flags |= key === 'allowPublic' ? 1 : 2;
   }
+  return flags;
+}
+
+function isPrincipalList(v) {
+  return v != null && typeof v !== 'string' && typeof v[Symbol.iterator] === 'function';
+}
+
+/** The request document of tc_policy_new / tc_authorize for these principals and options. */
+function authorizeRequest(allowedPrincipals, options) {
+  if (!isPrincipalList(allowedPrincipals)) {
+    throw invalidArgument('allowedPrincipals must be an array of principal strings');
+  }
+  const flags = authorizeFlags(options);
   return JSON.stringify({
     allowed_principals: Array.from(allowedPrincipals),
-    allow_public: opts.allowPublic === true,
-    allow_all_authenticated_users: opts.allowAllAuthenticatedUsers === true,
+    allow_public: (flags & 1) !== 0,
+    allow_all_authenticated_users: (flags & 2) !== 0,
   });
+}
+
+/**
+ * An authorization policy: allowed principals compiled once by the library (tc_policy_new), for
+ * `checker.authorize(token, policy)`. Immutable; usable with any checker of this thread. Its
+ * native part is released by close() (idempotent; later authorizations with it reject with
+ * TC_INVALID_ARGUMENT), or when the policy is garbage-collected.
+ */
+class Policy {
+  #closed = false;
+
+  /**
+   * `allowedPrincipals`: 'urn:globus:auth:identity:…', 'urn:globus:groups:id:…', 'public',
+   * 'all_authenticated_users' (see identityPrincipal, groupPrincipal); `options`: {allowPublic,
+   * allowAllAuthenticatedUsers}. Throws a TokenCheckerError (TC_INVALID_ARGUMENT) for a bad list.
+   */
+  constructor(allowedPrincipals, options) {
+    const request = authorizeRequest(allowedPrincipals, options);
+    const flags = authorizeFlags(options);
+    const r = native.policyNew(request);
+    if (r[0] !== 0) throw errorFrom(r[0], r[1]);
+    const principals = r[2]; // frozen, the library's strings: made once per policy
+    Object.defineProperty(this, kPolicy, { value: r[1] });
+    Object.defineProperty(this, kRequest, { value: request });
+    Object.defineProperty(this, kAuthorizations, {
+      value: Object.freeze(principals.map((matched) => Object.freeze({ authorized: true, matched }))),
+    });
+    /** The allowed principals, as the library holds them (frozen). */
+    this.principals = principals;
+    this.allowPublic = (flags & 1) !== 0;
+    this.allowAllAuthenticatedUsers = (flags & 2) !== 0;
+    Object.freeze(this);
+  }
+
+  /** Whether close() was called. */
+  get closed() {
+    return this.#closed;
+  }
+
+  /** Releases the compiled policy now (otherwise when it is collected). Idempotent. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    native.policyClose(this[kPolicy]);
+  }
+}
+
+// authorize(token, allowedPrincipals, options) compiles its request once: the policy is found by
+// the caller's list object (a middleware passes the same one every time; its items are compared,
+// so a list changed in place gets a new policy) or by the request's document, in a small map of
+// the most recent POLICY_CACHE requests (services have a handful of rules). A policy that leaves
+// the map is closed; one found closed is compiled again.
+const POLICY_CACHE = 64;
+const policiesByList = new WeakMap(); // list object -> {policy, items, flags}
+const policiesByRequest = new Map(); // request JSON -> Policy, least recently added first
+
+function sameItems(items, list) {
+  if (!isArray(list)) list = Array.from(list);
+  const n = items.length;
+  if (list.length !== n) return false;
+  for (let i = 0; i < n; i++) if (items[i] !== list[i]) return false;
+  return true;
+}
+
+function policyOf(allowedPrincipals, options) {
+  if (allowedPrincipals instanceof Policy) {
+    if (options !== undefined && options !== null) {
+      throw invalidArgument('authorize(token, policy) takes no options: they are part of the policy');
+    }
+    return allowedPrincipals;
+  }
+  const flags = authorizeFlags(options);
+  const keyed = allowedPrincipals !== null && typeof allowedPrincipals === 'object';
+  if (keyed) {
+    const e = policiesByList.get(allowedPrincipals);
+    if (e !== undefined && e.flags === flags && !e.policy.closed && sameItems(e.items, allowedPrincipals)) {
+      return e.policy;
+    }
+  }
+  const request = authorizeRequest(allowedPrincipals, options);
+  let policy = policiesByRequest.get(request);
+  if (policy === undefined || policy.closed) {
+    policy = new Policy(allowedPrincipals, options);
+    policiesByRequest.delete(request);
+    policiesByRequest.set(request, policy);
+    if (policiesByRequest.size > POLICY_CACHE) {
+      const [oldest, old] = policiesByRequest.entries().next().value;
+      policiesByRequest.delete(oldest);
+      old.close();
+    }
+  }
+  if (keyed) policiesByList.set(allowedPrincipals, { policy, items: Array.from(allowedPrincipals), flags });
+  return policy;
+}
+
+function deepFrozenInfo(json) {
+  return deepFreeze(JSON.parse(json));
 }
 
 class TokenChecker {
   #handle;
   #closed = false;
-  #expectedScopes;
+  #info;
   #eager;
 
   /**
@@ -533,16 +650,20 @@ class TokenChecker {
   constructor(config) {
     if (config !== null && typeof config === 'object' && config[kHandle] !== undefined) {
       this.#handle = config[kHandle];
-      this.#expectedScopes = config[kScopes];
-      this.#eager = config[kEager];
-      return;
+    } else {
+      const prepared = prepareConfig(config);
+      const answer = native.create(prepared.json);
+      if (answer[0] !== 0) throw configError(errorFrom(answer[0], answer[1]), prepared);
+      this.#handle = answer[1];
     }
-    const prepared = prepareConfig(config);
-    const answer = native.create(prepared.json);
-    if (answer[0] !== 0) throw configError(errorFrom(answer[0], answer[1]), prepared);
-    this.#handle = answer[1];
-    this.#expectedScopes = Object.freeze(prepared.scopes);
-    this.#eager = prepared.eager;
+    // What the library made of the configuration (tc_checker_info): never parsed here.
+    const info = native.checkerInfo(this.#handle);
+    if (info[0] !== 0) {
+      native.close(this.#handle);
+      throw errorFrom(info[0], info[1]);
+    }
+    this.#info = deepFrozenInfo(info[1]);
+    this.#eager = this.#info.fetch_groups === 'eager';
   }
 
   /** Like the constructor, but runs the library's creation (and credential check) off the event loop. */
@@ -550,10 +671,15 @@ class TokenChecker {
     return new Promise((resolve, reject) => {
       const prepared = prepareConfig(config);
       const answer = native.createAsync(prepared.json, (status, value) => {
-        if (status !== 0) reject(configError(errorFrom(status, value), prepared));
-        else resolve(new TokenChecker({
-          [kHandle]: value, [kScopes]: Object.freeze(prepared.scopes), [kEager]: prepared.eager,
-        }));
+        if (status !== 0) {
+          reject(configError(errorFrom(status, value), prepared));
+          return;
+        }
+        try {
+          resolve(new TokenChecker({ [kHandle]: value }));
+        } catch (e) {
+          reject(e);
+        }
       });
       if (answer !== undefined) reject(configError(errorFrom(answer[0], answer[1]), prepared));
     });
@@ -587,11 +713,19 @@ class TokenChecker {
   }
 
   /**
-   * The configuration's expected scopes (a frozen array; a space-separated string is split), as
-   * the middleware and writeError name them in `WWW-Authenticate: …, scope="…"`.
+   * The configuration's expected scopes, as the library holds them (tc_checker_info; a frozen
+   * array), as the middleware and writeError name them in `WWW-Authenticate: …, scope="…"`.
    */
   get expectedScopes() {
-    return this.#expectedScopes;
+    return this.#info.expected_scopes;
+  }
+
+  /**
+   * The checker's effective configuration without secrets, as the library gives it
+   * (tc_checker_info; snake_case, defaults filled in; frozen).
+   */
+  get info() {
+    return this.#info;
   }
 
   /** Whether close() was called. */
@@ -605,54 +739,191 @@ class TokenChecker {
   }
 
   /**
-   * Checks a token. Resolves to an AuthState (a new object on every call); rejects with a
-   * TokenCheckerError. Answers from the in-process cache synchronously (the promise is already
-   * settled; a success is built from the answer memo, see README.md), else asynchronously on
-   * the library's runtime.
+   * Checks a token. Resolves to an AuthState (a new object on every call, its arrays frozen);
+   * rejects with a TokenCheckerError. Answers from the in-process cache synchronously (the
+   * promise is already settled), else asynchronously on the library's runtime.
    */
   check(token) {
     if (this.#closed) return Promise.reject(closedError());
-    if (this.#eager) return this.#call(native.check, token);
-    let answer;
+    if (this.#eager) return this.#document(native.check, token);
+    let r;
     try {
-      answer = native.checkAnswer(this.#handle, token);
-      if (answer === undefined) {
-        const id = out[0];
-        if (id === 0) return this.#call(native.checkAsync, token);
-        const t = memo.map.get(id);
-        if (t === undefined) return Promise.resolve(memoMiss(id));
-        memo.hits++;
-        return Promise.resolve(stateFrom(t, out[1], out[2]));
-      }
+      r = native.checkAnswer(this.#handle, token);
     } catch (e) {
       return Promise.reject(e);
     }
-    return new Promise((resolve, reject) => settle(answer[0], answer[1], resolve, reject, toAuthState));
-  }
-
-  /** A check through the result document: `fn` is native.check (cache, then async) or checkAsync. */
-  #call(fn, token) {
-    return new Promise((resolve, reject) => {
-      const answer = fn(this.#live(), token, (status, json) =>
-        settle(status, json, resolve, reject, toAuthState),
-      );
-      if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, toAuthState);
-    });
+    if (r === undefined) {
+      const slot = out[OUT_SLOT];
+      if (slot < 0) return this.#fill(native.checkAsync, token, null);
+      return Promise.resolve(stateOf(slots[slot], SOURCE_NAMES[out[OUT_SOURCE]], out[OUT_AGE]));
+    }
+    if (isArray(r)) return Promise.reject(errorFrom(r[0], r[1]));
+    return Promise.resolve(stateOf(r, SOURCE_NAMES[out[OUT_SOURCE]], out[OUT_AGE]));
   }
 
   /**
    * Checks the token, then whether the caller is one of `allowedPrincipals`
-   * ('urn:globus:auth:identity:…', 'urn:globus:groups:id:…', 'public', 'all_authenticated_users').
-   * Resolves to an AuthState with `authorization: {authorized: true, matched}`; rejects with
-   * TC_NOT_AUTHORIZED when nothing matched.
+   * ('urn:globus:auth:identity:…', 'urn:globus:groups:id:…', 'public', 'all_authenticated_users'),
+   * or with a Policy (`checker.policy(…)`) in their place. Resolves to an AuthState with
+   * `authorization: {authorized: true, matched}`; rejects with TC_NOT_AUTHORIZED when nothing
+   * matched. The request is compiled once (a Policy, kept for the next calls with the same
+   * list); a cached token and groups are answered synchronously.
    */
   authorize(token, allowedPrincipals, options) {
+    if (this.#closed) return Promise.reject(closedError());
+    let policy;
+    let r;
+    try {
+      policy = policyOf(allowedPrincipals, options);
+      if (this.#eager) return this.#document(native.authorize, token, policy[kRequest]);
+      r = native.authorizeAnswer(this.#handle, policy[kPolicy], token);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (r === undefined) {
+      const slot = out[OUT_SLOT];
+      if (slot < 0) return this.#fill(native.authorizeAsync, token, policy);
+      return Promise.resolve(authorizedOf(slots[slot], SOURCE_NAMES[out[OUT_SOURCE]], out[OUT_AGE],
+        policy[kAuthorizations][out[OUT_MATCHED]]));
+    }
+    if (isArray(r)) return Promise.reject(errorFrom(r[0], r[1]));
+    return Promise.resolve(authorizedOf(r, SOURCE_NAMES[out[OUT_SOURCE]], out[OUT_AGE],
+      policy[kAuthorizations][out[OUT_MATCHED]]));
+  }
+
+  /**
+   * Checks many tokens at once: one native call answers every cached one (the answer path, as
+   * check()), the others are fetched concurrently. Resolves to an array in the order of
+   * `tokens`: for each, its AuthState or the TokenCheckerError check() would reject with. Rejects
+   * only when `tokens` is not a list, or the checker is closed.
+   */
+  checkMany(tokens) {
+    return this.#many(tokens, null);
+  }
+
+  /**
+   * authorize() for many tokens at once, with one policy (a Policy, or allowed principals and
+   * options as for authorize()): one native call answers every cached token. Resolves to an
+   * array in the order of `tokens`: for each, its AuthState (with `authorization`) or its
+   * TokenCheckerError.
+   */
+  authorizeMany(tokens, allowedPrincipals, options) {
+    if (this.#closed) return Promise.reject(closedError());
+    let policy;
+    try {
+      policy = policyOf(allowedPrincipals, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#many(tokens, policy);
+  }
+
+  #many(tokens, policy) {
+    if (this.#closed) return Promise.reject(closedError());
+    if (!isArray(tokens)) {
+      if (tokens == null || typeof tokens === 'string' || typeof tokens[Symbol.iterator] !== 'function') {
+        return Promise.reject(invalidArgument('tokens must be an array of tokens'));
+      }
+      tokens = Array.from(tokens);
+    }
+    const n = tokens.length;
+    const results = new Array(n);
+    if (this.#eager) {
+      // the document path, one call per token
+      const one = (t) => (policy === null ? this.check(t) : this.authorize(t, policy));
+      return Promise.all(tokens.map((t, i) => one(t).then((s) => { results[i] = s; }, (e) => { results[i] = e; })))
+        .then(() => results);
+    }
+    const handle = this.#handle;
+    const policyHandle = policy === null ? null : policy[kPolicy];
+    const auths = policy === null ? null : policy[kAuthorizations];
+    const r = rows;
+    let pending = null;
+    for (let start = 0; start < n; start += ROWS) {
+      const count = Math.min(ROWS, n - start);
+      try {
+        native.answerMany(handle, policyHandle, tokens, start, count, r, results);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      for (let j = 0, o = 0; j < count; j++, o += 4) {
+        const i = start + j;
+        const slot = r[o];
+        if (slot >= 0 || slot === -2) {
+          const t = slot >= 0 ? slots[slot] : results[i];
+          results[i] = auths === null
+            ? stateOf(t, SOURCE_NAMES[r[o + 1]], r[o + 2])
+            : authorizedOf(t, SOURCE_NAMES[r[o + 1]], r[o + 2], auths[r[o + 3]]);
+        } else if (slot === -3) {
+          results[i] = errorFrom(results[i][0], results[i][1]);
+        } else {
+          const fill = this.#fill(policy === null ? native.checkAsync : native.authorizeAsync, tokens[i], policy)
+            .then((s) => { results[i] = s; }, (e) => { results[i] = e; });
+          (pending ??= []).push(fill);
+        }
+      }
+    }
+    return pending === null ? Promise.resolve(results) : Promise.all(pending).then(() => results);
+  }
+
+  /**
+   * A compiled authorization policy for `authorize(token, policy)` (the same as
+   * `new Policy(allowedPrincipals, options)`).
+   */
+  policy(allowedPrincipals, options) {
+    return new Policy(allowedPrincipals, options);
+  }
+
+  /**
+   * A cache miss: the library's async call (tc_check_async / tc_authorize_async with the
+   * policy's request) fetches and caches the answer; the result is then made on the answer
+   * path like any cached one (the same object, memoised), with the source and age the call
+   * reported. Should the cache not hold it (a shared backend without a near cache, say), the
+   * call's document is the result.
+   */
+  #fill(fn, token, policy) {
     return new Promise((resolve, reject) => {
+      const done = (status, json) => {
+        if (status !== 0) {
+          reject(errorFrom(status, json));
+          return;
+        }
+        let doc;
+        try {
+          doc = JSON.parse(json);
+        } catch (e) {
+          reject(new TokenCheckerError('TC_PANIC', `cannot read the library's answer: ${e.message}`, Status.TC_PANIC));
+          return;
+        }
+        let r;
+        try {
+          r = policy === null
+            ? native.checkAnswer(this.#handle, token)
+            : native.authorizeAnswer(this.#handle, policy[kPolicy], token);
+        } catch {
+          r = null;
+        }
+        const t = r === undefined ? (out[OUT_SLOT] >= 0 ? slots[out[OUT_SLOT]] : null) : isArray(r) ? null : r;
+        if (t === null || t === undefined) {
+          resolve(toAuthState(doc));
+        } else if (policy === null) {
+          resolve(stateOf(t, doc.cache.source, doc.cache.age_ms));
+        } else {
+          resolve(authorizedOf(t, doc.cache.source, doc.cache.age_ms, policy[kAuthorizations][out[OUT_MATCHED]]));
+        }
+      };
       const handle = this.#live();
-      const request = authorizeRequest(allowedPrincipals, options);
-      const answer = native.authorize(handle, token, request, (status, json) =>
-        settle(status, json, resolve, reject, toAuthState),
-      );
+      const answer = policy === null ? fn(handle, token, done) : fn(handle, token, policy[kRequest], done);
+      if (answer !== undefined) reject(errorFrom(answer[0], answer[1]));
+    });
+  }
+
+  /** The document path (fetchGroups 'eager': answers carry groups): tc_try_check / tc_try_authorize, then async. */
+  #document(fn, token, request) {
+    return new Promise((resolve, reject) => {
+      const cb = (status, json) => settle(status, json, resolve, reject, toAuthState);
+      const handle = this.#live();
+      const answer = request === undefined ? fn(handle, token, cb) : fn(handle, token, request, cb);
       if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, toAuthState);
     });
   }
@@ -673,11 +944,12 @@ class TokenChecker {
   /**
    * Removes everything cached for one token from every cache layer. Runs on libuv's thread
    * pool (it may touch a shared Redis/Memcached backend), so it never blocks the event loop.
+   * Empties this thread's answer memo too.
    */
   purge(token) {
     return new Promise((resolve, reject) => {
       const answer = native.purge(this.#live(), token, (status, json) => {
-        memoClear();
+        native.memoClear(false);
         settle(status, json, resolve, reject, null, 'purge');
       });
       if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, null, 'purge');
@@ -688,7 +960,7 @@ class TokenChecker {
   purgeIdentity(identityId) {
     return new Promise((resolve, reject) => {
       const answer = native.purgeIdentity(this.#live(), identityId, (status, json) => {
-        memoClear();
+        native.memoClear(false);
         settle(status, json, resolve, reject, null, 'purgeIdentity');
       });
       if (answer !== undefined) settle(answer[0], answer[1], resolve, reject, null, 'purgeIdentity');
@@ -717,226 +989,13 @@ class TokenChecker {
 
 // ---- HTTP: bearerToken, writeError, middleware ------------------------------------------------
 //
-// The HTTP contract of the bindings' middlewares is ../contract/http.json (Go's Middleware
-// answers the same): test/contract.test.js runs every case of it against fake-globus.
+// In middleware.js (the bindings' HTTP contract, ../contract/http.json).
 
-/**
- * Every error answer, per code: HTTP status, the fixed body message (never the library's
- * detail, which the caller may log through the middleware's onError), and the RFC 6750 `error`
- * of `WWW-Authenticate` (none: no header). TC_CLOSED answers as TC_AUTH_UNAVAILABLE (a service
- * shutting down is unavailable, retry elsewhere or later); another TC_ code (TC_INVALID_CONFIG,
- * TC_WOULD_BLOCK) as TC_PANIC does but with its own code, as Go does; anything that is not a
- * TokenCheckerError as TC_PANIC.
- */
-const HTTP_ERRORS = Object.freeze({
-  TC_INVALID_ARGUMENT: [401, 'the request has no valid bearer token', 'invalid_request'],
-  TC_INACTIVE_TOKEN: [401, 'the token is not active', 'invalid_token'],
-  TC_TOKEN_EXPIRED: [401, 'the token has expired or is not yet valid', 'invalid_token'],
-  TC_WRONG_AUDIENCE: [401, 'the token is not meant for this service', 'invalid_token'],
-  TC_INSUFFICIENT_SCOPE: [403, 'the token lacks the scope this service requires', 'insufficient_scope'],
-  TC_NOT_AUTHORIZED: [403, 'the caller is not allowed to use this resource', null],
-  TC_AUTH_UNAVAILABLE: [503, 'the authorization service is unavailable; try again later', null],
-  TC_CREDENTIALS_REJECTED: [503, 'the authorization service is unavailable; try again later', null],
-  TC_PANIC: [500, 'internal error', null],
+const { bearerToken, writeError, makeMiddleware, httpError } = require('./middleware').httpHelpers({
+  invalidArgument,
+  isPlainObject,
+  authorizeRequest,
 });
-
-/** Seconds in the Retry-After header of every 503 answer. */
-const RETRY_AFTER_S = 5;
-
-/**
- * What writeError answers for `err`: `{status, code, message}` (code and message as in the
- * body), `wwwAuthenticate` and `retryAfter` (null: no such header).
- */
-function httpError(err, realm = 'api', scopes = []) {
-  let code = err && typeof err.code === 'string' && /^TC_[A-Z_]+$/.test(err.code) ? err.code : 'TC_PANIC';
-  if (code === 'TC_CLOSED') code = 'TC_AUTH_UNAVAILABLE';
-  const known = Object.prototype.hasOwnProperty.call(HTTP_ERRORS, code);
-  const [status, message, bearer] = HTTP_ERRORS[known ? code : 'TC_PANIC'];
-  let wwwAuthenticate = null;
-  if (bearer) {
-    wwwAuthenticate = `Bearer realm=${quote(realm)}, error=${quote(bearer)}`;
-    if (bearer === 'insufficient_scope' && scopes.length > 0) {
-      wwwAuthenticate += `, scope=${quote(scopes.join(' '))}`;
-    }
-  }
-  return { status, code, message, wwwAuthenticate, retryAfter: status === 503 ? String(RETRY_AFTER_S) : null };
-}
-
-/** An auth-param quoted-string: `"` and `\` escaped, control characters become spaces (as Go). */
-function quote(s) {
-  return `"${String(s).replace(/["\\]/g, '\\$&').replace(/[\x00-\x1f\x7f]/g, ' ')}"`;
-}
-
-function noBearer() {
-  return invalidArgument('the request has no Authorization header; send one: "Authorization: Bearer <access token>"');
-}
-
-function badBearer() {
-  return invalidArgument('the Authorization header is malformed; send exactly one: "Authorization: Bearer <access token>"');
-}
-
-/** Every Authorization header of a request, repeated ones included (node:http keeps only the first in req.headers). */
-function authorizationHeaders(req) {
-  const distinct = req && req.headersDistinct; // node:http >= 18.3 (a getter of IncomingMessage)
-  if (distinct && typeof distinct === 'object') return distinct.authorization || [];
-  const raw = req && req.rawHeaders;
-  if (Array.isArray(raw)) {
-    const values = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      if (String(raw[i]).toLowerCase() === 'authorization') values.push(String(raw[i + 1]));
-    }
-    return values;
-  }
-  const value = req && req.headers ? req.headers.authorization : undefined;
-  if (value === undefined || value === null) return [];
-  return Array.isArray(value) ? value.map(String) : [String(value)];
-}
-
-/**
- * The token of a request's `Authorization: Bearer <token>` header (RFC 6750), as Go's
- * BearerToken: the scheme is case-insensitive and followed by one space; spaces and tabs around
- * the token are ignored. Throws a TokenCheckerError with code TC_INVALID_ARGUMENT when the header
- * is missing, repeated, of another scheme, or its token is empty or holds a character other than
- * visible ASCII (a space inside, say). No network call, no library call: whether the token is
- * valid is for check() to say. Accepts a node:http IncomingMessage (Express's req too) or any
- * object with `headers`.
- */
-function bearerToken(req) {
-  const values = authorizationHeaders(req);
-  if (values.length === 0) throw noBearer();
-  if (values.length > 1) throw badBearer();
-  const header = values[0];
-  const scheme = 'Bearer ';
-  if (header.length <= scheme.length || header.slice(0, scheme.length).toLowerCase() !== 'bearer ') {
-    throw badBearer();
-  }
-  const token = header.slice(scheme.length).replace(/^[ \t]+|[ \t]+$/g, '');
-  if (token === '' || !/^[\x21-\x7e]+$/.test(token)) throw badBearer();
-  return token;
-}
-
-const WRITE_ERROR_OPTIONS = new Set(['realm', 'scopes']);
-
-function scopeList(scopes) {
-  if (scopes == null) return [];
-  if (typeof scopes === 'string') return scopes.split(/\s+/).filter(Boolean);
-  if (typeof scopes[Symbol.iterator] === 'function') return Array.from(scopes, String);
-  throw invalidArgument('writeError option scopes must be an array of scopes or a space-separated string');
-}
-
-/**
- * Answers a failed check as the middleware does (../contract/http.json): `err` is what
- * bearerToken throws or check/authorize/dependentToken reject with (a code the contract does not
- * name answers 500 "internal error" with that code; anything but a TokenCheckerError, 500
- * TC_PANIC). Writes the status, `WWW-Authenticate` (401; 403 for a missing scope, with
- * `scope="<scopes>"`), `Retry-After: 5` (503), `Content-Type: application/json`,
- * `Cache-Control: no-store`, and the body `{"error": {"code", "message"}}` with the contract's
- * fixed message. Options: `realm` (default "api"), `scopes` (the scopes a token needs: a
- * checker's `expectedScopes`). Returns the HTTP status; writes nothing when the response's
- * headers were already sent.
- */
-function writeError(res, err, options) {
-  const opts = options == null ? {} : options;
-  if (!isPlainObject(opts)) throw invalidArgument('the writeError options must be an object');
-  for (const key of Object.keys(opts)) {
-    if (!WRITE_ERROR_OPTIONS.has(key)) throw invalidArgument(`unknown writeError option '${key}' (realm, scopes)`);
-  }
-  const realm = opts.realm === undefined ? 'api' : String(opts.realm);
-  const answer = httpError(err, realm, scopeList(opts.scopes));
-  if (res.headersSent || res.writableEnded) return answer.status;
-  const body = JSON.stringify({ error: { code: answer.code, message: answer.message } });
-  res.statusCode = answer.status;
-  if (answer.wwwAuthenticate !== null) res.setHeader('WWW-Authenticate', answer.wwwAuthenticate);
-  else if (typeof res.removeHeader === 'function') res.removeHeader('WWW-Authenticate');
-  if (answer.retryAfter !== null) res.setHeader('Retry-After', answer.retryAfter);
-  else if (typeof res.removeHeader === 'function') res.removeHeader('Retry-After');
-  res.setHeader('Content-Type', 'application/json');
-  res.setHeader('Cache-Control', 'no-store');
-  res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.end(body);
-  return answer.status;
-}
-
-const MIDDLEWARE_OPTIONS = new Set([
-  'allowedPrincipals',
-  'allowPublic',
-  'allowAllAuthenticatedUsers',
-  'realm',
-  'property',
-  'onError',
-]);
-
-/** Runs a user callback; a throw from it surfaces like one from any callback, not into our promise. */
-function callUser(fn, ...args) {
-  try {
-    fn(...args);
-  } catch (e) {
-    process.nextTick(() => {
-      throw e;
-    });
-  }
-}
-
-function makeMiddleware(checker, options) {
-  const opts = options == null ? {} : options;
-  if (!isPlainObject(opts)) throw invalidArgument('the middleware options must be an object');
-  for (const key of Object.keys(opts)) {
-    if (!MIDDLEWARE_OPTIONS.has(key)) {
-      throw invalidArgument(
-        `unknown middleware option '${key}' (${[...MIDDLEWARE_OPTIONS].join(', ')})`,
-      );
-    }
-  }
-  if (opts.onError !== undefined && typeof opts.onError !== 'function') {
-    throw invalidArgument('middleware option onError must be a function (req, status, err)');
-  }
-  const realm = opts.realm === undefined ? 'api' : String(opts.realm);
-  const property = opts.property === undefined ? 'authState' : String(opts.property);
-  const onError = opts.onError;
-  const writeOptions = { realm, scopes: checker.expectedScopes };
-  let principals = null;
-  let authorizeOptions;
-  if (opts.allowedPrincipals != null) {
-    authorizeRequest(opts.allowedPrincipals, {
-      allowPublic: opts.allowPublic,
-      allowAllAuthenticatedUsers: opts.allowAllAuthenticatedUsers,
-    }); // validates now, not per request
-    principals = Array.from(opts.allowedPrincipals);
-    authorizeOptions = {
-      allowPublic: opts.allowPublic === true,
-      allowAllAuthenticatedUsers: opts.allowAllAuthenticatedUsers === true,
-    };
-  }
-
-  const fail = (req, res, err) => {
-    if (onError) callUser(onError, req, httpError(err).status, err);
-    writeError(res, err, writeOptions);
-    return false;
-  };
-
-  const proceed = (req, next, state) => {
-    req[property] = state;
-    if (typeof next === 'function') callUser(next);
-    return true;
-  };
-
-  return function tokencheckerMiddleware(req, res, next) {
-    let token;
-    try {
-      token = bearerToken(req);
-    } catch (err) {
-      return Promise.resolve(fail(req, res, err));
-    }
-    const pending = principals
-      ? checker.authorize(token, principals, authorizeOptions)
-      : checker.check(token);
-    return pending.then(
-      (state) => proceed(req, next, state),
-      (err) => fail(req, res, err),
-    );
-  };
-}
 
 // ---- module functions -------------------------------------------------------------------------
 
@@ -957,53 +1016,42 @@ function inFlight() {
   return native.inFlight();
 }
 
-const MEMO_OPTIONS = new Set(['maxEntries', 'maxBytes']);
-
-function memoBound(options, key, max) {
-  const v = options[key];
-  if (v === undefined) return memo[key];
-  if (!Number.isInteger(v) || v < 0 || v > max) throw invalidArgument(`${key} must be an integer in [0, ${max}]`);
-  return v;
-}
-
 /**
- * The answer memo of check()'s cached path in this thread (shared by its checkers): its
- * statistics `{maxEntries, maxBytes, entries, bytes, hits, misses, evictions}`. With options,
- * first sets new bounds and empties it (counters included): `maxEntries` (default 4096; 0
- * turns the memo off) and `maxBytes`, the longest answer text memoised (default 8192).
+ * The answer memo (src/addon.c): `{limitBytes, processBytes, bytes, entries, hits, misses,
+ * evictions, refused, entryOverhead}`. `limitBytes` is TOKENCHECKER_MEMO_BYTES (read once per
+ * process; default 16 MiB, 0: off), the bound of every thread's memo together; `processBytes`
+ * what they hold; the rest is this thread's: `bytes` counted as the lengths of the strings an
+ * entry holds on its own plus `entryOverhead` per entry, `refused` the misses not kept.
  */
-function resultMemo(options) {
-  if (options !== undefined) {
-    if (!isPlainObject(options)) throw invalidArgument('the resultMemo options must be an object');
-    for (const key of Object.keys(options)) {
-      if (!MEMO_OPTIONS.has(key)) throw invalidArgument(`unknown resultMemo option '${key}' (maxEntries, maxBytes)`);
-    }
-    const maxEntries = memoBound(options, 'maxEntries', 1048576);
-    const maxBytes = memoBound(options, 'maxBytes', 67108864);
-    memoClear();
-    Object.assign(memo, { maxEntries, maxBytes, hits: 0, misses: 0, evictions: 0 });
+function resultMemo(...args) {
+  if (args.length > 0) {
+    throw invalidArgument('resultMemo() takes no options: the memo is bounded by TOKENCHECKER_MEMO_BYTES (bytes, read once per process)');
   }
-  const { maxEntries, maxBytes, bytes, hits, misses, evictions } = memo;
-  return { maxEntries, maxBytes, entries: memo.map.size, bytes, hits, misses, evictions };
+  return native.memoStats();
 }
 
 module.exports = {
   TokenChecker,
   TokenCheckerError,
+  Policy,
   Status,
   stats,
   version,
   inFlight,
   resultMemo,
+  identityPrincipal,
+  groupPrincipal,
   bearerToken,
   writeError,
   // internal, for tests
   _native: native,
+  _library: LIBRARY,
   _configToJson: configToJson,
   _configKeys: CONFIG_KEYS,
   _envKeys: ENV_KEYS,
   _snake: snake,
   _sources: SOURCES,
-  _memo: memo,
+  _slots: slots,
+  _memoClear: () => native.memoClear(true),
   _httpError: httpError,
 };

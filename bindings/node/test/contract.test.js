@@ -1,16 +1,18 @@
 'use strict';
-// The HTTP contract shared with the Go middleware (../../contract/http.json): every case runs
-// against a real node:http server wrapping middleware() and a real fake-globus.
+// The HTTP contract shared with the Go and Python middlewares (../../contract/http.json): every
+// case runs against a real node:http server wrapping middleware() and a real fake-globus; the
+// package's copy of it (http-contract.json, what middleware.js reads) must be identical.
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
 
-const { TokenChecker, TokenCheckerError, writeError } = require('..');
+const { TokenChecker, TokenCheckerError, bearerToken, writeError } = require('..');
 const h = require('./helpers');
 
 const CONTRACT_FILE = path.resolve(__dirname, '..', '..', 'contract', 'http.json');
+const COPY_FILE = path.resolve(__dirname, '..', 'http-contract.json');
 const contract = JSON.parse(fs.readFileSync(CONTRACT_FILE, 'utf8'));
 
 let fake;
@@ -72,24 +74,55 @@ async function send(url, authorization) {
   return { status: res.status, headers: res.headers, text: await res.text() };
 }
 
+/** The contract's entry for a body code and status: no_bearer_token's when they are its own. */
+function entryOf(code, status) {
+  const nb = contract.no_bearer_token;
+  if (code === nb.code && status === nb.status) return nb;
+  return contract.answers[code];
+}
+
+/** The WWW-Authenticate and Retry-After headers of an entry (null: absent). */
+function headersOf(entry, realm, scopes) {
+  let www = null;
+  if (entry.challenge) {
+    www = `Bearer realm="${realm}"`;
+    if (entry.error !== null) www += `, error="${entry.error}"`;
+    if (entry.scope && scopes) www += `, scope="${scopes}"`;
+  }
+  return { www, retry: entry.retry_after ? String(contract.retry_after_s) : null };
+}
+
 /** Asserts an error answer of the contract: headers, exact body shape and fixed message. */
-function assertErrorAnswer(r, code, what) {
+function assertErrorAnswer(r, code, what, status = r.status) {
   assert.equal(r.headers.get('content-type'), 'application/json', what);
   assert.equal(r.headers.get('cache-control'), 'no-store', what);
+  const entry = entryOf(code, status) || contract.answers[contract.otherwise];
   const body = JSON.parse(r.text);
-  assert.deepEqual(body, { error: { code, message: contract.messages[code] } }, what);
+  assert.deepEqual(body, { error: { code, message: entry.message } }, what);
   assert.deepEqual(Object.keys(body.error), ['code', 'message'], what);
-  assert.equal(r.status, contract.statuses[code], what);
+  assert.equal(r.status, entry.status, what);
 }
 
 describe('contract file', () => {
-  it('has cases, and a message and status for every code', () => {
+  it('has cases, an answer for no bearer token, closed and otherwise, and every case code answered', () => {
     assert.ok(contract.cases.length > 0);
     assert.equal(contract.realm, 'api');
-    assert.deepEqual(Object.keys(contract.messages).sort(), Object.keys(contract.statuses).sort());
+    assert.ok(contract.no_bearer_token.code in contract.answers);
+    assert.ok(contract.closed in contract.answers);
+    assert.ok(contract.otherwise in contract.answers);
     for (const c of contract.cases) {
-      if (c.expect.code !== null) assert.ok(c.expect.code in contract.messages, c.name);
+      if (c.expect.code !== null) assert.ok(entryOf(c.expect.code, c.expect.status), c.name);
     }
+  });
+
+  it('the package ships an identical copy (http-contract.json) and middleware.js', () => {
+    assert.ok(
+      fs.readFileSync(COPY_FILE).equals(fs.readFileSync(CONTRACT_FILE)),
+      'http-contract.json is stale: cp ../contract/http.json http-contract.json (in bindings/node)',
+    );
+    const files = require('../package.json').files;
+    for (const f of ['index.js', 'middleware.js', 'http-contract.json']) assert.ok(files.includes(f), f);
+    assert.deepEqual(require('../middleware').CONTRACT, contract);
   });
 });
 
@@ -114,6 +147,11 @@ describe('HTTP contract: every case against fake-globus', () => {
         assertErrorAnswer(r, expect.code, c.name);
       }
       if (expect.retry_after !== null) assert.equal(expect.retry_after, String(contract.retry_after_s));
+      if (expect.code !== null) {
+        const { www, retry } = headersOf(entryOf(expect.code, expect.status), contract.realm, checker.expectedScopes.join(' '));
+        assert.equal(expect.www_authenticate, www, `${c.name}: the case disagrees with its answer`);
+        assert.equal(expect.retry_after, retry, `${c.name}: the case disagrees with its answer`);
+      }
     });
   }
 });
@@ -124,16 +162,41 @@ describe('HTTP contract: codes no fixture reaches', () => {
       const code = new URL(req.url, 'http://x').searchParams.get('code');
       writeError(res, new TokenCheckerError(code, `internal detail of ${code}`, 0), { scopes: checker.expectedScopes });
     });
-    for (const code of Object.keys(contract.statuses)) {
+    for (const [code, entry] of Object.entries(contract.answers)) {
       const r = await send(`${url}/?code=${code}`);
       assertErrorAnswer(r, code, code);
-      const status = contract.statuses[code];
-      assert.equal(r.headers.get('retry-after'), status === 503 ? String(contract.retry_after_s) : null, code);
-      if (status === 401 || code === 'TC_INSUFFICIENT_SCOPE') {
-        assert.match(r.headers.get('www-authenticate'), /^Bearer realm="api", error="[a-z_]+"/, code);
-      } else {
-        assert.equal(r.headers.get('www-authenticate'), null, code);
-      }
+      const { www, retry } = headersOf(entry, contract.realm, checker.expectedScopes.join(' '));
+      assert.equal(r.headers.get('retry-after'), retry, code);
+      assert.equal(r.headers.get('www-authenticate'), www, code);
+    }
+  });
+
+  it('writeError answers bearerToken\'s error for no bearer credentials, TC_CLOSED, other codes and non-library errors', async () => {
+    const errors = {
+      missing: (() => { try { bearerToken({ headers: {} }); } catch (e) { return e; } })(),
+      basic: (() => { try { bearerToken({ headers: { authorization: 'Basic x' } }); } catch (e) { return e; } })(),
+      closed: new TokenCheckerError('TC_CLOSED', 'closed', -1),
+      config: new TokenCheckerError('TC_INVALID_CONFIG', 'detail', 2),
+      other: new Error('boom'),
+    };
+    const url = await serve((req, res) => {
+      writeError(res, errors[new URL(req.url, 'http://x').searchParams.get('e')], { realm: 'r' });
+    });
+    const nb = contract.no_bearer_token;
+    const otherwise = contract.answers[contract.otherwise];
+    for (const [e, code, entry] of [
+      ['missing', nb.code, nb],
+      ['basic', nb.code, nb],
+      ['closed', contract.closed, contract.answers[contract.closed]],
+      ['config', 'TC_INVALID_CONFIG', otherwise],
+      ['other', contract.otherwise, otherwise],
+    ]) {
+      const r = await send(`${url}/?e=${e}`);
+      assert.equal(r.status, entry.status, e);
+      assert.deepEqual(JSON.parse(r.text), { error: { code, message: entry.message } }, e);
+      const { www, retry } = headersOf(entry, 'r', '');
+      assert.equal(r.headers.get('www-authenticate'), www, e);
+      assert.equal(r.headers.get('retry-after'), retry, e);
     }
   });
 

@@ -52,6 +52,22 @@ function table(text, header) {
 const codes = (cell) => [...cell.matchAll(/`([^`]+)`/g)].map((x) => x[1]);
 
 describe('status names', () => {
+  it("Status is built from the library's tc_library_info, and matches tc_status_name", () => {
+    const info = JSON.parse(tc._native.libraryInfo());
+    const { TC_CLOSED, ...ours } = Status;
+    assert.deepEqual(ours, info.statuses);
+    assert.deepEqual(tc._library.statuses, info.statuses);
+    // in numeric order, then the binding's own TC_CLOSED
+    assert.deepEqual(Object.values(Status), [...Object.values(info.statuses).sort((a, b) => a - b), -1]);
+    assert.equal(TC_CLOSED, -1);
+    assert.ok(Object.isFrozen(Status));
+    // no restated table: index.js names no status number itself
+    const src = read(PKG, 'index.js');
+    assert.doesNotMatch(src, /TC_INACTIVE_TOKEN:\s*\d/);
+    assert.doesNotMatch(src, /'network',\s*'coalesced'/);
+    assert.doesNotMatch(src, /'expected_scopes',\s*'expected_audience'/);
+  });
+
   it("Status matches the library's tc_status_name for 0..=11", () => {
     const names = Object.keys(Status).filter((k) => k !== 'TC_CLOSED');
     assert.equal(names.length, 12);
@@ -82,14 +98,15 @@ describe('status names', () => {
 });
 
 describe('cache sources', () => {
-  it("index.js, index.d.ts, addon.c and the README name the library's sources, stale included", () => {
+  it("index.js takes the library's sources from tc_library_info; index.d.ts and the README name them", () => {
     const lib = [...block(read(REPO, 'src', 'model', 'source.rs'), 'impl Source {').matchAll(/Source::\w+ => c"(\w+)"/g)]
       .map((m) => m[1]);
     assert.ok(lib.includes('stale'));
+    assert.deepEqual(JSON.parse(tc._native.libraryInfo()).sources, lib);
     assert.deepEqual([...tc._sources], lib);
     assert.deepEqual(stringUnion(read(PKG, 'index.d.ts'), 'CacheSource'), lib);
-    const addon = /SOURCES\[\] = \{([^}]*)\}/.exec(read(PKG, 'src', 'addon.c'))[1];
-    assert.deepEqual([...addon.matchAll(/"(\w+)"/g)].map((m) => m[1]), lib); // the memo's indices
+    // the addon names none: it is given the library's list at require time (answerOut's indices)
+    assert.doesNotMatch(read(PKG, 'src', 'addon.c'), /"coalesced"/);
     const readme = /cache: \{ source: ('[^}]*'), ageMs \}/.exec(read(PKG, 'README.md'))[1];
     assert.deepEqual([...readme.matchAll(/'(\w+)'/g)].map((m) => m[1]), lib);
   });
@@ -98,7 +115,11 @@ describe('cache sources', () => {
 describe('configuration keys', () => {
   const dtsKeys = () => interfaceKeys(read(PKG, 'index.d.ts'), 'TokenCheckerConfig');
 
-  it('index.d.ts TokenCheckerConfig has exactly the keys of index.js, in camelCase', () => {
+  it("index.js's keys are the library's (tc_library_info config_keys)", () => {
+    assert.deepEqual([...tc._configKeys], JSON.parse(tc._native.libraryInfo()).config_keys);
+  });
+
+  it('index.d.ts TokenCheckerConfig has exactly those keys, in camelCase, in their order', () => {
     const keys = dtsKeys();
     for (const k of keys) assert.match(k, /^[a-z][A-Za-z]*$/, k);
     assert.deepEqual(keys.map(tc._snake), [...tc._configKeys]);

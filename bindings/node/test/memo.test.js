@@ -1,7 +1,9 @@
 'use strict';
-// The answer memo of check()'s cached path (index.js, "the answer memo"; the addon's
-// checkAnswer/answerText): keyed by answer id, correctness, independence of the returned
-// objects, failures untouched, the size bound, purges and refetches (new id, new data), workers.
+// The answer path of check() and its memo (src/addon.c "the answer memo": the object made from an
+// answer's fields, keyed by answer id, bounded by TOKENCHECKER_MEMO_BYTES): results equal to the
+// library's document, to the byte (escapes, non-ASCII, NUL); fresh objects with frozen shared
+// arrays; failures untouched; purges and refetches (new id, new data); the byte bound, small or
+// off, in child processes (the variable is read once per process); workers.
 const { describe, it, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
@@ -14,6 +16,7 @@ const h = require('./helpers');
 
 let fake;
 let checker;
+let raw; // a native handle, for the document path (tc_try_check) and answerOut
 
 before(async () => {
   fake = await h.startFake();
@@ -21,19 +24,20 @@ before(async () => {
     verifyCredentials: false,
     cacheConfig: { backend: 'memory', timeout: 300, maxEntries: 100000 },
   }));
+  raw = tc._native.create(tc._configToJson(h.config(fake, { verifyCredentials: false })))[1];
 });
 
 after(async () => {
-  resultMemo({ maxEntries: 4096, maxBytes: 8192 });
+  if (raw) tc._native.close(raw);
   if (checker) checker.close();
   if (fake) await fake.stop();
 });
 
 beforeEach(() => {
-  resultMemo({ maxEntries: 4096, maxBytes: 8192 }); // the defaults, emptied
+  tc._memoClear(); // empty, counters reset
 });
 
-/** A token whose result document is its own: a distinct user. */
+/** A token whose result is its own: a distinct user. */
 function userSpec(n, extra = {}) {
   const sub = crypto.randomUUID();
   return {
@@ -67,6 +71,20 @@ function withoutCache(s) {
   return rest;
 }
 
+/** The library's result document of a cached token (tc_try_check), as an AuthState. */
+function documentState(token) {
+  const answer = tc._native.check(raw, token, () => assert.fail('expected a cached answer'));
+  assert.ok(Array.isArray(answer), 'cached');
+  assert.equal(answer[0], 0, answer[1]);
+  const d = JSON.parse(answer[1]);
+  return {
+    active: d.active, sub: d.sub, effectiveIdentity: d.effective_identity, identities: d.identities,
+    username: d.username, name: d.name, email: d.email, clientId: d.client_id, scopes: d.scopes, aud: d.aud,
+    exp: d.exp, nbf: d.nbf, iat: d.iat, groups: d.groups, groupsStatus: d.groups_status,
+    groupsError: d.groups_error ?? null, principals: d.principals,
+  };
+}
+
 async function rejectsWith(promise, code) {
   await assert.rejects(promise, (err) => {
     assert.ok(err instanceof tc.TokenCheckerError, `expected a TokenCheckerError, got ${err}`);
@@ -75,8 +93,8 @@ async function rejectsWith(promise, code) {
   });
 }
 
-describe('result memo', () => {
-  it('distinct tokens get their own results, also when answered from the memo', async () => {
+describe('the answer path and its memo', () => {
+  it('distinct tokens get their own results, the library\'s document\'s, also from the memo', async () => {
     const { tokens, specs } = await addUsers(50, 'memo-distinct');
     const first = new Map();
     for (const t of tokens) {
@@ -85,7 +103,7 @@ describe('result memo', () => {
       first.set(t, s);
     }
     const before = resultMemo();
-    // interleaved, several rounds: the first round fills the memo, the others hit it
+    // interleaved, several rounds: all hits (the first check made and kept each template)
     for (let round = 0; round < 3; round++) {
       const order = round === 1 ? [...tokens].reverse() : tokens;
       const states = await Promise.all(order.map((t) => checker.check(t)));
@@ -99,29 +117,35 @@ describe('result memo', () => {
         assert.deepEqual(s.identities, [specs[t].sub]);
         assert.deepEqual(s.principals, [h.IDENTITY(specs[t].sub)]);
         assert.deepEqual(withoutCache(s), withoutCache(first.get(t)));
+        assert.deepEqual(withoutCache(s), documentState(t));
       });
     }
     const m = resultMemo();
     assert.equal(m.entries, 50);
-    assert.equal(m.misses - before.misses, 50);
-    assert.equal(m.hits - before.hits, 100);
+    assert.equal(m.misses - before.misses, 0);
+    assert.equal(m.hits - before.hits, 150);
+    assert.ok(m.bytes > 50 * m.entryOverhead && m.bytes === m.processBytes, JSON.stringify(m));
   });
 
-  it('the memo is keyed by answer id: every cached answer has its own, identical ones too', async () => {
+  it('is keyed by answer id: every cached answer has its own, identical ones too', async () => {
     const now = Math.floor(Date.now() / 1000);
     const spec = { ...userSpec(1), exp: now + 3600, iat: now - 10, nbf: now - 10 };
     const a = await h.newToken(fake, spec, 'memo-same');
     const b = await h.newToken(fake, spec, 'memo-same');
     const other = await h.newToken(fake, { ...spec, email: 'other@example.org' }, 'memo-same');
-    for (const t of [a, b, other]) await checker.check(t); // network
+    for (const t of [a, b, other]) await checker.check(t); // network, then the answer path
+    const ids = [];
+    for (const t of [a, b, other]) {
+      assert.equal(tc._native.checkAnswer(raw, t), undefined, 'a hit returns nothing');
+      ids.push(tc._native.answerOut[4]);
+    }
+    assert.equal(new Set(ids).size, 3);
+    for (const id of ids) assert.ok(Number.isInteger(id) && id > 0, String(id));
     for (let round = 0; round < 2; round++) for (const t of [a, b, other]) await checker.check(t);
     const m = resultMemo();
     assert.equal(m.entries, 3);
     assert.equal(m.misses, 3);
-    assert.equal(m.hits, 3);
-    const ids = [...tc._memo.map.keys()];
-    assert.equal(new Set(ids).size, 3);
-    for (const id of ids) assert.ok(Number.isInteger(id) && id > 0, String(id));
+    assert.equal(m.hits, 9);
     assert.equal((await checker.check(other)).email, 'other@example.org');
     assert.equal((await checker.check(a)).email, spec.email);
     assert.deepEqual(withoutCache(await checker.check(a)), withoutCache(await checker.check(b)));
@@ -132,31 +156,24 @@ describe('result memo', () => {
     const t = await h.newToken(fake, userSpec(21), 'memo-refetch');
     await checker.check(t);
     assert.equal((await checker.check(t)).username, 'user21@example.org');
-    const [, handle] = n.create(tc._configToJson(h.config(fake, { verifyCredentials: false })));
-    try {
-      assert.equal(n.checkAnswer(handle, t), undefined);
-      const id1 = n.answerOut[0];
-      assert.ok(tc._memo.map.has(id1));
-      assert.equal(n.checkAnswer(handle, t), undefined);
-      assert.equal(n.answerOut[0], id1, 'every hit of one cached answer has its id');
-      await fake.addTokens({ [t]: userSpec(22) }); // the server's answer changes
-      assert.equal((await checker.check(t)).username, 'user21@example.org', 'still cached');
-      await checker.purge(t);
-      assert.equal(resultMemo().entries, 0);
-      const fresh = await checker.check(t);
-      assert.equal(fresh.cache.source, 'network');
-      assert.equal(fresh.username, 'user22@example.org');
-      const hit = await checker.check(t);
-      assert.equal(hit.cache.source, 'memory');
-      assert.equal(hit.username, 'user22@example.org');
-      assert.equal(n.checkAnswer(handle, t), undefined);
-      const id2 = n.answerOut[0];
-      assert.ok(id2 > id1, `${id2} > ${id1}`);
-      assert.ok(tc._memo.map.has(id2));
-      assert.equal(JSON.parse(n.answerText()).username, 'user22@example.org');
-    } finally {
-      n.close(handle);
-    }
+    assert.equal(n.checkAnswer(raw, t), undefined);
+    const id1 = n.answerOut[4];
+    const slot1 = n.answerOut[0];
+    assert.equal(tc._slots[slot1].username, 'user21@example.org');
+    assert.equal(n.checkAnswer(raw, t), undefined);
+    assert.equal(n.answerOut[4], id1, 'every hit of one cached answer has its id');
+    await fake.addTokens({ [t]: userSpec(22) }); // the server's answer changes
+    assert.equal((await checker.check(t)).username, 'user21@example.org', 'still cached');
+    await checker.purge(t);
+    assert.equal(resultMemo().entries, 0);
+    const fresh = await checker.check(t);
+    assert.equal(fresh.cache.source, 'network');
+    assert.equal(fresh.username, 'user22@example.org');
+    const hit = await checker.check(t);
+    assert.equal(hit.cache.source, 'memory');
+    assert.equal(hit.username, 'user22@example.org');
+    assert.equal(n.checkAnswer(raw, t), undefined);
+    assert.ok(n.answerOut[4] > id1, `${n.answerOut[4]} > ${id1}`);
   });
 
   it('an answer fetched again after its entry expired has a new id: the old entry is never hit again', async () => {
@@ -166,7 +183,6 @@ describe('result memo', () => {
       const t = await h.newToken(fake, userSpec(24), 'memo-expired');
       await short.check(t);
       assert.equal((await short.check(t)).username, 'user24@example.org');
-      const [id1] = tc._memo.map.keys();
       await fake.addTokens({ [t]: userSpec(25) });
       await h.sleep(1200);
       assert.equal((await short.check(t)).cache.source, 'network');
@@ -174,63 +190,70 @@ describe('result memo', () => {
       assert.equal(hit.cache.source, 'memory');
       assert.equal(hit.username, 'user25@example.org');
       const m = resultMemo();
-      assert.equal(m.entries, 2);
-      assert.equal(m.hits, 0);
+      assert.equal(m.entries, 2, 'the old entry stays until evicted, never hit');
       assert.equal(m.misses, 2);
-      assert.ok(tc._memo.map.has(id1), 'the old entry stays until evicted, never hit');
-      assert.equal((await short.check(t)).username, 'user25@example.org');
-      assert.equal(resultMemo().hits, 1);
+      assert.equal(m.hits, 2);
     } finally {
       short.close();
       new TokenChecker(h.config(fake, { verifyCredentials: false, cacheConfig })).close(); // as before()
     }
   });
 
-  it('answers with several identities, and the document path, build the same AuthState', async () => {
+  it('several identities, no identity set, absent members: the same as the document', async () => {
     const [x, y] = [crypto.randomUUID(), crypto.randomUUID()];
-    const t = await h.newToken(fake, userSpec(23, { sub: x, identity_set: [x, y], aud: ['test-client', 'other'] }), 'memo-ids');
-    const network = await checker.check(t); // the result document, decoded
-    const memoised = await checker.check(t); // the answer's stable text, decoded
-    const hit = await checker.check(t); // the memo's template, copied
-    assert.deepEqual(network.identities, [x, y]);
-    assert.deepEqual(network.principals, [h.IDENTITY(x), h.IDENTITY(y)]);
-    assert.equal(network.effectiveIdentity, h.IDENTITY(x));
-    assert.deepEqual(Object.keys(memoised), Object.keys(network));
-    assert.deepEqual(Object.keys(hit), Object.keys(network));
-    assert.deepEqual(withoutCache(memoised), withoutCache(network));
-    assert.deepEqual(withoutCache(hit), withoutCache(network));
-    assert.deepEqual(Object.keys(hit.cache), ['source', 'ageMs']);
+    const several = await h.newToken(fake, userSpec(23, { sub: x, identity_set: [x, y], aud: ['test-client', 'other'] }), 'memo-ids');
+    const noSet = await h.newToken(fake, { ...userSpec(26), omit_identity_set: true }, 'memo-ids');
+    const otherSub = await h.newToken(fake, userSpec(27, { identity_set: [y, x] }), 'memo-ids');
+    for (const t of [several, noSet, otherSub]) {
+      const network = await checker.check(t);
+      const made = await checker.check(t); // the template made when the network answer arrived
+      const hit = await checker.check(t);
+      assert.deepEqual(Object.keys(made), Object.keys(network));
+      assert.deepEqual(Object.keys(hit.cache), ['source', 'ageMs']);
+      assert.deepEqual(withoutCache(made), withoutCache(network));
+      assert.deepEqual(withoutCache(hit), documentState(t));
+    }
+    const s = await checker.check(several);
+    assert.deepEqual(s.identities, [x, y]);
+    assert.deepEqual(s.principals, [h.IDENTITY(x), h.IDENTITY(y)]);
+    assert.equal(s.effectiveIdentity, h.IDENTITY(x));
+    const n = await checker.check(noSet);
+    assert.deepEqual(n.identities, []);
+    assert.deepEqual(n.principals, []);
   });
 
-  it('every returned AuthState is an independent copy (objects, arrays, cache)', async () => {
+  it('every result is a new object; its arrays are frozen and shared; its cache its own', async () => {
     const t = await h.newToken(fake, userSpec(7, { scope: `${h.SCOPE} openid email` }), 'memo-copy');
     const network = await checker.check(t);
     const one = await checker.check(t);
     const two = await checker.check(t);
-    assert.equal(resultMemo().hits, 1);
     assert.notEqual(one, two);
-    for (const k of ['identities', 'scopes', 'aud', 'principals', 'cache']) {
-      assert.notEqual(one[k], two[k], k);
-      assert.equal(Object.isFrozen(one[k]), false, k);
-    }
+    assert.notEqual(one.cache, two.cache);
     assert.equal(Object.isFrozen(one), false);
-    // the caller may modify what it got, as before; nothing leaks into later answers
-    one.scopes.push('mine');
-    one.identities.length = 0;
-    one.principals[0] = 'changed';
-    one.aud.pop();
+    for (const k of ['identities', 'scopes', 'aud', 'principals']) {
+      assert.equal(one[k], two[k], k);
+      assert.equal(one[k], network[k], k);
+      assert.ok(Object.isFrozen(one[k]), k);
+    }
+    assert.throws(() => { 'use strict'; one.scopes.push('mine'); }, TypeError);
     one.username = 'changed';
     one.cache.source = 'changed';
     one.extra = true;
     const three = await checker.check(t);
     assert.deepEqual(withoutCache(three), withoutCache(network));
-    assert.deepEqual(withoutCache(two), withoutCache(network));
     assert.equal(three.cache.source, 'memory');
     assert.equal(three.extra, undefined);
     assert.ok(three.scopes.includes('email'));
+    // lists many answers share are kept once: the same frozen array in other users' results
+    const u = await h.newToken(fake, userSpec(8, { scope: `${h.SCOPE} openid email` }), 'memo-copy');
+    await checker.check(u);
+    const other = await checker.check(u);
+    assert.equal(other.scopes, three.scopes);
+    assert.equal(other.aud, three.aud);
+    assert.notEqual(other.identities, three.identities);
   });
 
-  it('groups (eager) are part of the document and copied too', async () => {
+  it('groups (eager) take the document path: groups listed, arrays frozen, nothing memoised', async () => {
     const eager = new TokenChecker(h.config(fake, { verifyCredentials: false, fetchGroups: 'eager' }));
     try {
       const t = await h.newToken(fake, userSpec(3, { groups: [h.GROUP_MEMBER, h.GROUP_ADMIN] }), 'memo-groups');
@@ -240,29 +263,35 @@ describe('result memo', () => {
       const a = await eager.check(t);
       const b = await eager.check(u);
       assert.equal(a.cache.source, 'memory');
-      assert.deepEqual(a.groups.slice().sort(), [h.GROUP_ADMIN, h.GROUP_MEMBER].sort());
+      assert.equal(a.groupsStatus, 'available');
+      assert.deepEqual([...a.groups].sort(), [h.GROUP_ADMIN, h.GROUP_MEMBER].sort());
       assert.deepEqual(b.groups, [h.GROUP_MEMBER]);
+      assert.ok(Object.isFrozen(a.groups));
       assert.deepEqual(withoutCache(a), withoutCache(first));
-      a.groups.push('x');
-      assert.deepEqual((await eager.check(t)).groups.slice().sort(), [h.GROUP_ADMIN, h.GROUP_MEMBER].sort());
-      // the answer handle carries no groups: eager checks take the document path, not the memo
       assert.equal(resultMemo().entries, 0);
     } finally {
       eager.close();
     }
   });
 
-  it('strings that look like the document structure decode exactly', async () => {
-    const tricky = 'Eve ","cache":{"source":"memory","age_ms":1}} \\ "quoted" é 😀 \u2028';
-    const t = await h.newToken(fake, userSpec(9, { name: tricky, email: '",\\"cache\\":{}@example.org' }), 'memo-tricky');
-    const first = await checker.check(t);
-    assert.equal(first.name, tricky);
-    const hit = await checker.check(t);
-    const hit2 = await checker.check(t);
-    assert.equal(hit.name, tricky);
-    assert.equal(hit2.email, '",\\"cache\\":{}@example.org');
-    assert.equal(hit2.cache.source, 'memory');
-    assert.equal(resultMemo().hits, 1);
+  it('escaped, non-ASCII and NUL characters decode exactly (tc_answer_fields, no JSON)', async () => {
+    const tricky = 'Eve ","cache":{"source":"memory","age_ms":1}} \\ "quoted" é 😀 \u2028 \u0000 end';
+    const emails = ['",\\"cache\\":{}@example.org', 'zoë@exämple.org', 'a\u0001b\u001f@example.org'];
+    const tokens = [];
+    for (const [i, email] of emails.entries()) {
+      tokens.push(await h.newToken(fake, userSpec(9 + i, { name: `${tricky} ${i}`, email, username: `ü${i}@example.org` }), 'memo-tricky'));
+    }
+    for (const [i, t] of tokens.entries()) {
+      const first = await checker.check(t);
+      assert.equal(first.name, `${tricky} ${i}`);
+      const hit = await checker.check(t);
+      assert.equal(hit.cache.source, 'memory');
+      assert.equal(hit.name, `${tricky} ${i}`);
+      assert.equal(hit.email, emails[i]);
+      assert.equal(hit.username, `ü${i}@example.org`);
+      assert.deepEqual(withoutCache(hit), documentState(t));
+    }
+    assert.equal(resultMemo().entries, 3);
   });
 
   it('cached failures and invalid input are unaffected and never memoised', async () => {
@@ -320,98 +349,16 @@ describe('result memo', () => {
     }
   });
 
-  it('maxEntries bounds the memo with many distinct cached tokens', async () => {
-    resultMemo({ maxEntries: 16 });
-    const { tokens, specs } = await addUsers(300, 'memo-bound');
-    await Promise.all(tokens.map((t) => checker.check(t))); // network
-    for (let round = 0; round < 2; round++) {
-      const states = await Promise.all(tokens.map((t) => checker.check(t)));
-      states.forEach((s, i) => {
-        assert.equal(s.cache.source, 'memory');
-        assert.equal(s.username, specs[tokens[i]].username);
-        assert.equal(s.sub, specs[tokens[i]].sub);
-      });
-      const m = resultMemo();
-      assert.ok(m.entries <= 16, `entries ${m.entries}`);
-      assert.equal(m.maxEntries, 16);
-    }
+  it('the default bound: 16 MiB for the process, counted in bytes, never entries', () => {
     const m = resultMemo();
-    assert.equal(m.entries, 16);
-    // once full, a miss replaces the oldest entry one time in 16 (at random): ~36 of the 584 misses
-    assert.ok(m.evictions > 0 && m.evictions < 150, `evictions ${m.evictions}`);
-    assert.ok(m.bytes > 0 && m.bytes <= 16 * m.maxBytes);
-  });
-
-  it('the default bound (4096) holds with more distinct cached tokens than that', async () => {
-    const { tokens, specs } = await addUsers(4500, 'memo-default');
-    for (let i = 0; i < tokens.length; i += 250) {
-      await Promise.all(tokens.slice(i, i + 250).map((t) => checker.check(t))); // network
-    }
-    for (let i = 0; i < tokens.length; i += 1000) {
-      const slice = tokens.slice(i, i + 1000);
-      const states = await Promise.all(slice.map((t) => checker.check(t)));
-      states.forEach((s, k) => assert.equal(s.username, specs[slice[k]].username));
-    }
-    const m = resultMemo();
-    assert.equal(m.maxEntries, 4096);
-    assert.equal(m.entries, 4096);
-    assert.equal(m.misses, 4500);
-    assert.ok(m.evictions < 100, `evictions ${m.evictions}`); // ~404/16: full, it admits 1 in 16
-    // documents it took in stay (only `evictions` of them were replaced)
-    const early = tokens.slice(1000, 2000);
-    await Promise.all(early.map((t) => checker.check(t)));
-    const after = resultMemo();
-    assert.ok(after.hits - m.hits >= 1000 - after.evictions, `hits ${after.hits - m.hits}`);
-    assert.equal(after.entries, 4096);
-  });
-
-  it('a cyclic working set just within the bound always hits', async () => {
-    resultMemo({ maxEntries: 100 });
-    const { tokens } = await addUsers(100, 'memo-cycle');
-    for (const t of tokens) await checker.check(t);
-    for (let round = 0; round < 3; round++) await Promise.all(tokens.map((t) => checker.check(t)));
-    const m = resultMemo();
-    assert.equal(m.misses, 100);
-    assert.equal(m.hits, 200);
-    assert.equal(m.evictions, 0);
-  });
-
-  it('an oversized cyclic working set settles on part of it instead of churning', async () => {
-    resultMemo({ maxEntries: 50 });
-    const { tokens, specs } = await addUsers(80, 'memo-over');
-    for (const t of tokens) await checker.check(t);
-    for (let round = 0; round < 40; round++) {
-      const order = round % 3 === 2 ? [...tokens].reverse() : tokens;
-      const states = await Promise.all(order.map((t) => checker.check(t)));
-      states.forEach((s, i) => {
-        assert.equal(s.username, specs[order[i]].username);
-        assert.deepEqual(s.identities, [specs[order[i]].sub]);
-      });
-    }
-    const m = resultMemo();
-    assert.equal(m.entries, 50);
-    // plain LRU or FIFO would miss every time; admitting 1 miss in 16 keeps most of the 50 useful
-    assert.ok(m.hits > m.misses, `hits ${m.hits}, misses ${m.misses}`);
-    assert.ok(m.evictions < m.misses / 4, `evictions ${m.evictions}, misses ${m.misses}`);
-  });
-
-  it('maxEntries 0 turns it off, maxBytes skips long answers; results stay correct', async () => {
-    const { tokens, specs } = await addUsers(5, 'memo-off');
-    for (const t of tokens) await checker.check(t);
-    resultMemo({ maxEntries: 0 });
-    for (const t of tokens) assert.equal((await checker.check(t)).username, specs[t].username);
-    assert.equal(resultMemo().entries, 0);
-    const off = await checker.check(tokens[0]);
-    assert.equal(off.cache.source, 'memory');
-    assert.equal(Object.isFrozen(off) || Object.isFrozen(off.scopes), false);
-    off.scopes.push('mine');
-    assert.ok(!(await checker.check(tokens[0])).scopes.includes('mine'));
-    resultMemo({ maxEntries: 64, maxBytes: 100 }); // every answer's text is longer
-    for (const t of tokens) assert.equal((await checker.check(t)).email, specs[t].email);
-    assert.equal(resultMemo().entries, 0);
-    resultMemo({ maxEntries: 64, maxBytes: 8192 });
-    for (const t of tokens) assert.equal((await checker.check(t)).email, specs[t].email);
-    assert.equal(resultMemo().entries, 5);
+    if (process.env.TOKENCHECKER_MEMO_BYTES === undefined) assert.equal(m.limitBytes, 16 * 1024 * 1024);
+    assert.equal(m.limitValid, true);
+    assert.ok(m.entryOverhead > 0);
+    assert.deepEqual(Object.keys(m).sort(), ['bytes', 'entries', 'entryOverhead', 'evictions', 'hits', 'limitBytes',
+      'limitValid', 'misses', 'processBytes', 'refused']);
+    // the overhead is stated in the memo's file
+    const src = require('fs').readFileSync(path.join(__dirname, '..', 'src', 'addon.c'), 'utf8');
+    assert.match(src, new RegExp(`#define MEMO_ENTRY_OVERHEAD ${m.entryOverhead}u`));
   });
 
   it('purge and purgeIdentity empty it', async () => {
@@ -421,74 +368,66 @@ describe('result memo', () => {
     assert.equal(resultMemo().entries, 3);
     await checker.purge(tokens[0]);
     assert.equal(resultMemo().entries, 0);
+    assert.equal(resultMemo().processBytes, 0);
     assert.equal((await checker.check(tokens[0])).cache.source, 'network');
     assert.equal((await checker.check(tokens[1])).cache.source, 'memory');
-    assert.equal(resultMemo().entries, 1);
+    assert.equal(resultMemo().entries, 2);
     await checker.purgeIdentity(specs[tokens[1]].sub);
     assert.equal(resultMemo().entries, 0);
   });
 
-  it('rejects bad options', () => {
-    for (const bad of [{ maxEntries: -1 }, { maxEntries: 1.5 }, { maxEntries: 'x' }, { maxEntries: 2 ** 21 },
-      { maxBytes: -5 }, { nope: 1 }, 'x', null]) {
+  it('resultMemo takes no options (the bound is TOKENCHECKER_MEMO_BYTES)', () => {
+    for (const bad of [{ maxEntries: 1 }, {}, 'x', null]) {
       assert.throws(() => resultMemo(bad), { code: 'TC_INVALID_ARGUMENT' }, JSON.stringify(bad));
     }
-    assert.equal(resultMemo().maxEntries, 4096);
   });
 
-  it('the native answer path: ids, source and age in answerOut, the text on demand, bad handles', async () => {
+  it('the native answer path: answerOut, templates in slots, failures, bad handles', async () => {
     const n = tc._native;
     const out = n.answerOut;
-    assert.ok(out instanceof Float64Array && out.length === 3);
+    assert.ok(out instanceof Float64Array && out.length === 8);
     assert.throws(() => n.checkAnswer({}, 'tok-valid'), TypeError);
     assert.throws(() => n.checkAnswer(), TypeError);
+    assert.throws(() => n.setup([], [], () => {}), TypeError, 'once');
     const t = await h.newToken(fake, userSpec(12), 'memo-native');
     await checker.check(t);
-    const [, handle] = n.create(tc._configToJson(h.config(fake, { verifyCredentials: false })));
-    try {
-      assert.equal(n.checkAnswer(handle, t), undefined);
-      const id = out[0];
-      assert.ok(id > 0);
-      assert.equal(out[1], 2); // 'memory'
-      assert.equal(tc._sources[out[1]], 'memory');
-      assert.ok(out[2] >= 0);
-      const text = n.answerText();
-      assert.deepEqual(Object.keys(JSON.parse(text)),
-        ['active', 'sub', 'identities', 'username', 'name', 'email', 'client_id', 'scopes', 'aud', 'exp', 'nbf', 'iat']);
-      assert.equal(JSON.parse(text).username, 'user12@example.org');
-      assert.equal(n.answerText(), null, 'released once read');
-      assert.equal(n.checkAnswer(handle, t), undefined);
-      assert.equal(out[0], id);
-      assert.equal(n.answerText(), text, 'the same bytes for every hit');
-      // not cached: id 0, nothing held
-      assert.equal(n.checkAnswer(handle, h.uniqueToken('nope')), undefined);
-      assert.equal(out[0], 0);
-      assert.equal(n.answerText(), null);
-      // failures: [status, json]
-      const inactive = await h.newToken(fake, { active: false }, 'memo-native');
-      await rejectsWith(checker.check(inactive), 'TC_INACTIVE_TOKEN');
-      const [st, json] = n.checkAnswer(handle, inactive);
-      assert.equal(st, tc.Status.TC_INACTIVE_TOKEN);
-      assert.equal(JSON.parse(json).error.code, 'TC_INACTIVE_TOKEN');
-      assert.equal(n.checkAnswer(handle, '')[0], tc.Status.TC_INVALID_ARGUMENT);
-      assert.match(n.checkAnswer(handle, 42)[1], /must be a string/);
-      assert.match(n.checkAnswer(handle, 'a\u0000b')[1], /NUL/);
-      assert.equal(n.noop(handle, t), undefined);
-    } finally {
-      n.close(handle);
-    }
-    assert.equal(JSON.parse(n.checkAnswer(handle, t)[1]).error.code, 'TC_CLOSED');
+    tc._memoClear();
+    const made = n.checkAnswer(raw, t); // a miss: the template, made now
+    assert.ok(Object.isFrozen(made));
+    assert.equal(made.username, 'user12@example.org');
+    assert.equal(tc._sources[out[1]], 'memory');
+    assert.ok(out[2] >= 0);
+    const id = out[4];
+    assert.equal(n.checkAnswer(raw, t), undefined); // a hit: nothing
+    assert.equal(out[4], id);
+    assert.equal(tc._slots[out[0]], made);
+    // not cached: slot -1
+    assert.equal(n.checkAnswer(raw, h.uniqueToken('nope')), undefined);
+    assert.equal(out[0], -1);
+    // failures: [status, json]
+    const inactive = await h.newToken(fake, { active: false }, 'memo-native');
+    await rejectsWith(checker.check(inactive), 'TC_INACTIVE_TOKEN');
+    const [st, json] = n.checkAnswer(raw, inactive);
+    assert.equal(st, tc.Status.TC_INACTIVE_TOKEN);
+    assert.equal(JSON.parse(json).error.code, 'TC_INACTIVE_TOKEN');
+    assert.equal(n.checkAnswer(raw, '')[0], tc.Status.TC_INVALID_ARGUMENT);
+    assert.match(n.checkAnswer(raw, 42)[1], /must be a string/);
+    assert.match(n.checkAnswer(raw, 'a\u0000b')[1], /NUL/);
+    assert.equal(n.noop(raw, t), undefined);
+    const [, closed] = n.create(tc._configToJson(h.config(fake, { verifyCredentials: false })));
+    n.close(closed);
+    assert.equal(JSON.parse(n.checkAnswer(closed, t)[1]).error.code, 'TC_CLOSED');
   });
 });
 
-// ---- workers: each thread has its own memo; a worker's is released with it --------------------
+// ---- the byte bound, in child processes (TOKENCHECKER_MEMO_BYTES is read once per process) ----
 
 const INDEX = JSON.stringify(path.resolve(__dirname, '..'));
 
-function runChild(code, args = []) {
+function runChild(code, env = {}, args = []) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...args, '-e', code], {
-      env: { ...process.env, FAKE_URL: fake.url },
+      env: { ...process.env, FAKE_URL: fake.url, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -498,7 +437,7 @@ function runChild(code, args = []) {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`child did not exit; stdout=${stdout} stderr=${stderr}`));
-    }, 30000);
+    }, 60000);
     child.on('exit', (status, signal) => {
       clearTimeout(timer);
       resolve({ status, signal, stdout, stderr });
@@ -506,15 +445,108 @@ function runChild(code, args = []) {
   });
 }
 
-describe('result memo in workers', () => {
-  it('workers have their own memo, and exit or are terminated with it full', async () => {
+const CHILD_CONFIG = `{ clientId: 'test-client', clientSecret: 'test-secret', expectedScopes: ['${h.SCOPE}'],
+  authUrl: process.env.FAKE_URL, groupsUrl: process.env.FAKE_URL, verifyCredentials: false }`;
+
+/** A child checking `tokens` for `rounds` rounds against `specs`: prints its memo's statistics. */
+function checkingChild(tokens, specs, rounds) {
+  return `
+    const assert = require('assert');
+    const { TokenChecker, resultMemo } = require(${INDEX});
+    const tokens = ${JSON.stringify(tokens)};
+    const specs = ${JSON.stringify(specs)};
+    const c = new TokenChecker(${CHILD_CONFIG});
+    (async () => {
+      let maxBytes = 0;
+      for (let r = 0; r < ${rounds}; r++) {
+        const order = r % 2 ? [...tokens].reverse() : tokens;
+        const states = await Promise.all(order.map((t) => c.check(t)));
+        states.forEach((s, i) => {
+          const spec = specs[order[i]];
+          assert.equal(s.name, spec.name);
+          assert.equal(s.username, spec.username);
+          assert.equal(s.email, spec.email);
+          assert.equal(s.sub, spec.sub);
+          assert.deepEqual(s.identities, spec.identity_set);
+          assert.deepEqual(s.principals, spec.identity_set.map((i) => 'urn:globus:auth:identity:' + i));
+        });
+        maxBytes = Math.max(maxBytes, resultMemo().processBytes);
+      }
+      console.log(JSON.stringify({ ...resultMemo(), maxBytes }));
+      c.close();
+    })().catch((e) => { console.error(e); process.exit(1); });
+  `;
+}
+
+describe('the byte bound', () => {
+  let users;
+  before(async () => {
+    // non-ASCII, escapes and a NUL in every user, so every entry is made through the UTF-8 path
+    users = await addUsers(120, 'memo-bound', {});
+    for (const [i, t] of users.tokens.entries()) {
+      users.specs[t].name = `Ünïcødé "${i}" \\ 😀 \u0000 ${'n'.repeat(i % 7)}`;
+      users.specs[t].email = `é${i}@exämple.org`;
+    }
+    await fake.addTokens(users.specs);
+  });
+
+  it('a small TOKENCHECKER_MEMO_BYTES holds what fits, never more, and answers right', async () => {
+    const limit = 8000; // a dozen or so entries
+    const r = await runChild(checkingChild(users.tokens, users.specs, 30), { TOKENCHECKER_MEMO_BYTES: String(limit) });
+    assert.equal(r.status, 0, r.stderr);
+    const m = JSON.parse(r.stdout);
+    assert.equal(m.limitBytes, limit);
+    assert.ok(m.maxBytes <= limit, `held ${m.maxBytes} > ${limit}`);
+    assert.ok(m.entries > 0 && m.entries < 120, `entries ${m.entries}`);
+    assert.ok(m.entries * m.entryOverhead < limit);
+    assert.ok(m.bytes === m.processBytes && m.bytes <= limit);
+    // full, it admits a miss one time in 16: the held part stays useful (no churn to 0 hits)
+    assert.ok(m.hits > 0, `hits ${m.hits}`);
+    assert.ok(m.evictions < m.misses, `evictions ${m.evictions}, misses ${m.misses}`);
+    assert.ok(m.refused > 0);
+  });
+
+  it('an entry larger than the whole bound is never kept; 0 turns the memo off', async () => {
+    for (const limit of ['0', '100']) {
+      const r = await runChild(checkingChild(users.tokens.slice(0, 20), users.specs, 3), { TOKENCHECKER_MEMO_BYTES: limit });
+      assert.equal(r.status, 0, r.stderr);
+      const m = JSON.parse(r.stdout);
+      assert.equal(m.limitBytes, Number(limit));
+      assert.equal(m.entries, 0);
+      assert.equal(m.maxBytes, 0);
+      assert.equal(m.hits, 0);
+    }
+  });
+
+  it('a working set within a large bound always hits after its first round', async () => {
+    const r = await runChild(checkingChild(users.tokens, users.specs, 4), { TOKENCHECKER_MEMO_BYTES: String(1 << 20) });
+    assert.equal(r.status, 0, r.stderr);
+    const m = JSON.parse(r.stdout);
+    assert.equal(m.entries, 120);
+    assert.equal(m.misses, 120);
+    assert.equal(m.hits, 360);
+    assert.equal(m.evictions, 0);
+  });
+
+  it('an unreadable TOKENCHECKER_MEMO_BYTES fails at require time', async () => {
+    for (const bad of ['16MiB', '-1', '1e6', ' 12']) {
+      const r = await runChild(`
+        try { require(${INDEX}); console.log('loaded'); } catch (e) { console.log(e.code + ' ' + e.message); }
+      `, { TOKENCHECKER_MEMO_BYTES: bad });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^TC_INVALID_CONFIG TOKENCHECKER_MEMO_BYTES/, bad);
+    }
+  });
+});
+
+// ---- workers: each thread has its own memo, all of them one byte budget -------------------------
+
+describe('the answer memo in workers', () => {
+  it('workers have their own memo within the process\'s budget, and exit or are terminated with it full', async () => {
     const { tokens } = await addUsers(40, 'memo-worker');
     const r = await runChild(`
       const { Worker } = require('worker_threads');
       const { resultMemo } = require(${INDEX});
-      const config = { clientId: 'test-client', clientSecret: 'test-secret',
-        expectedScopes: ['${h.SCOPE}'], authUrl: process.env.FAKE_URL, groupsUrl: process.env.FAKE_URL,
-        verifyCredentials: false };
       const src = ${JSON.stringify(`
         const { parentPort, workerData } = require('worker_threads');
         const { TokenChecker, resultMemo } = require(${INDEX});
@@ -525,25 +557,29 @@ describe('result memo in workers', () => {
           if (workerData.keep) setInterval(() => c.check(workerData.tokens[0]), 1);
         })();
       `)};
+      const config = ${CHILD_CONFIG};
       const run = (keep) => new Promise((resolve) => {
         const w = new Worker(src, { eval: true, workerData: { config, tokens: ${JSON.stringify(tokens)}, keep } });
         w.on('message', async (m) => {
           const memo = JSON.parse(m);
-          console.log('worker entries=' + memo.entries + ' hits=' + memo.hits);
+          console.log('worker entries=' + memo.entries + ' hits=' + memo.hits + ' process=' + (memo.processBytes === memo.bytes));
           if (keep) await w.terminate();
+          else await new Promise((r) => w.once('exit', r));
           resolve();
         });
       });
       (async () => {
         await run(false);
+        console.log('after exit process=' + resultMemo().processBytes);
         await run(true);
         global.gc();
-        console.log('main entries=' + resultMemo().entries);
+        console.log('main entries=' + resultMemo().entries + ' process=' + resultMemo().processBytes);
       })();
-    `, ['--expose-gc']);
+    `, {}, ['--expose-gc']);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.signal, null);
-    assert.match(r.stdout, /worker entries=40 hits=40/);
-    assert.match(r.stdout, /main entries=0/);
+    assert.match(r.stdout, /worker entries=40 hits=80 process=true/);
+    assert.match(r.stdout, /after exit process=0/, 'a worker\'s memo leaves the budget with it');
+    assert.match(r.stdout, /main entries=0 process=0/);
   });
 });

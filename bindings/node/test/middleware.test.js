@@ -69,26 +69,36 @@ describe('middleware (check only)', () => {
     base = await serve(withNext(checker.middleware({ realm: 'test-api' }), seen));
   });
 
-  it('missing or malformed header -> 401 invalid_request TC_INVALID_ARGUMENT, no introspection', async () => {
+  it('no bearer credentials -> 401 with a bare challenge, TC_INVALID_ARGUMENT, no introspection', async () => {
     const before = (await fake.counters()).introspect;
-    const missing = await get(base);
-    const values = ['Basic dGVzdDp0ZXN0', 'Bearer', 'Bearer ', 'Bearer a b', 'Bearer\ttok-valid', 'Bearertok-valid',
-      'Token tok-valid', 'Bearer tok-valid\u00e9'];
-    const answers = [missing];
-    for (const value of values) answers.push(await get(base, { authorization: value }));
-    for (const [i, r] of answers.entries()) {
-      const what = i === 0 ? '(none)' : values[i - 1];
+    const values = [undefined, 'Basic dGVzdDp0ZXN0', 'Token tok-valid', 'Bearertok-valid', ''];
+    for (const value of values) {
+      const r = await get(base, value === undefined ? {} : { authorization: value });
+      const what = String(value);
       assert.equal(r.status, 401, what);
-      assert.equal(r.body.error.code, 'TC_INVALID_ARGUMENT', what);
-      assert.equal(r.body.error.message, 'the request has no valid bearer token', what);
-      assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="test-api", error="invalid_request"', what);
+      assert.deepEqual(r.body, { error: { code: 'TC_INVALID_ARGUMENT', message: 'the request has no bearer token' } }, what);
+      assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="test-api"', what);
       assert.equal(r.headers.get('content-type'), 'application/json', what);
       assert.equal(r.headers.get('cache-control'), 'no-store', what);
     }
     assert.equal((await fake.counters()).introspect, before);
   });
 
-  it('a repeated Authorization header -> 401 invalid_request, no introspection', async () => {
+  it('malformed bearer credentials -> 400 invalid_request TC_INVALID_ARGUMENT, no introspection', async () => {
+    const before = (await fake.counters()).introspect;
+    const values = ['Bearer', 'Bearer ', 'Bearer a b', 'Bearer\ttok-valid', 'Bearer tok\tvalid', 'Bearer tok-valid\u00e9'];
+    for (const value of values) {
+      const r = await get(base, { authorization: value });
+      assert.equal(r.status, 400, value);
+      assert.deepEqual(r.body, { error: { code: 'TC_INVALID_ARGUMENT', message: "the request's bearer token is malformed" } }, value);
+      assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="test-api", error="invalid_request"', value);
+      assert.equal(r.headers.get('content-type'), 'application/json', value);
+      assert.equal(r.headers.get('cache-control'), 'no-store', value);
+    }
+    assert.equal((await fake.counters()).introspect, before);
+  });
+
+  it('a repeated Authorization header -> 400 invalid_request, no introspection', async () => {
     const before = (await fake.counters()).introspect;
     const { port } = new URL(base);
     // raw bytes: clients merge or refuse repeated headers, node:http keeps the first in req.headers
@@ -110,7 +120,7 @@ describe('middleware (check only)', () => {
         resolve({ status: Number(lines[0].split(' ')[1]), headers, body: JSON.parse(body) });
       });
     });
-    assert.equal(raw.status, 401);
+    assert.equal(raw.status, 400);
     assert.equal(raw.body.error.code, 'TC_INVALID_ARGUMENT');
     assert.equal(raw.headers['www-authenticate'], 'Bearer realm="test-api", error="invalid_request"');
     assert.equal((await fake.counters()).introspect, before);
@@ -120,7 +130,7 @@ describe('middleware (check only)', () => {
     for (const value of ['Bearer a,b', 'Bearer "quoted"']) {
       const r = await get(base, { authorization: value });
       assert.equal(r.status, 401, value);
-      assert.ok(['TC_INVALID_ARGUMENT', 'TC_INACTIVE_TOKEN'].includes(r.body.error.code), r.body.error.code);
+      assert.equal(r.body.error.code, 'TC_INACTIVE_TOKEN', value);
     }
     const spaced = await get(base, { authorization: 'BEARER    tok-valid' });
     assert.equal(spaced.status, 200);
@@ -166,12 +176,12 @@ describe('middleware (check only)', () => {
     two.close();
   });
 
-  it('a token over maxTokenBytes -> 401 TC_INVALID_ARGUMENT invalid_request, not echoed', async () => {
+  it('a token over maxTokenBytes -> 400 TC_INVALID_ARGUMENT invalid_request, not echoed', async () => {
     const small = new TokenChecker(h.config(fake, { maxTokenBytes: 64 }));
     const url = await serve(withNext(small.middleware(), []));
     const token = `secret${'x'.repeat(200)}`;
     const r = await get(url, bearer(token));
-    assert.equal(r.status, 401);
+    assert.equal(r.status, 400);
     assert.equal(r.body.error.code, 'TC_INVALID_ARGUMENT');
     assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="api", error="invalid_request"');
     assert.ok(!JSON.stringify(r.body).includes('secretxxx'));
@@ -287,11 +297,36 @@ describe('middleware without next (plain http)', () => {
     });
     await get(base);
     await get(base, bearer('tok-expired'));
+    await get(base, { authorization: 'Bearer a b' });
     assert.equal((await get(base, bearer('tok-valid'))).status, 200);
-    assert.equal(seen.length, 2);
+    assert.equal(seen.length, 3);
     assert.deepEqual(seen[0].slice(0, 3), ['/resource', 401, 'TC_INVALID_ARGUMENT']);
     assert.match(seen[0][3], /no Authorization header/);
     assert.deepEqual(seen[1].slice(0, 3), ['/resource', 401, 'TC_TOKEN_EXPIRED']);
+    assert.deepEqual(seen[2].slice(0, 3), ['/resource', 400, 'TC_INVALID_ARGUMENT']);
+    assert.match(seen[2][3], /malformed/);
+  });
+
+  it('a throw from onError is rethrown asynchronously; the answer is written anyway', async () => {
+    const thrown = new Error('onError failed');
+    const auth = checker.middleware({ onError: () => { throw thrown; } });
+    const base = await serve(async (req, res) => {
+      if (await auth(req, res)) res.end('ok');
+    });
+    const listeners = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    const caught = [];
+    process.on('uncaughtException', (e) => caught.push(e));
+    try {
+      const r = await get(base, bearer('tok-inactive'));
+      assert.equal(r.status, 401);
+      assert.equal(r.body.error.code, 'TC_INACTIVE_TOKEN');
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.removeAllListeners('uncaughtException');
+      for (const l of listeners) process.on('uncaughtException', l);
+    }
+    assert.deepEqual(caught, [thrown]);
   });
 });
 
@@ -308,11 +343,12 @@ describe('middleware options', () => {
 
 describe('bearerToken', () => {
   const req = (authorization) => ({ headers: authorization === undefined ? {} : { authorization } });
-  const invalid = (r, message) => assert.throws(() => bearerToken(r), (err) => {
+  const invalid = (r, message, noBearerToken) => assert.throws(() => bearerToken(r), (err) => {
     assert.ok(err instanceof TokenCheckerError);
     assert.equal(err.code, 'TC_INVALID_ARGUMENT');
     assert.equal(err.status, 1);
     assert.match(err.message, message);
+    assert.equal(err.noBearerToken === true, noBearerToken, JSON.stringify(r));
     return true;
   });
 
@@ -325,16 +361,24 @@ describe('bearerToken', () => {
     assert.equal(bearerToken({ rawHeaders: ['Host', 'h', 'AUTHORIZATION', 'Bearer y'] }), 'y');
   });
 
-  it('throws TC_INVALID_ARGUMENT: missing, repeated, other scheme, empty, not visible ASCII', () => {
-    invalid(req(undefined), /no Authorization header/);
-    invalid({}, /no Authorization header/);
-    invalid({ rawHeaders: ['Host', 'h'] }, /no Authorization header/);
-    for (const value of ['', 'Bearer', 'Bearer ', 'Bearer \t ', 'Basic dGVzdDp0ZXN0', 'Bearertok', 'Bearer\ttok',
-      'Bearer a b', 'Bearer a\u00e9', 'Bearer a\u0000', 'Token tok']) {
-      invalid(req(value), /malformed/);
+  it('throws TC_INVALID_ARGUMENT with noBearerToken: missing, another scheme, empty', () => {
+    const none = (r, message) => invalid(r, message, true);
+    none(req(undefined), /no Authorization header/);
+    none({}, /no Authorization header/);
+    none({ rawHeaders: ['Host', 'h'] }, /no Authorization header/);
+    for (const value of ['', 'Basic dGVzdDp0ZXN0', 'Bearertok', 'Token tok', 'Token\ttok', 'Bearer,x']) {
+      none(req(value), /scheme is not Bearer/);
     }
-    invalid({ headers: { authorization: ['Bearer x', 'Bearer y'] } }, /malformed/);
-    invalid({ rawHeaders: ['Authorization', 'Bearer x', 'authorization', 'Bearer x'] }, /malformed/);
+  });
+
+  it('throws TC_INVALID_ARGUMENT without noBearerToken: repeated, no token, tab after the scheme, not one visible-ASCII token', () => {
+    for (const value of ['Bearer', 'Bearer ', 'Bearer \t ', 'bearer\t', 'Bearer\ttok', 'Bearer a b', 'Bearer a\tb',
+      'Bearer a\u00e9', 'Bearer a\u0000', 'Bearer a\u007f']) {
+      invalid(req(value), /malformed/, false);
+    }
+    invalid({ headers: { authorization: ['Bearer x', 'Bearer y'] } }, /repeated/, false);
+    invalid({ rawHeaders: ['Authorization', 'Bearer x', 'authorization', 'Bearer x'] }, /repeated/, false);
+    invalid({ rawHeaders: ['Authorization', 'Basic x', 'authorization', 'Bearer x'] }, /repeated/, false);
   });
 });
 
@@ -351,7 +395,7 @@ describe('writeError', () => {
 
   it('answers every code with its status, headers and fixed message (never the detail)', () => {
     const cases = [
-      ['TC_INVALID_ARGUMENT', 401, 'Bearer realm="api", error="invalid_request"', null],
+      ['TC_INVALID_ARGUMENT', 400, 'Bearer realm="api", error="invalid_request"', null],
       ['TC_INACTIVE_TOKEN', 401, 'Bearer realm="api", error="invalid_token"', null],
       ['TC_TOKEN_EXPIRED', 401, 'Bearer realm="api", error="invalid_token"', null],
       ['TC_WRONG_AUDIENCE', 401, 'Bearer realm="api", error="invalid_token"', null],
@@ -376,6 +420,16 @@ describe('writeError', () => {
       assert.ok(!body.error.message.includes('detail'), code);
       assert.equal(res.headers['content-length'], String(Buffer.byteLength(res.body)));
     }
+  });
+
+  it('bearerToken\'s error for no bearer credentials answers 401 with a bare challenge', () => {
+    let thrown;
+    try { bearerToken({ headers: { authorization: 'Basic x' } }); } catch (e) { thrown = e; }
+    const res = recorder();
+    assert.equal(writeError(res, thrown, { realm: 'r', scopes: ['a'] }), 401);
+    assert.equal(res.headers['www-authenticate'], 'Bearer realm="r"');
+    assert.equal(res.headers['retry-after'], undefined);
+    assert.deepEqual(JSON.parse(res.body), { error: { code: 'TC_INVALID_ARGUMENT', message: 'the request has no bearer token' } });
   });
 
   it('TC_CLOSED answers as TC_AUTH_UNAVAILABLE; other codes 500 (as Go); non-library errors 500 TC_PANIC', () => {

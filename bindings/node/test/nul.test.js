@@ -101,7 +101,7 @@ describe('strings holding a NUL character', () => {
     }
   });
 
-  it('the middleware answers 401 invalid_request, without a library call', async () => {
+  it('the middleware answers 400 invalid_request, without a library call', async () => {
     const id = crypto.randomUUID();
     const tok = await h.newToken(fake, spec(id), 'nul-mw');
     for (const options of [{}, { allowedPrincipals: [h.GROUP(h.GROUP_MEMBER)] }]) {
@@ -113,7 +113,7 @@ describe('strings holding a NUL character', () => {
       const ok = await auth({ headers: { authorization: `Bearer ${tok}\u0000junk` } }, res, () => { nextCalled = true; });
       assert.equal(ok, false);
       assert.equal(nextCalled, false);
-      assert.equal(res.statusCode, 401);
+      assert.equal(res.statusCode, 400);
       assert.equal(res.headers['www-authenticate'], 'Bearer realm="api", error="invalid_request"');
       assert.equal(JSON.parse(res.body).error.code, 'TC_INVALID_ARGUMENT');
     }
