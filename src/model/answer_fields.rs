@@ -210,7 +210,7 @@ impl tc_str {
     /// The string (None for an absent value).
     ///
     /// # Safety
-    /// `self` must come from a live [`AnswerFields`].
+    /// `self` must come from a live `AnswerFields` (an answer that lives).
     pub unsafe fn as_str<'a>(&self) -> Option<&'a str> {
         (!self.ptr.is_null()).then(|| {
             std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.ptr.cast(), self.len))
@@ -222,7 +222,7 @@ impl tc_str_list {
     /// The strings.
     ///
     /// # Safety
-    /// `self` must come from a live [`AnswerFields`].
+    /// `self` must come from a live `AnswerFields` (an answer that lives).
     pub unsafe fn to_vec(&self) -> Vec<String> {
         if self.len == 0 {
             return Vec::new();
