@@ -6,33 +6,35 @@
 //! enters; every stage (introspection, grant, Groups, their retries) gets what is left of it.
 //!
 //! Here: creation, checks (the hot path, then introspection through the cache) and purges;
-//! `grants.rs`: dependent tokens and groups; `authorize.rs`: the allowed-principals rules.
+//! `grants.rs`: dependent tokens and groups; `authorize.rs`: the allowed-principals rules;
+//! `fetch.rs`: an introspection fetched for the cache, and the stale area's part in it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use futures::FutureExt;
 
 use crate::auth_state::{validate, AuthState, Groups};
 use crate::cache::{
-    self, CacheKey, CacheStore, Entry, Fetched, KeyHasher, Kind, LocalId, LocalKey, TokenIds,
+    self, CacheKey, CacheStore, Entry, KeyHasher, Kind, LocalId, LocalKey, TokenIds,
 };
 use crate::clock::{now_unix, Moment};
 use crate::config::{Config, FetchGroups};
 use crate::introspection::AuthClient;
 use crate::log::{log_error, log_info, log_warn};
-use crate::model::{Source, TokenInfo};
+use crate::model::Source;
 use crate::process;
 use crate::runtime;
 use crate::stats::stats;
 use crate::status::{tc_status, Cause, Error};
 
 mod authorize;
+mod fetch;
 mod grants;
 
 pub use authorize::Authorization;
+use fetch::{fresh, introspect_fetch, note_for_outages};
 use grants::local_groups;
 
 /// Dependent tokens are dropped from the cache this long before they expire.
@@ -520,76 +522,6 @@ impl Checker {
         }
         Ok(())
     }
-}
-
-/// The fetch of a token's introspection: `timeout` is the cache's, `wait` the fetch's bound.
-fn introspect_fetch(
-    client: Arc<AuthClient>,
-    token: String,
-    timeout: Duration,
-    wait: Duration,
-) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<Fetched, Error>> + Send + 'static {
-    move || {
-        async move {
-            let started = Moment::now();
-            let deadline = Instant::now() + wait;
-            let mut intro = client.introspect(&token, deadline).await?;
-            if intro
-                .extra
-                .as_deref()
-                .is_some_and(|e| mentions_token(e, &token))
-            {
-                // A hostile or broken server echoed the token: it must not reach the cache.
-                log_warn!(
-                    "the introspection answer holds the token; its other members are dropped"
-                );
-                intro.extra = None;
-            }
-            let info = TokenInfo::new(intro);
-            // Active: never past the token's exp. Inactive: `timeout` (bounded apart).
-            let ttl = match info.exp() {
-                Some(exp) if info.active() => timeout.min(secs_until(exp)),
-                _ => timeout,
-            };
-            let identities = info.identity_filter();
-            Ok(Fetched {
-                value: cache::Value::Introspection(Arc::new(info)),
-                ttl,
-                identities,
-                started,
-            })
-        }
-        .boxed()
-    }
-}
-
-/// Whether `text` (JSON) holds the token, as is or JSON-escaped.
-fn mentions_token(text: &str, token: &str) -> bool {
-    let escaped = serde_json::to_string(token).unwrap_or_default();
-    text.contains(token) || text.contains(escaped.trim_matches('"'))
-}
-
-/// What a fresh answer means for the stale area (`stale_if_error_s`): a positive one from the
-/// network is kept for outages; an inactive one, from any layer, makes the area forget the
-/// token at once (it was revoked: a later outage must not bring the old answer back).
-fn note_for_outages(
-    process: &process::Process,
-    key: CacheKey,
-    entry: &Entry,
-    source: Source,
-    timeout: Duration,
-    stale_for: Duration,
-) {
-    if entry.is_negative() {
-        process.stale.forget(&key);
-    } else if !stale_for.is_zero() && fresh(source) {
-        process.stale.remember(key, entry, timeout, stale_for);
-    }
-}
-
-/// Whether an answer came from the network for this call (not from a cache).
-fn fresh(source: Source) -> bool {
-    matches!(source, Source::Network | Source::Coalesced)
 }
 
 /// The time from now until the unix instant `t` (zero when it has passed).
