@@ -13,9 +13,16 @@ without it is never made by accident.
    with ``cargo build --release --lib`` into ``$CARGO_TARGET_DIR`` or ``build/cargo-target``;
    without cargo on ``PATH`` the build stops, saying what to do.
 
-With the library the wheel is platform-specific (``py3-none-<platform>``: the package has no
-compiled code, only the copied library, debug information stripped); ``scripts/package`` at the
-repository root checks it and retags it ``manylinux`` with auditwheel.
+With the library the wheel is platform-specific (``py3-none-<platform>``: the copied library,
+debug information stripped); ``scripts/package`` at the repository root checks it and retags it
+``manylinux`` with auditwheel.
+
+The compiled extension ``tokenchecker._speedups`` (``src/tokenchecker/_speedups.c``, CPython's
+limited API: one ``cp39-abi3`` wheel for every CPython from 3.9) is built too, against
+``include/tokenchecker.h`` (``$TOKENCHECKER_INCLUDE_DIR``, ``$TOKENCHECKER_LIB_DIR/../include``
+(the release tarball), the checkout's or the sdist's ``include/``); it does not link the library
+(it calls the copy ctypes loaded). ``TOKENCHECKER_PY_PURE=1`` builds without it: the package then
+runs on ctypes alone, as it does at run time with ``TOKENCHECKER_PY_PURE=1``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import subprocess
 import sys
 import sysconfig
 
-from setuptools import Distribution, setup
+from setuptools import Distribution, Extension, setup
 from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
@@ -40,11 +47,51 @@ CHECKOUT = os.path.normpath(os.path.join(HERE, "..", ".."))
 #: The crate's sources in an sdist.
 NATIVE = os.path.join(HERE, "native")
 #: What of the crate the sdist carries (besides a Cargo.toml of its own).
-CRATE_FILES = ("Cargo.lock", "build.rs", "cbindgen.toml", "src")
+CRATE_FILES = ("Cargo.lock", "build.rs", "cbindgen.toml", "src", "include")
 
 
 def _bundle() -> bool:
     return os.environ.get("TOKENCHECKER_BUNDLE", "1") != "0"
+
+
+# ---- the compiled extension ---------------------------------------------------------------------
+
+
+def _pure() -> bool:
+    return os.environ.get("TOKENCHECKER_PY_PURE", "") == "1"
+
+
+def _include_dir() -> str:
+    """The directory holding tokenchecker.h (see the module's docstring)."""
+    candidates = [os.environ.get("TOKENCHECKER_INCLUDE_DIR")]
+    lib_dir = os.environ.get("TOKENCHECKER_LIB_DIR")
+    if lib_dir:
+        candidates.append(os.path.join(lib_dir, "..", "include"))
+    candidates += [os.path.join(CHECKOUT, "include"), os.path.join(NATIVE, "include")]
+    for d in candidates:
+        if d and os.path.isfile(os.path.join(d, "tokenchecker.h")):
+            return os.path.normpath(d)
+    raise SetupError(
+        "tokenchecker: the compiled extension needs include/tokenchecker.h: set TOKENCHECKER_INCLUDE_DIR "
+        "to the directory holding it (the release tarball's include/), or build from a checkout or the "
+        "sdist; TOKENCHECKER_PY_PURE=1 builds without the extension (ctypes only)"
+    )
+
+
+def _ext_modules() -> list[Extension]:
+    if _pure():
+        return []
+    return [
+        Extension(
+            "tokenchecker._speedups",
+            ["src/tokenchecker/_speedups.c"],
+            include_dirs=[_include_dir()],
+            define_macros=[("Py_LIMITED_API", "0x03090000")],
+            py_limited_api=True,
+            # an undeclared function under the limited API is a crash, never a warning
+            extra_compile_args=["-Wall", "-Wextra", "-O2", "-Werror=implicit-function-declaration"],
+        )
+    ]
 
 
 def _is_crate(root: str) -> bool:
@@ -138,17 +185,19 @@ class BuildPy(build_py):
 
 
 class BinaryDistribution(Distribution):
-    """Not pure when it bundles the library: the package goes to platlib, the wheel's root."""
+    """Not pure when it bundles the library or the extension: the package goes to platlib."""
 
     def has_ext_modules(self) -> bool:
-        return _bundle()
+        return _bundle() or not _pure()
 
 
 class BdistWheel(bdist_wheel):
     def get_tag(self) -> tuple[str, str, str]:
+        plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+        if not _pure():  # the extension: CPython's stable ABI from 3.9
+            return ("cp39", "abi3", plat)
         if not _bundle():
             return ("py3", "none", "any")
-        plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
         return ("py3", "none", plat)
 
 
@@ -177,4 +226,9 @@ class Sdist(sdist):
             raise SetupError("tokenchecker: the sdist needs the crate's sources (make it from a checkout)")
 
 
-setup(distclass=BinaryDistribution, cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel, "sdist": Sdist})
+setup(
+    distclass=BinaryDistribution,
+    cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel, "sdist": Sdist},
+    ext_modules=_ext_modules(),
+    exclude_package_data={"tokenchecker": ["*.c"]},  # the extension's source: in the sdist, not the wheel
+)

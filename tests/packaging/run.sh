@@ -102,7 +102,7 @@ fi
 TARBALL=$dist/tokenchecker-$VERSION-linux-$(uname -m).tar.gz
 SDIST=$dist/tokenchecker-$VERSION.tar.gz
 NPM=$dist/tokenchecker-$VERSION.tgz
-wheels=("$dist/tokenchecker-$VERSION-py3-none-manylinux_"*.whl)
+wheels=("$dist/tokenchecker-$VERSION-cp39-abi3-manylinux_"*.whl)
 WHEEL=${wheels[0]}
 for f in "$TARBALL" "$SDIST" "$NPM" "$WHEEL"; do
   [ -f "$f" ] || { echo "missing artifact ${f:-(the wheel)} in $dist" >&2; exit 2; }
@@ -216,8 +216,9 @@ z = zipfile.ZipFile(wheel)
 meta = z.read(f"tokenchecker-{version}.dist-info/METADATA").decode()
 assert f"\nVersion: {version}\n" in meta, meta[:300]
 tags = z.read(f"tokenchecker-{version}.dist-info/WHEEL").decode()
-assert "Root-Is-Purelib: false" in tags and "Tag: py3-none-manylinux_" in tags, tags
+assert "Root-Is-Purelib: false" in tags and "Tag: cp39-abi3-manylinux_" in tags, tags
 assert "tokenchecker/_lib/libtokenchecker.so" in z.namelist(), "the wheel does not carry tokenchecker/_lib/libtokenchecker.so"
+assert "tokenchecker/_speedups.abi3.so" in z.namelist(), "the wheel does not carry the extension tokenchecker/_speedups.abi3.so"
 print("wheel metadata ok")
 EOF
   tar -xzf "$NPM" -C "$work" package/package.json package/prebuilds
@@ -298,8 +299,11 @@ inactive = checker.check_token("tok-inactive")
 assert inactive.identities == frozenset() and inactive.effective_identity is None
 assert [e.code for e in inactive.errors] == ["TC_INACTIVE_TOKEN"], inactive.errors
 assert checker.check_token("tok-wrong-scope").identities == frozenset()
+assert state.check_authorization(["urn:globus:groups:id:11111111-1111-4111-8111-111111111111"])
+assert state.matched == "urn:globus:groups:id:11111111-1111-4111-8111-111111111111", state.matched
 lib = tokenchecker.library_path()
 assert lib.startswith(sys.prefix + os.sep), f"{lib} is not in the venv {sys.prefix}"
+assert tokenchecker.implementation() == "extension", tokenchecker.implementation()
 assert tokenchecker.library_version() == tokenchecker.__version__ == os.environ["VERSION"]
 assert tokenchecker.ABI_VERSION == int(os.environ["ABI"])
 print("python ok:", state.effective_identity, lib, tokenchecker.library_version())
@@ -347,7 +351,7 @@ pystage() {
   local s=$work/pystage
   if [ ! -d "$s" ]; then
     mkdir -p "$s/bindings/python"
-    cp -r "$root/Cargo.toml" "$root/Cargo.lock" "$root/build.rs" "$root/cbindgen.toml" "$root/src" "$s/"
+    cp -r "$root/Cargo.toml" "$root/Cargo.lock" "$root/build.rs" "$root/cbindgen.toml" "$root/src" "$root/include" "$s/"
     cp -r "$root/bindings/python/pyproject.toml" "$root/bindings/python/setup.py" \
           "$root/bindings/python/README.md" "$root/bindings/python/src" "$s/bindings/python/"
     find "$s/bindings/python/src" \( -name __pycache__ -o -name '*.egg-info' -o -name _lib \) -prune -exec rm -rf {} +
@@ -364,8 +368,8 @@ test_wheel_without_library_fails() {
     --no-deps --no-index -w "$work/nolib-wheel" "$src"
   ls "$work/nolib-wheel"
   local w
-  w=$work/nolib-wheel/tokenchecker-$VERSION-py3-none-any.whl
-  [ -f "$w" ] || fail "no py3-none-any wheel"
+  w=$(find "$work/nolib-wheel" -name "tokenchecker-$VERSION-cp39-abi3-linux_*.whl" | head -n 1)
+  [ -n "$w" ] || fail "no cp39-abi3 wheel (the extension, without the library)"
   mkdir -p "$work/py-nolib"
   cp "$w" "$work/check_wheel.py" "$work/py-nolib/"
   venv_install "$work/venv-nolib" "$work/py-nolib/$(basename "$w")"
@@ -392,7 +396,7 @@ test_sdist_with_cargo() {
   CARGO_TARGET_DIR=$TARGET_DIR/sdist-build "$TOOLS/bin/python" -m pip wheel \
     --no-build-isolation --no-deps --no-index -w "$work/sdist-cargo" "$SDIST"
   local w
-  w=$(find "$work/sdist-cargo" -name "tokenchecker-$VERSION-py3-none-linux_*.whl" | head -n 1)
+  w=$(find "$work/sdist-cargo" -name "tokenchecker-$VERSION-cp39-abi3-linux_*.whl" | head -n 1)
   [ -n "$w" ] || fail "no wheel"
   cp "$work/check_wheel.py" "$work/sdist-cargo/"
   venv_install "$work/venv-sdist" "$w"

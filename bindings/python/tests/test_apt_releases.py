@@ -14,43 +14,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator
 
 import pytest
 
 import tokenchecker
 
+from apt_pins import RELEASE_ORDER, run, venv
 from conftest import ALICE_ID, HERE, Fake
 
 PYTHON_DIR = HERE.parent
 CHECK_SCRIPT = HERE / "apt" / "provider_check.py"
-
-#: release -> pinned requirements (the release, and a flask it supports).
-RELEASES: Dict[str, List[str]] = {
-    # 0.11.x needs flask 1.x (and MarkupSafe < 2.1 for its Jinja2 2.x)
-    "0.11.3": ["globus-action-provider-tools==0.11.3", "flask==1.1.4", "markupsafe==2.0.1"],
-    "0.12.0": ["globus-action-provider-tools==0.12.0", "flask==1.1.4", "markupsafe==2.0.1"],
-    "0.18.0": ["globus-action-provider-tools==0.18.0", "flask==2.3.3"],
-    "0.19.1": ["globus-action-provider-tools==0.19.1", "flask==2.3.3"],
-    "0.20.1": ["globus-action-provider-tools==0.20.1", "flask==2.3.3"],
-    "0.21.0": ["globus-action-provider-tools==0.21.0", "flask==2.3.3"],
-}
-
-# PyYAML 5.4.1 (required by 0.11/0.12) has no wheel for recent Pythons and its sdist only
-# builds with Cython < 3: a constraint for pip's build environment.
-BUILD_CONSTRAINTS = "cython<3\n"
-
-
-def _run(argv: List[str], what: str, timeout: float = 600, env: Any = None) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc.stdout
-
 
 @pytest.fixture(scope="session")
 def venvs_dir() -> Iterator[Path]:
@@ -81,42 +58,17 @@ def wheel(lib_dir: str) -> Iterator[Path]:
         shutil.copytree(PYTHON_DIR / "src", src / "src",
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "_lib"))
         out = Path(d) / "dist"
-        env = dict(os.environ, TOKENCHECKER_LIB_DIR=lib_dir, PIP_DISABLE_PIP_VERSION_CHECK="1")
-        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
+        # the copy is no checkout: the extension's header from the repository's include/
+        env = dict(os.environ, TOKENCHECKER_LIB_DIR=lib_dir, PIP_DISABLE_PIP_VERSION_CHECK="1",
+                   TOKENCHECKER_INCLUDE_DIR=str(HERE.parent.parent.parent / "include"))
+        run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
              "building the tokenchecker wheel", env=env)
         wheels = sorted(out.glob("tokenchecker-*.whl"))
         assert len(wheels) == 1, wheels
         yield wheels[0]
 
 
-def _venv(venvs_dir: Path, release: str) -> Path:
-    """A venv with the release's pinned requirements, reused while they are unchanged."""
-    tag = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    venv = venvs_dir / f"apt-{release}-{tag}"
-    python = venv / "bin" / "python"
-    marker = venv / "tc-apt-requirements.txt"
-    wanted = "\n".join(RELEASES[release]) + "\n"
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    shutil.rmtree(venv, ignore_errors=True)
-    _run([sys.executable, "-m", "venv", str(venv)], f"creating the venv for {release}")
-    constraints = venvs_dir / "build-constraints.txt"
-    constraints.write_text(BUILD_CONSTRAINTS)
-    env = dict(os.environ, PIP_CONSTRAINT=str(constraints), PIP_DISABLE_PIP_VERSION_CHECK="1")
-    _run([str(python), "-m", "pip", "install", "-q", *RELEASES[release]],
-         f"pip install of globus-action-provider-tools {release}", env=env)
-    marker.write_text(wanted)
-    return python
-
-
 _RESULTS: Dict[str, Dict[str, Any]] = {}
-
-
-def _version_key(version: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
-RELEASE_ORDER: List[str] = sorted(RELEASES, key=_version_key)
 
 
 @pytest.fixture(params=RELEASE_ORDER)
@@ -124,13 +76,13 @@ def result(request: pytest.FixtureRequest, fake: Fake, venvs_dir: Path, wheel: P
     """What provider_check.py observed with this release (run once per release per session)."""
     release: str = request.param
     if release not in _RESULTS:
-        python = _venv(venvs_dir, release)
-        _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
+        python = venv(venvs_dir, release)
+        run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
              f"installing tokenchecker into the {release} venv",
              env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
         env = dict(os.environ, TOKENCHECKER_LIB_DIR=lib_dir, PYTHONDONTWRITEBYTECODE="1")
         env.pop("PYTHONPATH", None)
-        stdout = _run([str(python), str(CHECK_SCRIPT), fake.url], f"provider_check.py with {release}",
+        stdout = run([str(python), str(CHECK_SCRIPT), fake.url], f"provider_check.py with {release}",
                       timeout=180, env=env)
         lines = [ln for ln in stdout.splitlines() if ln.startswith("APT-RESULT ")]
         assert len(lines) == 1, stdout
@@ -212,6 +164,11 @@ def test_release_api(result: Dict[str, Any]) -> None:
     api = result["api"]
     gen = result["generation"]
     assert "exception" not in api, api
+    # introspect_token() holds every member the server sent, those the library does not read too
+    # (tc_answer_introspection), as the release's SDK response did
+    assert {"active", "aud", "client_id", "exp", "iat", "nbf", "sub", "username", "scope", "identity_set",
+            "iss", "token_type", "session_info"} <= set(api["introspect_fields"])
+    assert api["introspect_session_info"] is True
     if gen in (11, 12):
         assert api["checker_class"] == "tokenchecker.apt." + (
             "CachingTokenChecker" if result["version"] <= "0.12.0" else "LegacyTokenChecker")
@@ -219,7 +176,6 @@ def test_release_api(result: Dict[str, Any]) -> None:
         assert api["introspect_item_username"] == "alice@example.org"
         assert api["introspect_scope"].split() == ["urn:globus:auth:scope:test:all", "openid"]
         assert api["introspect_identity_set"] == [ALICE_ID]
-        assert {"active", "aud", "client_id", "exp", "iat", "nbf", "sub", "username"} <= set(api["introspect_fields"])
         assert api["identities"] == [ALICE]
         assert api["authorizer_token_prefix"] == "dep-"
         assert api["inactive_introspect"] is None
@@ -235,6 +191,7 @@ def test_release_api(result: Dict[str, Any]) -> None:
     assert api["effective_identity"] == ALICE
     assert api["identities"] == [ALICE]
     assert api["introspect_data_sub"] == ALICE_ID
+    assert api["introspect_item_username"] == "alice@example.org"
     assert api["group_in_principal_list"] == [True, False]
     assert api["authorizer_class"] == "AccessTokenAuthorizer"
     assert api["authorizer_token_prefix"] == "dep-"
@@ -242,7 +199,8 @@ def test_release_api(result: Dict[str, Any]) -> None:
     scopes = api["wrong_scope_identities"]
     assert scopes["raised"] == "InvalidTokenScopesError"
     assert scopes["expected_scopes"] == ["urn:globus:auth:scope:test:all"]
-    assert scopes["actual_scopes"] == []
+    # the token's scopes, from the library's error document (token_scopes), as the release had them
+    assert scopes["actual_scopes"] == ["openid", "urn:globus:auth:scope:other:all"]
     if gen == 19:
         assert api["authorizer_missing"] == "None"
         # 0.19: an inactive token reads as None; the scopes error is raised on first read

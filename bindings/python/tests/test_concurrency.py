@@ -12,7 +12,7 @@ import pytest
 
 from tokenchecker import AuthUnavailableError, TokenChecker, identity_principal
 
-from conftest import ALICE_ID, GROUP_MEMBER, Fake, introspections, make_checker
+from conftest import ALICE_ID, GROUP_MEMBER, SCOPE, Fake, introspections, make_checker
 
 N = 1000
 
@@ -137,3 +137,28 @@ def test_async_on_many_loops_in_threads(fake: Fake, checker: TokenChecker) -> No
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(run, tokens)) == [50] * 8
+
+
+def test_per_call_scopes_share_one_request_cap() -> None:
+    """check_token(t, expected_scopes=…) derives a checker that shares this one's HTTP client and
+    request slots (tc_derive): max_concurrent_requests stays one cap for every scope set."""
+    f = Fake()  # its own: max_concurrent counts from its start
+    try:
+        c = make_checker(f, verify_credentials=False, max_concurrent_requests=2)
+        scope_sets = [None, [SCOPE, "openid"], ["openid"], f"{SCOPE} urn:other"]
+        tokens = [f.new_token(scope=f"{SCOPE} openid", identity_set=[ALICE_ID]) for _ in range(8)]
+        f.set_fault(endpoint="introspect", latency_ms=300)  # every introspection takes 300 ms
+
+        def one(i: int) -> frozenset[str]:
+            return c.check_token(tokens[i], expected_scopes=scope_sets[i % 4]).identities
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(one, range(8)))
+        assert results == [frozenset({identity_principal(ALICE_ID)})] * 8
+        # 8 requests at once from 4 scope sets: never more than 2 at the server (separate
+        # checkers per scope set would have had 2 each)
+        assert f.counters()["max_concurrent"]["introspect"] == 2
+        assert len(c._derived) == 3
+        c.close()
+    finally:
+        f.stop()

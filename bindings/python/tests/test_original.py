@@ -210,7 +210,9 @@ def test_expected_scopes_subset_and_override(fake: Fake, checker: TokenChecker) 
     # the original's cache let a token cleared for one scope pass a check for another
     state = checker.check_token(token, expected_scopes=["urn:globus:auth:scope:other:all"])
     assert state.identities == frozenset()
-    assert isinstance(state.errors[0], errors.InsufficientScopeError)
+    err = state.errors[0]
+    assert isinstance(err, errors.InsufficientScopeError)
+    assert err.token_scopes == (SCOPE, "openid")  # the token's, from the error document
     assert state.expected_scopes == frozenset({"urn:globus:auth:scope:other:all"})
     # a space-separated string is accepted
     assert checker.check_token(token, expected_scopes=f"urn:x {SCOPE}").identities
@@ -226,7 +228,15 @@ def test_expected_audience(fake: Fake) -> None:
     assert other.check_token(token).identities
 
 
-def test_introspect_token_shape(checker: TokenChecker) -> None:
+def test_introspect_token_shape(fake: Fake, checker: TokenChecker) -> None:
+    # every member the server sent, those the library does not read included
+    session = {"session_id": "s-1", "authentications": {ALICE_ID: {"acr": None, "auth_time": 1}}}
+    token = fake.new_token(**ALICE, extra={"session_info": session, "custom": [1, "two"]})
+    resp = checker.check_token(token).introspect_token()
+    assert resp is not None
+    assert resp["session_info"] == session and resp["custom"] == [1, "two"]
+    assert resp["iss"] == "https://auth.globus.org" and resp["token_type"] == "Bearer"
+    assert resp["identity_set"] == [ALICE_ID, ALICE_ID2] and resp["sub"] == ALICE_ID
     resp = checker.check_token("tok-valid").introspect_token()
     assert resp is not None
     assert resp["active"] is True and resp["sub"] == ALICE_ID
@@ -242,7 +252,13 @@ def test_introspect_token_shape(checker: TokenChecker) -> None:
 def test_check_authorization(fake: Fake, checker: TokenChecker) -> None:
     state = checker.check_token(fake.new_token(**ALICE))
     assert state.check_authorization([identity_principal(ALICE_ID2)])
+    assert state.matched == state.matched_principal == identity_principal(ALICE_ID2)
     assert state.check_authorization([f"urn:globus:groups:id:{GROUP_ADMIN}"])
+    assert state.matched == f"urn:globus:groups:id:{GROUP_ADMIN}"
+    # any iterable of principals, read once; a plain string is one principal
+    assert state.check_authorization(p for p in [identity_principal(BOB_ID), identity_principal(ALICE_ID)])
+    assert state.check_authorization(identity_principal(ALICE_ID))
+    assert state.check_authorization(frozenset({identity_principal(ALICE_ID)}))
     assert not state.check_authorization([f"urn:globus:groups:id:{GROUP_PENDING}"])
     assert not state.check_authorization(["public"])
     assert state.check_authorization(["public"], allow_public=True)

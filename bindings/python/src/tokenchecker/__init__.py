@@ -8,9 +8,14 @@ A drop-in replacement for ``globus_action_provider_tools.authentication.TokenChe
     state = checker.check_token(token)
     state.identities            # frozenset of urn:globus:auth:identity:<id>
     await checker.check_token_async(token)   # without blocking an asyncio loop
+
+The cached paths run in the compiled extension ``tokenchecker._speedups`` when it is installed,
+over ctypes otherwise (or with ``TOKENCHECKER_PY_PURE=1``): :func:`implementation` says which.
 """
 
 from __future__ import annotations
+
+from typing import Any, Dict
 
 from . import errors
 from ._checker import (
@@ -20,6 +25,7 @@ from ._checker import (
     TokenChecker,
     group_principal,
     identity_principal,
+    implementation,
     metrics,
     stats,
 )
@@ -61,6 +67,16 @@ def library_path() -> str:
     return _native.library_path()
 
 
+def library_info() -> Dict[str, Any]:
+    """What the native library states about itself (``tc_library_info``): ``version``,
+    ``abi_version``, ``statuses`` (``{"TC_OK": 0, …}``), ``sources`` (the cache sources
+    ``AuthState.cache_source`` names), ``config_keys`` (what ``TokenChecker`` accepts) and
+    ``rule_keys`` (what may change per call)."""
+    from . import _native
+
+    return _native.library_info()
+
+
 __all__ = [
     "ABI_VERSION",
     "GROUPS_SCOPE",
@@ -87,6 +103,8 @@ __all__ = [
     "errors",
     "group_principal",
     "identity_principal",
+    "implementation",
+    "library_info",
     "library_path",
     "library_version",
     "metrics",

@@ -1,4 +1,11 @@
-"""TokenChecker and AuthState: the original Globus Action Provider Tools API over libtokenchecker."""
+"""TokenChecker and AuthState: the original Globus Action Provider Tools API over libtokenchecker.
+
+The hot paths (a cached check, a cached authorization) run in the core chosen by ``_core``: the
+compiled extension ``tokenchecker._speedups`` or, without it, ``_pycore`` over ctypes. Both build
+what a check found from the answer's fields (``tc_answer_fields``), memoised by answer id and
+bounded by bytes; this module holds everything else (misses, errors, async and cooperative
+waiting, fork).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,7 @@ import os
 import select
 import sys
 import threading
-from collections import OrderedDict
-from ctypes import byref, c_size_t, c_void_p
+from ctypes import byref, c_void_p
 from importlib import import_module
 from typing import (
     Any,
@@ -29,12 +35,20 @@ from typing import (
 
 from . import _native as n
 from . import errors as e
+from ._core import IMPLEMENTATION, core
 
 IDENTITY_PREFIX = "urn:globus:auth:identity:"
 GROUP_PREFIX = "urn:globus:groups:id:"
 GROUPS_SCOPE = "urn:globus:auth:scope:groups.api.globus.org:view_my_groups_and_memberships"
 
 _EMPTY: FrozenSet[str] = frozenset()
+
+#: What a check or authorization found: (status, info, cache source, age in ms, the error
+#: document on a failure or the matched principal on a success).
+Result = Tuple[int, Optional[core.Info], Optional[str], int, Optional[str]]
+Info = core.Info
+Handle = core.Handle
+Policy = core.Policy
 
 # Errors that the original raised too (its SDK raised on a failed introspection): even in the
 # default (non-strict) mode they propagate instead of becoming an empty identity set.
@@ -58,138 +72,17 @@ def group_principal(id_: str) -> str:
     return GROUP_PREFIX + id_
 
 
-# ---- decoded answers -----------------------------------------------------------------------------
+def implementation() -> str:
+    """Which implementation runs the hot paths: ``"extension"`` (the compiled
+    ``tokenchecker._speedups``) or ``"ctypes"`` (without it, or with ``TOKENCHECKER_PY_PURE=1``)."""
+    return IMPLEMENTATION
 
 
-class _Info:
-    """What a check found, decoded once: from an answer's stable text (memoised by answer id)
-    or from a result document. Immutable once built; shared between AuthStates."""
-
-    __slots__ = (
-        "data",
-        "sub",
-        "effective_identity",
-        "identities",
-        "scopes",
-        "groups",
-        "groups_status",
-        "groups_error",
-    )
-
-    def __init__(self, data: Dict[str, Any]) -> None:
-        self.data = data
-        sub = data.get("sub")
-        self.sub: Optional[str] = sub if isinstance(sub, str) else None
-        self.effective_identity: Optional[str] = IDENTITY_PREFIX + sub if isinstance(sub, str) else None
-        self.identities: FrozenSet[str] = frozenset(
-            [IDENTITY_PREFIX + i for i in data.get("identities") or ()]
-        )
-        self.scopes: FrozenSet[str] = frozenset(data.get("scopes") or ())
-        groups = data.get("groups")
-        self.groups: Optional[FrozenSet[str]] = (
-            frozenset([GROUP_PREFIX + g for g in groups]) if isinstance(groups, list) else None
-        )
-        self.groups_status: str = str(data.get("groups_status") or "not_fetched")
-        ge = data.get("groups_error")
-        self.groups_error: Optional[str] = ge if isinstance(ge, str) else None
+def _st(name: str) -> int:
+    return n.STATUS[name]
 
 
-#: answer id -> _Info. The ids are never reused within a process, so an entry is never stale;
-#: bounded, oldest first out (an OrderedDict: evicting from a plain dict's front gets slower
-#: and slower until it is resized). This is the binding's only cache.
-_MEMO: OrderedDict[int, _Info] = OrderedDict()
-_MEMO_MAX = int(os.environ.get("TOKENCHECKER_PY_MEMO_MAX", "4096") or 4096)
-
-_SOURCES: Dict[int, str] = {}
-
-
-def _source_name(addr: Optional[int]) -> Optional[str]:
-    if not addr:
-        return None
-    name = _SOURCES.get(addr)
-    if name is None:
-        name = ctypes.string_at(addr).decode("ascii", "replace")
-        _SOURCES[addr] = name
-    return name
-
-
-def _memo_put(aid: int, info: _Info) -> None:
-    memo = _MEMO
-    while len(memo) >= _MEMO_MAX:
-        try:
-            memo.popitem(last=False)
-        except KeyError:  # emptied by another thread meanwhile
-            break
-    memo[aid] = info
-
-
-# ---- the hot path --------------------------------------------------------------------------------
-#
-# ctypes calls without argtypes convert their (already C-typed) arguments much faster than calls
-# through argtypes; the hot functions are bound a second time that way. Each thread reuses its own
-# out-parameters (a call releases the GIL, so they cannot be shared between threads).
-
-
-class _Scratch(threading.local):
-    def __init__(self) -> None:
-        ans = c_void_p()
-        meta = n.tc_answer_meta()
-        err = c_void_p()
-        self.t = (ans, meta, err, byref(ans), byref(meta), byref(err))
-
-
-_scratch = _Scratch()
-_fast_try: Any = None
-_fast_id: Any = None
-_fast_free: Any = None
-_fast_text: Any = None
-
-
-def _bind_fast(lib: ctypes.CDLL) -> None:
-    global _fast_try, _fast_id, _fast_free, _fast_text
-    if _fast_try is not None:
-        return
-    f_try = lib["tc_try_check_answer"]
-    f_try.restype = ctypes.c_uint32
-    f_id = lib["tc_answer_id"]
-    f_id.restype = ctypes.c_uint64
-    f_free = lib["tc_answer_free"]
-    f_free.restype = None
-    f_text = lib["tc_answer_text"]
-    f_text.restype = c_void_p
-    _fast_id, _fast_free, _fast_text = f_id, f_free, f_text
-    _fast_try = f_try
-
-
-def _decode_answer(ans: c_void_p, aid: int) -> _Info:
-    size = c_size_t()
-    ptr = _fast_text(ans, byref(size))
-    info = _Info(json.loads(ctypes.string_at(ptr, size.value)))
-    _memo_put(aid, info)
-    return info
-
-
-# ---- checkers ------------------------------------------------------------------------------------
-
-
-class _Handle:
-    """One ``tc_checker*``. Freed (``tc_free``) when the last Python reference goes: every call
-    holds a reference for its duration, so a concurrent ``close()`` never frees it under a call."""
-
-    __slots__ = ("ptr", "lib")
-
-    def __init__(self, lib: ctypes.CDLL, ptr: c_void_p) -> None:
-        self.lib = lib
-        self.ptr = ptr
-
-    def __del__(self) -> None:
-        ptr = self.ptr
-        self.ptr = c_void_p()
-        if ptr.value:
-            try:
-                self.lib.tc_free(ptr)
-            except Exception:  # noqa: BLE001 - interpreter shutdown
-                pass
+# ---- arguments -----------------------------------------------------------------------------------
 
 
 def _jsonable(value: Any) -> Any:
@@ -235,27 +128,89 @@ def _arg_bytes(value: str, what: str) -> bytes:
     return vb
 
 
-def _new_checker(lib: ctypes.CDLL, config: Dict[str, Any]) -> _Handle:
+def _call_json(lib: ctypes.CDLL, fn: str, *args: Any) -> Dict[str, Any]:
+    """A library call whose out-parameter is a JSON document (the last argument)."""
+    out = c_void_p()
+    st = getattr(lib, fn)(*args, byref(out))
+    text = n.take_string(lib, out.value)
+    if st != _st("TC_OK"):
+        raise e.from_status(st, text)
+    doc: Dict[str, Any] = json.loads(text)
+    return doc
+
+
+def _new_checker(lib: ctypes.CDLL, config: Dict[str, Any]) -> core.Handle:
     doc = json.dumps(config, default=_jsonable).encode("utf-8")
     ptr = c_void_p()
     err = c_void_p()
     st = lib.tc_new(doc, byref(ptr), byref(err))
     text = n.take_string(lib, err.value)
-    if st != n.TC_OK:
+    if st != _st("TC_OK"):
         raise e.from_status(st, text)
-    return _Handle(lib, ptr)
+    return core.Handle(ptr.value or 0)
 
 
-_Check = Tuple[Optional[_Info], Optional[e.TokenCheckerError], Any]
+def _derive(lib: ctypes.CDLL, parent: core.Handle, rules: Dict[str, Any]) -> core.Handle:
+    """A checker with other rules sharing ``parent``'s HTTP client and request slots (tc_derive)."""
+    ptr = c_void_p()
+    err = c_void_p()
+    st = lib.tc_derive(parent.ptr, json.dumps(rules).encode(), byref(ptr), byref(err))
+    text = n.take_string(lib, err.value)
+    if st != _st("TC_OK"):
+        raise e.from_status(st, text)
+    return core.Handle(ptr.value or 0)
+
+
+# ---- authorization policies ---------------------------------------------------------------------
+
+_PolicyKey = Tuple[Tuple[str, ...], bool, bool]
+#: Compiled policies by request: a few distinct rules per service; bounded all the same.
+_POLICIES: Dict[_PolicyKey, core.Policy] = {}
+_POLICIES_MAX = 256
+_policies_lock = threading.Lock()
+
+
+def _policy(allowed: Iterable[str], allow_public: bool, allow_all_authenticated_users: bool) -> core.Policy:
+    # (also called by the extension's check_authorization, for a request it has not seen)
+    """The compiled policy of a request (tc_policy_new once per distinct request)."""
+    principals = (allowed,) if isinstance(allowed, str) else tuple(allowed)
+    key = (principals, bool(allow_public), bool(allow_all_authenticated_users))
+    try:
+        policy = _POLICIES.get(key)
+    except TypeError:  # an unhashable principal: the library refuses it below
+        policy, key = None, ((), False, False)
+    if policy is not None:
+        return policy
+    request = json.dumps(
+        {
+            "allowed_principals": [p if isinstance(p, str) else str(p) for p in principals],
+            "allow_public": key[1],
+            "allow_all_authenticated_users": key[2],
+        }
+    ).encode()
+    policy = core.Policy(request)
+    if key[0] == principals:
+        with _policies_lock:
+            if len(_POLICIES) >= _POLICIES_MAX:  # bounded: drop the oldest
+                _POLICIES.pop(next(iter(_POLICIES)), None)
+            _POLICIES[key] = policy
+    return policy
+
+
+core.set_policy_factory(_policy)
+
+
+# ---- checkers ------------------------------------------------------------------------------------
 
 
 class TokenChecker:
     """Checks Globus Auth bearer tokens (drop-in for the original ``TokenChecker``).
 
     ``options`` are libtokenchecker's other configuration keys (``auth_url``, ``groups_url``,
-    ``fetch_groups``, ``ca_certs``, ``scope_match``, ``leeway_s``, ``max_retries``, …); unknown
-    keys are refused with :class:`~tokenchecker.errors.InvalidConfigError`. ``strict=True`` makes
-    token problems raise typed exceptions instead of the original's empty identity set.
+    ``fetch_groups``, ``ca_certs``, ``scope_match``, ``leeway_s``, ``max_retries``, …;
+    :func:`tokenchecker.library_info` lists them); unknown keys are refused with
+    :class:`~tokenchecker.errors.InvalidConfigError`. ``strict=True`` makes token problems raise
+    typed exceptions instead of the original's empty identity set.
 
     Creation with ``verify_credentials`` (the default) introspects a dummy token once and raises
     :class:`~tokenchecker.errors.CredentialsRejectedError` (a :class:`ConfigurationError`) when
@@ -266,6 +221,10 @@ class TokenChecker:
     eventlet (``thread``), so the worker's other greenlets run meanwhile; otherwise the thread
     blocks in the library. ``True``: always cooperatively (through gevent or eventlet when
     imported); ``False``: never. Cache hits are answered at once either way.
+
+    ``client_id``, ``expected_scopes`` (configured order), ``default_expected_scopes`` (a
+    frozenset), ``expected_audience``, ``scope_match`` and ``fetch_groups`` are what the library
+    says the checker was configured with (``tc_checker_info``); :meth:`info` has the rest.
     """
 
     def __init__(
@@ -286,42 +245,34 @@ class TokenChecker:
             )
         lib = n.load()
         self._lib = lib
-        self.client_id = client_id
-        scopes = _scope_list(expected_scopes)
-        self.default_expected_scopes: FrozenSet[str] = frozenset(scopes)
-        #: The expected scopes in the configured order (named in HTTP insufficient_scope answers).
-        self.expected_scopes: Tuple[str, ...] = tuple(dict.fromkeys(scopes))
-        self.expected_audience: str = client_id if expected_audience is None else expected_audience
         self.strict = bool(strict)
         #: ``None``: wait cooperatively on a miss when gevent/eventlet monkey-patched threads.
         self.cooperative: Optional[bool] = cooperative
         config: Dict[str, Any] = {
             "client_id": client_id,
             "client_secret": client_secret,
-            "expected_scopes": scopes,
+            "expected_scopes": _scope_list(expected_scopes),
         }
         if expected_audience is not None:
             config["expected_audience"] = expected_audience
         config.update(options)
-        # Config of the derived checkers (other expected_scopes per check_token call): the same
-        # service, without re-creating the shared cache or re-verifying the credentials.
-        self._base_config = dict(config)
-        self._base_config["verify_credentials"] = False
         if cache_config:  # as the original: an empty dict changes nothing
             config["cache_config"] = dict(cache_config)  # a copy: the caller's dict is never touched
-        self._h: Optional[_Handle] = _new_checker(lib, config)
-        self._derived: Dict[FrozenSet[str], _Handle] = {}
+        self._h: Optional[core.Handle] = _new_checker(lib, config)
+        # what the library made of the configuration: never re-parsed here
+        info = _call_json(lib, "tc_checker_info", self._h.ptr)
+        self._config_info = info
+        self.client_id: str = info["client_id"]
+        #: The expected scopes in the configured order (named in HTTP insufficient_scope answers).
+        self.expected_scopes: Tuple[str, ...] = tuple(info["expected_scopes"])
+        self.default_expected_scopes: FrozenSet[str] = frozenset(self.expected_scopes)
+        self.expected_audience: str = info["expected_audience"]
+        self.scope_match: str = info["scope_match"]
+        self.fetch_groups: str = info["fetch_groups"]
+        # checkers for other expected scopes (check_token(t, expected_scopes=…)): derived, sharing
+        # this one's HTTP client and request slots
+        self._derived: Dict[FrozenSet[str], core.Handle] = {}
         self._derived_lock = threading.Lock()
-        self._use_answer = n.use_answer_api()
-        self._check: Callable[[_Handle, bytes], _Check]
-        if self._use_answer:
-            _bind_fast(lib)
-            self._fast = _fast_try
-            self._check = self._check_with_answer
-        else:
-            self._fast = None
-            self._check = self._check_with_json
-        self._free = lib.tc_string_free
 
     @classmethod
     def from_env(cls, **overrides: Any) -> TokenChecker:
@@ -331,26 +282,28 @@ class TokenChecker:
         constructor arguments and options (``client_id=…``, ``expected_scopes=…``,
         ``auth_url=…``, ``strict=True``, …) and win over the environment. Raises
         :class:`~tokenchecker.errors.InvalidConfigError` naming what is missing."""
-        from ._env import merged
+        from ._env import REQUIRED_ENV_KEYS, merged
 
         config = merged(overrides)
-        missing = [
-            var
-            for var, key in (("TC_CLIENT_ID", "client_id"), ("TC_CLIENT_SECRET", "client_secret"),
-                             ("TC_SCOPES", "expected_scopes"))
-            if config.get(key) is None
-        ]
+        missing = [(var, key) for var, key in REQUIRED_ENV_KEYS if config.get(key) is None]
         if missing:
             raise e.InvalidConfigError(
-                f"set {', '.join(missing)} in the environment (or pass "
-                + ", ".join(k for v, k in (("TC_CLIENT_ID", "client_id"), ("TC_CLIENT_SECRET", "client_secret"),
-                                          ("TC_SCOPES", "expected_scopes")) if v in missing)
+                f"set {', '.join(v for v, _ in missing)} in the environment (or pass "
+                + ", ".join(k for _, k in missing)
                 + "=...)"
             )
         client_id = config.pop("client_id")
         client_secret = config.pop("client_secret")
         scopes = config.pop("expected_scopes")
         return cls(client_id, client_secret, scopes, **config)
+
+    def info(self) -> Dict[str, Any]:
+        """The checker's effective configuration, without secrets (``tc_checker_info``):
+        ``client_id``, ``expected_scopes``, ``expected_audience``, ``scope_match``,
+        ``leeway_s``, ``fetch_groups``, ``auth_url``, ``groups_url``, ``call_timeout_ms``,
+        ``max_token_bytes``, ``max_concurrent_requests``, ``stale_if_error_s``,
+        ``refresh_ahead_s``."""
+        return _call_json(self._lib, "tc_checker_info", self._handle().ptr)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -371,87 +324,56 @@ class TokenChecker:
     def closed(self) -> bool:
         return self._h is None
 
-    def _handle(self) -> _Handle:
+    def _handle(self) -> core.Handle:
         h = self._h
         if h is None:
             raise e.CheckerClosedError("the checker is closed; create a new TokenChecker")
         return h
 
-    def _derived_handle(self, scopes: FrozenSet[str]) -> _Handle:
+    def _derived_handle(self, scopes: FrozenSet[str]) -> core.Handle:
         base = self._handle()
         if scopes == self.default_expected_scopes:
             return base
-        key = scopes
-        h = self._derived.get(key)
+        h = self._derived.get(scopes)
         if h is not None:
             return h
         with self._derived_lock:
-            h = self._derived.get(key)
+            h = self._derived.get(scopes)
             if h is None:
-                config = dict(self._base_config)
-                config["expected_scopes"] = sorted(scopes)
-                h = _new_checker(self._lib, config)
+                h = _derive(self._lib, base, {"expected_scopes": sorted(scopes)})
                 if len(self._derived) >= 64:  # bounded: drop the oldest
                     self._derived.pop(next(iter(self._derived)))
-                self._derived[key] = h
+                self._derived[scopes] = h
             return h
 
-    # ---- checks (internal interface: -> (info, error, cache meta)) ---------------------------
+    # ---- misses (the cached paths are the core's) ----------------------------------------------
 
-    def _check_with_answer(self, h: _Handle, token: bytes) -> _Check:
-        ans, meta, err, b_ans, b_meta, b_err = _scratch.t
-        st = _fast_try(h.ptr, token, b_ans, b_meta, b_err)
-        if st == n.TC_WOULD_BLOCK:
-            if err.value:
-                self._free(err)
-                err.value = None
-            return self._check_blocking(h, token)
-        return self._answer_result(st, ans, meta, err)
-
-    def _check_blocking(self, h: _Handle, token: bytes) -> _Check:
+    def _check_blocking(self, h: core.Handle, token: bytes) -> Result:
         green = _green_mode(self.cooperative)
-        if green is not None:  # a greenlet: wait for tc_check_async without blocking the hub
-            return _from_document(
-                *_call_green(lambda cb, key: self._lib.tc_check_async(h.ptr, token, cb, key), green)
-            )
-        # Own out-parameters, not the thread's scratch: while this thread waits in the library,
-        # a log callback on it may run Python code that checks another token.
-        ans = c_void_p()
-        meta = n.tc_answer_meta()
-        err = c_void_p()
-        st = self._lib.tc_check_answer(h.ptr, token, byref(ans), byref(meta), byref(err))
-        return self._answer_result(st, ans, meta, err)
+        if green is None:
+            return core.check(h, token, True)  # the GIL is released meanwhile
+        # a greenlet: wait for tc_check_async without blocking the hub
+        st, text = _call_green(lambda cb, key: self._lib.tc_check_async(h.ptr, token, cb, key), green)
+        return _after_async(
+            st,
+            text,
+            lambda block: _in_real_thread(green, core.check, h, token, True) if block else core.check(h, token, False),
+        )
 
-    def _answer_result(self, st: int, ans: c_void_p, meta: n.tc_answer_meta, err: c_void_p) -> _Check:
-        if st == n.TC_OK:
-            try:
-                aid = _fast_id(ans)
-                info = _MEMO.get(aid)
-                if info is None:
-                    info = _decode_answer(ans, aid)
-            finally:
-                _fast_free(ans)
-                ans.value = None
-            return info, None, (meta.source, meta.age_ms)
-        text = n.take_string(self._lib, err.value)
-        err.value = None
-        return None, e.from_status(st, text), None
-
-    def _check_with_json(self, h: _Handle, token: bytes) -> _Check:
-        lib = self._lib
-        out = c_void_p()
-        st = lib.tc_try_check(h.ptr, token, byref(out))
-        if st == n.TC_WOULD_BLOCK:
-            n.take_string(lib, out.value)
-            out.value = None
-            green = _green_mode(self.cooperative)
-            if green is not None:
-                return _from_document(
-                    *_call_green(lambda cb, key: lib.tc_check_async(h.ptr, token, cb, key), green)
-                )
-            st = lib.tc_check(h.ptr, token, byref(out))
-        text = n.take_string(lib, out.value)
-        return _from_document(st, text)
+    def _authorize_blocking(self, h: core.Handle, token: bytes, policy: core.Policy) -> Result:
+        green = _green_mode(self.cooperative)
+        if green is None:
+            return core.authorize(h, token, policy, True)
+        st, text = _call_green(
+            lambda cb, key: self._lib.tc_authorize_async(h.ptr, token, policy.request, cb, key), green
+        )
+        return _after_async(
+            st,
+            text,
+            lambda block: _in_real_thread(green, core.authorize, h, token, policy, True)
+            if block
+            else core.authorize(h, token, policy, False),
+        )
 
     # ---- the original API --------------------------------------------------------------------
 
@@ -460,7 +382,8 @@ class TokenChecker:
     ) -> AuthState:
         """An :class:`AuthState` for the token. Like the original, nothing is checked until one
         of its properties is read (and a token problem then gives empty sets, not an error,
-        unless ``strict``). ``expected_scopes`` replaces the checker's for this check."""
+        unless ``strict``). ``expected_scopes`` replaces the checker's for this check (through a
+        derived checker that shares this one's HTTP client and ``max_concurrent_requests``)."""
         h = self._h
         if h is None:
             raise e.CheckerClosedError("the checker is closed; create a new TokenChecker")
@@ -476,7 +399,7 @@ class TokenChecker:
     ) -> AuthState:
         """Checks now and raises the typed error of any failure (whatever ``strict`` says)."""
         state = self.check_token(access_token, expected_scopes)
-        state._resolve(strict=True)
+        state._resolve(True)
         return state
 
     async def check_token_async(
@@ -488,26 +411,15 @@ class TokenChecker:
         state = self.check_token(access_token, expected_scopes)
         token = _encode_token(access_token)
         if 0 in token:  # a NUL byte: as an empty token, per strict
-            return state._settle((None, _nul_error("the token"), None), self.strict)
+            state._record(_nul_error("the token"), self.strict)
+            return state
         h = state._handle
-        if self._use_answer:
-            b_ans, b_meta, b_err = _scratch.t[3:]
-            st = _fast_try(h.ptr, token, b_ans, b_meta, b_err)
-            if st != n.TC_WOULD_BLOCK:
-                ans, meta, err = _scratch.t[:3]
-                return state._settle(self._answer_result(st, ans, meta, err), self.strict)
-            text = n.take_string(self._lib, _scratch.t[2].value)
-            _scratch.t[2].value = None
-        else:
-            out = c_void_p()
-            st = self._lib.tc_try_check(h.ptr, token, byref(out))
-            text = n.take_string(self._lib, out.value)
-        if st != n.TC_WOULD_BLOCK:
-            return state._settle(_from_document(st, text), self.strict)
-        st, text = await _call_async(
-            lambda cb, key: self._lib.tc_check_async(h.ptr, token, cb, key)
-        )
-        return state._settle(_from_document(st, text), self.strict)
+        result = core.check(h, token, False)
+        if result[0] == _st("TC_WOULD_BLOCK"):
+            st, text = await _call_async(lambda cb, key: self._lib.tc_check_async(h.ptr, token, cb, key))
+            result = await _after_async_aio(st, text, lambda block: core.check(h, token, block))
+        state._settle(result, self.strict)
+        return state
 
     def authorize(
         self,
@@ -516,29 +428,14 @@ class TokenChecker:
         allow_public: bool = False,
         allow_all_authenticated_users: bool = False,
     ) -> AuthState:
-        """Checks the token, then whether the caller is one of ``allowed_principals``
-        (``tc_authorize``). Raises the typed error of any failure: ``NotAuthorizedError`` when
-        no principal matched, ``AuthUnavailableError`` when only unavailable groups could
-        decide. The state's ``matched_principal`` names the principal that matched."""
-        h = self._handle()
-        token = _token_bytes(access_token)
-        request = _authorize_request(allowed_principals, allow_public, allow_all_authenticated_users)
-        lib = self._lib
-        out = c_void_p()
-        st = lib.tc_try_authorize(h.ptr, token, request, byref(out))
-        if st == n.TC_WOULD_BLOCK:
-            n.take_string(lib, out.value)
-            out.value = None
-            green = _green_mode(self.cooperative)
-            if green is not None:
-                st, text = _call_green(
-                    lambda cb, key: lib.tc_authorize_async(h.ptr, token, request, cb, key), green
-                )
-                state = AuthState(self, h, access_token, self.default_expected_scopes)
-                return state._settle(_from_document(st, text), True)
-            st = lib.tc_authorize(h.ptr, token, request, byref(out))
-        state = AuthState(self, h, access_token, self.default_expected_scopes)
-        return state._settle(_from_document(st, n.take_string(lib, out.value)), True)
+        """Checks the token, then whether the caller is one of ``allowed_principals`` (a policy
+        compiled once per distinct request, ``tc_authorize_answer``). Raises the typed error of
+        any failure: ``NotAuthorizedError`` when no principal matched, ``AuthUnavailableError``
+        when only unavailable groups could decide. The state's ``matched`` names the principal
+        that matched."""
+        state = AuthState(self, self._handle(), access_token, self.default_expected_scopes)
+        state._authorize(_policy(allowed_principals, allow_public, allow_all_authenticated_users), True)
+        return state
 
     async def authorize_async(
         self,
@@ -550,17 +447,16 @@ class TokenChecker:
         """:meth:`authorize` without blocking the event loop (``tc_authorize_async``)."""
         h = self._handle()
         token = _token_bytes(access_token)
-        request = _authorize_request(allowed_principals, allow_public, allow_all_authenticated_users)
-        lib = self._lib
-        out = c_void_p()
-        st = lib.tc_try_authorize(h.ptr, token, request, byref(out))
-        text = n.take_string(lib, out.value)
-        if st == n.TC_WOULD_BLOCK:
-            st, text = await _call_async(
-                lambda cb, key: lib.tc_authorize_async(h.ptr, token, request, cb, key)
-            )
+        policy = _policy(allowed_principals, allow_public, allow_all_authenticated_users)
         state = AuthState(self, h, access_token, self.default_expected_scopes)
-        return state._settle(_from_document(st, text), True)
+        result = core.authorize(h, token, policy, False)
+        if result[0] == _st("TC_WOULD_BLOCK"):
+            st, text = await _call_async(
+                lambda cb, key: self._lib.tc_authorize_async(h.ptr, token, policy.request, cb, key)
+            )
+            result = await _after_async_aio(st, text, lambda block: core.authorize(h, token, policy, block))
+        state._authorized(result, True)
+        return state
 
     def dependent_token(self, access_token: str, scope: str) -> Dict[str, Any]:
         """A dependent token for ``scope`` (a scope string or a resource server name):
@@ -577,7 +473,7 @@ class TokenChecker:
             out = c_void_p()
             st = lib.tc_dependent_token(h.ptr, token, sb, byref(out))
             text = n.take_string(lib, out.value)
-        if st != n.TC_OK:
+        if st != _st("TC_OK"):
             raise e.from_status(st, text)
         doc: Dict[str, Any] = json.loads(text)
         return doc
@@ -590,7 +486,7 @@ class TokenChecker:
         st, text = await _call_async(
             lambda cb, key: self._lib.tc_dependent_token_async(h.ptr, token, sb, cb, key)
         )
-        if st != n.TC_OK:
+        if st != _st("TC_OK"):
             raise e.from_status(st, text)
         doc: Dict[str, Any] = json.loads(text)
         return doc
@@ -602,29 +498,31 @@ class TokenChecker:
         scope lacks the Groups dependency, a token error when the token is refused."""
         return self._groups(self._handle(), _token_bytes(access_token))
 
-    def _groups(self, h: _Handle, token: bytes) -> FrozenSet[str]:
+    def _groups(self, h: core.Handle, token: bytes) -> FrozenSet[str]:
         lib = self._lib
         green = _green_mode(self.cooperative)
-        if green is not None and green != "select" and _groups_would_block(lib, h, token):
+        st: int
+        text: str
+        if green is not None and green != "select" and _groups_would_block(h, token):
             # There is no tc_groups_async: the blocking call runs on the hub's pool of real
             # threads while this greenlet waits.
             st, text = _in_real_thread(green, _groups_call, lib, h.ptr, token)
         else:
             st, text = _groups_call(lib, h.ptr, token)
-        if st != n.TC_OK:
+        if st != _st("TC_OK"):
             raise e.from_status(st, text)
         return frozenset([GROUP_PREFIX + g for g in json.loads(text)["groups"]])
 
     def purge(self, access_token: str) -> None:
         """Forgets everything cached for one token, in every cache layer."""
         st = self._lib.tc_purge(self._handle().ptr, _token_bytes(access_token))
-        if st != n.TC_OK:
+        if st != _st("TC_OK"):
             raise e.from_status(st)
 
     def purge_identity(self, identity: str) -> None:
         """Forgets every cached token of an identity (an id or its identity principal)."""
         st = self._lib.tc_purge_identity(self._handle().ptr, _arg_bytes(identity, "the identity id"))
-        if st != n.TC_OK:
+        if st != _st("TC_OK"):
             raise e.from_status(st)
 
     @staticmethod
@@ -642,26 +540,41 @@ class TokenChecker:
         return f"<TokenChecker client_id={self.client_id!r} {state}>"
 
 
-def _authorize_request(
-    allowed: Iterable[str], allow_public: bool, allow_all_authenticated_users: bool
-) -> bytes:
-    if isinstance(allowed, str):
-        allowed = [allowed]
-    return json.dumps(
-        {
-            "allowed_principals": [str(p) for p in allowed],
-            "allow_public": bool(allow_public),
-            "allow_all_authenticated_users": bool(allow_all_authenticated_users),
-        }
-    ).encode()
+def _cache_meta(text: str) -> Tuple[Optional[str], int]:
+    """The cache source and age of a result document (what an async call answered)."""
+    try:
+        cache = json.loads(text).get("cache") or {}
+        return cache.get("source"), int(cache.get("age_ms") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return None, 0
 
 
-def _from_document(st: int, text: str) -> _Check:
-    if st != n.TC_OK:
-        return None, e.from_status(st, text), None
-    doc = json.loads(text)
-    cache = doc.get("cache") or {}
-    return _Info(doc), None, (cache.get("source"), int(cache.get("age_ms") or 0))
+def _after_async(st: int, text: str, cached: Callable[[bool], Result]) -> Result:
+    """After an async call: its error, or the answer it put in the cache (read through the
+    core, from the answer's fields), with the call's own cache source and age. ``cached(False)``
+    reads the cache; ``cached(True)`` asks again, blocking, should the entry be gone already."""
+    if st != _st("TC_OK"):
+        return st, None, None, 0, text
+    result = cached(False)
+    if result[0] == _st("TC_WOULD_BLOCK"):  # evicted (or never in-process) meanwhile
+        result = cached(True)
+    if result[0] != _st("TC_OK"):
+        return result
+    source, age = _cache_meta(text)
+    return result[0], result[1], source or result[2], age, result[4]
+
+
+async def _after_async_aio(st: int, text: str, cached: Callable[[bool], Result]) -> Result:
+    """:func:`_after_async` on an event loop: the blocking retry runs in the loop's executor."""
+    if st != _st("TC_OK"):
+        return st, None, None, 0, text
+    result = cached(False)
+    if result[0] == _st("TC_WOULD_BLOCK"):
+        result = await asyncio.get_running_loop().run_in_executor(None, cached, True)
+    if result[0] != _st("TC_OK"):
+        return result
+    source, age = _cache_meta(text)
+    return result[0], result[1], source or result[2], age, result[4]
 
 
 # ---- async plumbing ------------------------------------------------------------------------------
@@ -680,7 +593,7 @@ class _Green:
     def __init__(self, rfd: int, wfd: int) -> None:
         self.rfd = rfd
         self.wfd = wfd
-        self.status = n.TC_PANIC
+        self.status = n.STATUS.get("TC_PANIC", -1)
         self.text = ""
 
 
@@ -696,6 +609,19 @@ _raw_read: Callable[[int, int], bytes] = _posix.read
 _raw_write: Callable[[int, bytes], int] = _posix.write
 _raw_close: Callable[[int], None] = _posix.close
 
+# The callback wakes a waiter with libc's write and close called WITHOUT releasing the GIL
+# (ctypes.PyDLL): os.write would release it, and once the waiter is awake the interpreter may
+# start finalizing before the callback gets the GIL back, which ends the library's thread with
+# pthread_exit in the middle of the callback (the library then aborts the process: "FATAL:
+# exception not rethrown"). After the wake-up the callback only returns.
+_libc = ctypes.PyDLL(None)
+_wake_write = _libc.write
+_wake_write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+_wake_write.restype = ctypes.c_ssize_t
+_wake_close = _libc.close
+_wake_close.argtypes = [ctypes.c_int]
+_wake_close.restype = ctypes.c_int
+
 
 def _deliver(fut: asyncio.Future[Tuple[int, str]], status: int, text: str) -> None:
     if not fut.done():
@@ -705,12 +631,10 @@ def _deliver(fut: asyncio.Future[Tuple[int, str]], status: int, text: str) -> No
 def _complete(entry: _Pending, status: int, text: str) -> None:
     if isinstance(entry, _Green):
         entry.status, entry.text = status, text
-        try:
-            _raw_write(entry.wfd, b"\x01")  # one byte into an empty pipe: never blocks
-        except OSError:  # EPIPE: the waiter gave up (killed, timed out) and closed its end
-            pass
-        finally:
-            _raw_close(entry.wfd)
+        # one byte into an empty pipe: never blocks; EPIPE (ignored) when the waiter gave up
+        # (killed, timed out) and closed its end
+        _wake_write(entry.wfd, b"\x01", 1)
+        _wake_close(entry.wfd)
         return
     loop, fut = entry
     try:
@@ -744,7 +668,7 @@ async def _call_async(start: Callable[[Any, c_void_p], int]) -> Tuple[int, str]:
     except BaseException:
         _pending.pop(key, None)
         raise
-    if st != n.TC_OK:  # not started: the callback will never come
+    if st != _st("TC_OK"):  # not started: the callback will never come
         _pending.pop(key, None)
         raise e.from_status(st)
     return await fut
@@ -794,7 +718,7 @@ def _call_green(start: Callable[[Any, c_void_p], int], mode: str) -> Tuple[int, 
     started = False
     try:
         st = start(_CALLBACK, c_void_p(key))
-        if st != n.TC_OK:  # not started: the callback will never come
+        if st != _st("TC_OK"):  # not started: the callback will never come
             raise e.from_status(st)
         started = True
         _wait_readable(rfd, mode)
@@ -809,34 +733,30 @@ def _call_green(start: Callable[[Any, c_void_p], int], mode: str) -> Tuple[int, 
     return waiter.status, waiter.text
 
 
-# tc_try_authorize with a group no caller belongs to answers from memory exactly when the token
-# and its groups (or a cached answer that decides) are in the in-process cache: then tc_groups
-# does not wait either.
-_GROUPS_PROBE = json.dumps(
-    {"allowed_principals": [GROUP_PREFIX + "00000000-0000-0000-0000-000000000000"]}
-).encode()
+# The cache-only authorization with a group no caller belongs to answers from memory exactly
+# when the token and its groups (or a cached answer that decides) are in the in-process cache:
+# then tc_groups does not wait either.
+_GROUPS_PROBE = (GROUP_PREFIX + "00000000-0000-0000-0000-000000000000",)
 
 
-def _groups_would_block(lib: ctypes.CDLL, h: _Handle, token: bytes) -> bool:
-    out = c_void_p()
-    st = lib.tc_try_authorize(h.ptr, token, _GROUPS_PROBE, byref(out))
-    n.take_string(lib, out.value)
-    return bool(st == n.TC_WOULD_BLOCK)
+def _groups_would_block(h: core.Handle, token: bytes) -> bool:
+    return core.authorize(h, token, _policy(_GROUPS_PROBE, False, False), False)[0] == _st("TC_WOULD_BLOCK")
 
 
-def _groups_call(lib: ctypes.CDLL, ptr: c_void_p, token: bytes) -> Tuple[int, str]:
+def _groups_call(lib: ctypes.CDLL, ptr: int, token: bytes) -> Tuple[int, str]:
     out = c_void_p()
     st = lib.tc_groups(ptr, token, byref(out))
     return int(st), n.take_string(lib, out.value)
 
 
-def _in_real_thread(mode: str, fn: Callable[..., Tuple[int, str]], *args: Any) -> Tuple[int, str]:
-    """Runs a blocking call on the hub's pool of OS threads; the greenlet waits cooperatively."""
+def _in_real_thread(mode: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Runs a blocking call on the hub's pool of OS threads; the greenlet waits cooperatively
+    (``select`` mode, without gevent or eventlet: in this thread)."""
     if mode == "gevent":
-        result: Tuple[int, str] = import_module("gevent").get_hub().threadpool.apply(fn, args)
-    else:
-        result = import_module("eventlet.tpool").execute(fn, *args)
-    return result
+        return import_module("gevent").get_hub().threadpool.apply(fn, args)
+    if mode == "eventlet":
+        return import_module("eventlet.tpool").execute(fn, *args)
+    return fn(*args)
 
 
 # ---- fork ----------------------------------------------------------------------------------------
@@ -847,7 +767,10 @@ def _after_fork_in_child() -> None:
     # flight in the parent never call back here, so whoever waits for one in the child (a
     # greenlet or a loop of the forking thread) gets an error now instead of waiting forever.
     # The answer memo is emptied too: the child's answers are its own.
-    _MEMO.clear()
+    try:
+        core.memo_clear()
+    except Exception:  # noqa: BLE001 - never fail a fork
+        pass
     text = json.dumps(
         {
             "error": {
@@ -862,7 +785,7 @@ def _after_fork_in_child() -> None:
             if isinstance(entry, _Green):
                 _wake_in_child(entry, text)
             elif entry is not None:
-                _complete(entry, n.TC_AUTH_UNAVAILABLE, text)
+                _complete(entry, n.STATUS["TC_AUTH_UNAVAILABLE"], text)
         except Exception:  # noqa: BLE001 - never fail a fork
             pass
 
@@ -877,7 +800,7 @@ def _wake_in_child(waiter: _Green, text: str) -> None:
     r, w = _raw_pipe()
     try:
         os.dup2(r, waiter.rfd, inheritable=False)
-        waiter.status, waiter.text = n.TC_AUTH_UNAVAILABLE, text
+        waiter.status, waiter.text = n.STATUS["TC_AUTH_UNAVAILABLE"], text
         _raw_write(w, b"\x01")
     finally:
         _raw_close(r)
@@ -891,135 +814,130 @@ if hasattr(os, "register_at_fork"):
 # ---- AuthState -----------------------------------------------------------------------------------
 
 
-class AuthState:
+class AuthState(core.State):
     """What a check of one token found (the original ``AuthState``).
 
     ``identities``, ``principals`` and ``groups`` are frozensets of principal URNs;
     ``effective_identity`` the caller's identity principal. In the default mode a token that
     fails a rule gives empty sets and ``None`` (as the original), with the typed error in
     ``errors``; with ``strict`` the error is raised. Unavailable services always raise.
+
+    ``identities`` and ``effective_identity`` (and the cached check behind them) are the core's
+    (``_core``); the rest is here.
     """
 
-    __slots__ = (
-        "_checker",
-        "_handle",
-        "bearer_token",
-        "expected_scopes",
-        "errors",
-        "_info",
-        "_error",
-        "_meta",
-        "_groups",
-    )
+    __slots__ = ()
 
-    def __init__(
-        self, checker: TokenChecker, handle: _Handle, bearer_token: str, expected_scopes: FrozenSet[str]
-    ) -> None:
-        self._checker = checker
-        self._handle = handle
-        self.bearer_token = bearer_token
-        self.expected_scopes = expected_scopes
-        self.errors: List[Exception] = []
-        self._info: Optional[_Info] = None
-        self._error: Optional[e.TokenCheckerError] = None
-        self._meta: Any = None
-        self._groups: Optional[FrozenSet[str]] = None
+    # ---- resolution (the core calls these when the cache cannot answer) ------------------------
 
-    # ---- resolution ------------------------------------------------------------------------------
+    def _record(self, err: e.TokenCheckerError, strict: bool) -> None:
+        """A failure of this state's check: kept (``errors``, ``error``), raised per ``strict``;
+        the errors the original raised too are always raised."""
+        always = isinstance(err, _ALWAYS_RAISE)
+        if not always:
+            self._error = err
+            self.errors.append(err)
+        if strict or always:
+            raise err
 
-    def _settle(self, result: _Check, strict: bool) -> AuthState:
-        info, err, meta = result
-        if err is not None:
-            if not isinstance(err, _ALWAYS_RAISE):
-                self._error = err
-                self.errors.append(err)
-            if strict or isinstance(err, _ALWAYS_RAISE):
-                raise err
-            return self
-        self._info = info
-        self._meta = meta
-        if info is not None and info.groups is not None and info.groups_status == "available":
-            self._groups = info.groups
-        return self
+    def _settle(self, result: Result, strict: bool) -> Optional[core.Info]:
+        st, info, source, age, extra = result
+        if st == _st("TC_OK"):
+            self._info = info
+            self._source = source
+            self._age_ms = age
+            return info
+        self._record(e.from_status(st, extra or ""), strict)
+        return None
 
-    def _resolve(self, strict: bool = False) -> Optional[_Info]:
+    def _resolve_slow(self, strict: bool = False) -> Optional[core.Info]:
         info = self._info
         if info is not None:
             return info
         checker = self._checker
+        strict = strict or checker.strict
         if self._error is not None:  # already failed: never re-checked by this state
-            if strict or checker.strict:
+            if strict:
                 raise self._error
             return None
-        token = self.bearer_token
-        tb = token.encode() if token.__class__ is str and token.isascii() else _encode_token(token)
-        if 0 in tb:  # a NUL byte, where a C string would end: refused as an empty token is
-            self._settle((None, _nul_error("the token"), None), strict or checker.strict)
+        try:
+            token = _token_bytes(self.bearer_token)
+        except e.InvalidArgumentError as err:  # refused as an empty token is
+            self._record(err, strict)
             return None
-        fast = checker._fast
-        if fast is not None:
-            # The hot path, inline: a cached answer, decoded once per answer id.
-            ans, meta, err, b_ans, b_meta, b_err = _scratch.t
-            st = fast(self._handle.ptr, tb, b_ans, b_meta, b_err)
-            if st == 0:
-                aid = _fast_id(ans)
-                info = _MEMO.get(aid)
-                if info is None:
-                    try:
-                        info = _decode_answer(ans, aid)
-                    finally:
-                        _fast_free(ans)
-                else:
-                    _fast_free(ans)
-                self._info = info
-                self._meta = (meta.source, meta.age_ms)
-                return info
-            if err.value:
-                if st == n.TC_WOULD_BLOCK:
-                    checker._free(err)
-                    err.value = None
-                else:  # a cached negative answer: its error document is here already
-                    self._settle(checker._answer_result(st, ans, meta, err), strict or checker.strict)
-                    return self._info
-            # a miss: ask the network (the GIL is released meanwhile)
-            self._settle(checker._check_blocking(self._handle, tb), strict or checker.strict)
-            return self._info
-        self._settle(checker._check(self._handle, tb), strict or checker.strict)
-        return self._info
+        result = core.check(self._handle, token, False)
+        if result[0] == _st("TC_WOULD_BLOCK"):
+            result = checker._check_blocking(self._handle, token)
+        return self._settle(result, strict)
+
+    def _miss(self, token: bytes, strict: bool) -> Optional[core.Info]:
+        checker = self._checker
+        return self._settle(checker._check_blocking(self._handle, token), strict or checker.strict)
+
+    def _fail(self, status: int, document: str, strict: bool) -> Optional[core.Info]:
+        return self._settle((status, None, None, 0, document), strict or self._checker.strict)
+
+    def _authorized(self, result: Result, raising: bool) -> bool:
+        """The outcome of an authorization: True, False (no principal matched, or a failure
+        when not ``raising``: kept in ``errors``), or the typed error raised."""
+        st = result[0]
+        if st == _st("TC_OK"):
+            self._settle(result, False)
+            self._matched = result[4]
+            return True
+        checker = self._checker
+        strict = raising or checker.strict
+        if st == _st("TC_NOT_AUTHORIZED"):
+            if raising:
+                self._record(e.from_status(st, result[4] or ""), True)
+            return False
+        if st == _st("TC_AUTH_UNAVAILABLE") and not raising:
+            # the token's check, or the groups that alone could decide? The first always raises
+            # (as the original's introspection did); unavailable groups count as none (an error
+            # in ``errors``), as the original's
+            if self._resolve(strict) is None:
+                return False
+            err = e.from_status(st, result[4] or "")
+            self.errors.append(err)
+            if strict:
+                raise err
+            return False
+        self._settle(result, strict)
+        return False
+
+    def _authorize_slow(
+        self, policy: core.Policy, raising: bool, token: Optional[bytes], status: Optional[int], document: Optional[str]
+    ) -> bool:
+        checker = self._checker
+        if token is None:
+            if self._error is not None:  # the check failed already: never re-checked
+                if raising or checker.strict:
+                    raise self._error
+                return False
+            try:
+                token = _token_bytes(self.bearer_token)
+            except e.InvalidArgumentError as err:
+                self._record(err, raising or checker.strict)
+                return False
+            result = core.authorize(self._handle, token, policy, False)
+        else:
+            result = (status if status is not None else _st("TC_WOULD_BLOCK"), None, None, 0, document)
+        if result[0] == _st("TC_WOULD_BLOCK"):
+            result = checker._authorize_blocking(self._handle, token, policy)
+        return self._authorized(result, raising)
+
+    # ---- the original's API ------------------------------------------------------------------------
 
     def introspect_token(self) -> Optional[Dict[str, Any]]:
-        """The introspection answer as the original returned it (``active``, ``scope`` as a
-        space-separated string, ``sub``, ``username``, ``name``, ``email``, ``client_id``,
-        ``aud``, ``exp``, ``nbf``, ``iat``, ``identity_set``), or ``None`` when a rule failed."""
+        """The introspection answer as the server sent it: every member (``active``, ``scope``
+        as a space-separated string, ``sub``, ``username``, ``name``, ``email``, ``client_id``,
+        ``aud``, ``exp``, ``nbf``, ``iat``, ``identity_set``, and any other, such as ``iss`` or
+        ``token_type``), or ``None`` when a rule failed."""
         info = self._info or self._resolve()
         if info is None:
             return None
-        d = info.data
-        out = {
-            "active": True,
-            "scope": " ".join(d.get("scopes") or ()),
-            "client_id": d.get("client_id"),
-            "username": d.get("username"),
-            "name": d.get("name"),
-            "email": d.get("email"),
-            "sub": d.get("sub"),
-            "aud": list(d.get("aud") or ()),
-            "exp": d.get("exp"),
-            "nbf": d.get("nbf"),
-            "iat": d.get("iat"),
-            "identity_set": list(d.get("identities") or ()),
-        }
-        return out
-
-    @property
-    def identities(self) -> FrozenSet[str]:
-        info = self._info or self._resolve()
-        return info.identities if info is not None else _EMPTY
-
-    @property
-    def effective_identity(self) -> Optional[str]:
-        info = self._info or self._resolve()
-        return info.effective_identity if info is not None else None
+        doc: Dict[str, Any] = json.loads(info.introspection())
+        return doc
 
     @property
     def groups(self) -> FrozenSet[str]:
@@ -1032,10 +950,11 @@ class AuthState:
         info = self._info or self._resolve()
         if info is None:
             return _EMPTY
+        checker: TokenChecker = self._checker
         try:
-            groups = self._checker._groups(self._handle, _token_bytes(self.bearer_token))
+            groups = checker._groups(self._handle, _token_bytes(self.bearer_token))
         except e.TokenCheckerError as err:
-            if self._checker.strict or isinstance(err, (e.PanicError, e.CheckerClosedError)):
+            if checker.strict or isinstance(err, (e.PanicError, e.CheckerClosedError)):
                 raise
             self.errors.append(err)
             return _EMPTY
@@ -1047,27 +966,24 @@ class AuthState:
         """Identities and groups (reading it fetches the groups, as the original did)."""
         return self.identities.union(self.groups)
 
-    def check_authorization(
-        self,
-        allowed_principals: Iterable[str],
-        allow_public: bool = False,
-        allow_all_authenticated_users: bool = False,
+    # check_authorization(allowed_principals, allow_public=False, allow_all_authenticated_users=False)
+    # is the core's (the extension's in C; _pycore's calls this): the original semantics, with
+    # ``public`` counting only with ``allow_public`` (even for a token that fails a rule),
+    # ``all_authenticated_users`` only with ``allow_all_authenticated_users`` and an identity;
+    # otherwise an identity or group principal must match. Groups are fetched only when the list
+    # names a group and nothing cheaper matched. The library decides, with a policy compiled
+    # once per distinct request; ``matched`` then names the principal that matched.
+
+    def _check_authorization_slow(
+        self, allowed_principals: Iterable[str], allow_public: bool = False, allow_all_authenticated_users: bool = False
     ) -> bool:
-        """The original semantics: ``public`` counts only with ``allow_public``,
-        ``all_authenticated_users`` only with ``allow_all_authenticated_users`` and an identity;
-        otherwise an identity or group principal must match. Groups are fetched only when the
-        list names a group and nothing cheaper matched."""
-        allowed = frozenset([allowed_principals] if isinstance(allowed_principals, str) else allowed_principals)
-        if allow_public and "public" in allowed:
+        allowed = allowed_principals
+        if not isinstance(allowed, (str, list, tuple, frozenset, set)):
+            allowed = tuple(allowed)  # read once
+        if allow_public and (allowed == "public" if isinstance(allowed, str) else "public" in allowed):
             return True
-        identities = self.identities
-        if not allowed.isdisjoint(identities):
-            return True
-        if allow_all_authenticated_users and "all_authenticated_users" in allowed and identities:
-            return True
-        if identities and any(p.startswith(GROUP_PREFIX) for p in allowed):
-            return not allowed.isdisjoint(self.groups)
-        return False
+        policy = _policy(allowed, allow_public, allow_all_authenticated_users)
+        return self._authorize(policy, False)
 
     def get_dependent_tokens(self) -> DependentTokens:
         """The dependent tokens, looked up like globus-sdk's ``OAuthDependentTokenResponse``:
@@ -1088,7 +1004,7 @@ class AuthState:
 
     @property
     def expected_audience(self) -> str:
-        return self._checker.expected_audience
+        return str(self._checker.expected_audience)
 
     # ---- beyond the original ---------------------------------------------------------------------
 
@@ -1100,41 +1016,39 @@ class AuthState:
     @property
     def error(self) -> Optional[e.TokenCheckerError]:
         """The typed error of a failed check (``None`` when valid or not checked yet)."""
-        return self._error
+        err: Optional[e.TokenCheckerError] = self._error
+        return err
 
     def raise_for_error(self) -> AuthState:
         """Raises the check's typed error, if any; returns the state otherwise."""
-        self._resolve(strict=True)
+        self._resolve(True)
         return self
-
-    def _field(self, key: str) -> Any:
-        info = self._info or self._resolve()
-        return info.data.get(key) if info is not None else None
 
     @property
     def username(self) -> Optional[str]:
-        v = self._field("username")
-        return v if isinstance(v, str) else None
+        info = self._info or self._resolve()
+        return info.username if info is not None else None
 
     @property
     def name(self) -> Optional[str]:
-        v = self._field("name")
-        return v if isinstance(v, str) else None
+        info = self._info or self._resolve()
+        return info.name if info is not None else None
 
     @property
     def email(self) -> Optional[str]:
-        v = self._field("email")
-        return v if isinstance(v, str) else None
+        info = self._info or self._resolve()
+        return info.email if info is not None else None
 
     @property
     def client_id(self) -> Optional[str]:
-        v = self._field("client_id")
-        return v if isinstance(v, str) else None
+        info = self._info or self._resolve()
+        return info.client_id if info is not None else None
 
     @property
     def identity_ids(self) -> Tuple[str, ...]:
         """The bare identity ids, in the server's order."""
-        return tuple(self._field("identities") or ())
+        info = self._info or self._resolve()
+        return info.identity_ids if info is not None else ()
 
     @property
     def sub(self) -> Optional[str]:
@@ -1148,38 +1062,40 @@ class AuthState:
 
     @property
     def audience(self) -> Tuple[str, ...]:
-        return tuple(self._field("aud") or ())
+        info = self._info or self._resolve()
+        return info.aud if info is not None else ()
 
     @property
     def expires_at(self) -> Optional[int]:
         """The token's ``exp`` (Unix seconds)."""
-        v = self._field("exp")
-        return int(v) if isinstance(v, (int, float)) else None
+        info = self._info or self._resolve()
+        return info.exp if info is not None else None
+
+    @property
+    def matched(self) -> Optional[str]:
+        """After :meth:`TokenChecker.authorize` (or a successful :meth:`check_authorization`):
+        the allowed principal that matched (Go's ``Matched``, Node's ``authorization.matched``)."""
+        return self._matched
 
     @property
     def matched_principal(self) -> Optional[str]:
-        """After :meth:`TokenChecker.authorize`: the principal that matched."""
-        authz = self._field("authorization")
-        return authz.get("matched") if isinstance(authz, dict) else None
+        """The same as :attr:`matched` (its earlier name)."""
+        return self._matched
 
     @property
     def cache_source(self) -> Optional[str]:
         """Where the answer came from: ``network``, ``coalesced``, ``memory``, ``near``,
-        ``redis``, ``memcached`` or ``stale`` (``None`` before/without a successful check)."""
-        if self._info is None:
-            self._resolve()
-        meta = self._meta
-        if meta is None:
+        ``redis``, ``memcached`` or ``stale`` (``library_info()["sources"]``; ``None``
+        before/without a successful check)."""
+        if self._info is None and self._resolve() is None:
             return None
-        source = meta[0]
-        return source if isinstance(source, str) or source is None else _source_name(source)
+        return self._source
 
     @property
     def cache_age_ms(self) -> Optional[int]:
-        if self._info is None:
-            self._resolve()
-        meta = self._meta
-        return int(meta[1]) if meta is not None else None
+        if self._info is None and self._resolve() is None:
+            return None
+        return int(self._age_ms)
 
     def __repr__(self) -> str:
         return f"<AuthState for client_id={self._checker.client_id!r}>"  # never the token
@@ -1196,8 +1112,9 @@ class _DependentTokenLookup(Mapping[str, Dict[str, Any]]):
 
     def __getitem__(self, key: str) -> Dict[str, Any]:
         state = self._state
+        checker: TokenChecker = state._checker
         try:
-            doc = state._checker.dependent_token(state.bearer_token, key)
+            doc = checker.dependent_token(state.bearer_token, key)
         except e.NotAuthorizedError:
             raise KeyError(key) from None
         if self._by_scope and not set(key.split()) <= set(str(doc.get("scope", "")).split()):
@@ -1240,16 +1157,28 @@ class DependentTokens:
 
 def stats() -> Dict[str, Any]:
     """Process-wide counters of the library (``tc_stats``): checks, hits, misses, coalesced
-    waits, requests and errors per endpoint, backend counters, the cache, … plus
-    ``"python": {"answer_memo_entries": n}``."""
+    waits, requests and errors per endpoint, backend counters, the cache, … plus ``"python"``:
+    the binding's ``implementation`` and its answer memo (``answer_memo_entries``,
+    ``answer_memo_bytes``, ``answer_memo_max_bytes``, ``answer_memo_entry_overhead``, hits,
+    misses, evictions)."""
     lib = n.load()
     out = c_void_p()
     st = lib.tc_stats(byref(out))
     text = n.take_string(lib, out.value)
-    if st != n.TC_OK:
+    if st != _st("TC_OK"):
         raise e.from_status(st, text)
     doc: Dict[str, Any] = json.loads(text)
-    doc["python"] = {"answer_memo_entries": len(_MEMO), "answer_memo_max": _MEMO_MAX}
+    memo = core.memo_stats()
+    doc["python"] = {
+        "implementation": IMPLEMENTATION,
+        "answer_memo_entries": memo["entries"],
+        "answer_memo_bytes": memo["bytes"],
+        "answer_memo_max_bytes": memo["max_bytes"],
+        "answer_memo_entry_overhead": memo["entry_overhead"],
+        "answer_memo_hits": memo["hits"],
+        "answer_memo_misses": memo["misses"],
+        "answer_memo_evictions": memo["evictions"],
+    }
     return doc
 
 
@@ -1259,6 +1188,6 @@ def metrics() -> str:
     out = c_void_p()
     st = lib.tc_metrics(byref(out))
     text = n.take_string(lib, out.value)
-    if st != n.TC_OK:
+    if st != _st("TC_OK"):
         raise e.from_status(st, text)
     return text

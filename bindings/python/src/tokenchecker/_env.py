@@ -25,6 +25,9 @@ ENV_KEYS = (
     ("TC_GROUPS_URL", "groups_url"),
 )
 
+#: The variables a checker cannot do without (``TokenChecker.from_env``).
+REQUIRED_ENV_KEYS = ENV_KEYS[:3]
+
 #: The variables that only name service URLs (what ``tokenchecker.apt.install`` reads).
 URL_ENV_KEYS = ENV_KEYS[3:]
 
@@ -55,4 +58,4 @@ def merged(explicit: Mapping[str, Any], keys: Any = ENV_KEYS) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["ENV_KEYS", "URL_ENV_KEYS", "from_environment", "merged"]
+__all__ = ["ENV_KEYS", "REQUIRED_ENV_KEYS", "URL_ENV_KEYS", "from_environment", "merged"]

@@ -42,5 +42,5 @@ def set_log_level(level: Optional[str] = "warn") -> None:
             cb = n.LOG_CALLBACK(_on_log)
             st = lib.tc_set_logger(cb, None, n.LOG_LEVELS[key])
             _installed = cb  # kept alive while the library may call it
-        if st != n.TC_OK:
+        if st != n.status("TC_OK"):
             raise e.from_status(st)

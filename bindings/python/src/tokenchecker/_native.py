@@ -1,13 +1,20 @@
 """Loading libtokenchecker and declaring its C ABI (include/tokenchecker.h) for ctypes.
 
-Every function is called through a plain ``ctypes.CDLL``, which releases the GIL for the whole
-call: a check blocked on the network never stops other Python threads.
+The library is loaded here, once, with ctypes; the compiled extension ``tokenchecker._speedups``
+(when present and not turned off with ``TOKENCHECKER_PY_PURE=1``) calls the same copy through
+the function addresses of this handle (:func:`addresses`). Every function called through ctypes
+goes through a plain ``ctypes.CDLL``, which releases the GIL for the whole call: a check blocked
+on the network never stops other Python threads.
+
+The facts (status numbers, cache sources, configuration keys) come from the library itself
+(``tc_library_info``): :data:`STATUS`, :func:`library_info`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import sys
 import threading
@@ -15,47 +22,29 @@ from ctypes import (
     CFUNCTYPE,
     POINTER,
     Structure,
+    c_bool,
     c_char_p,
+    c_int64,
     c_size_t,
     c_uint32,
     c_uint64,
     c_void_p,
 )
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 #: The ABI generation this binding was written for (``TOKENCHECKER_ABI_VERSION`` of the header).
 ABI_VERSION = 2
 
 #: Environment variable naming a directory that holds the library; it wins over the bundled copy.
 LIB_DIR_ENV = "TOKENCHECKER_LIB_DIR"
+#: ``=1``: run on ctypes alone, without the compiled extension ``tokenchecker._speedups``.
+PURE_ENV = "TOKENCHECKER_PY_PURE"
+#: The answer memo's bound in bytes (the header's memo rule); 0 turns the memo off.
+MEMO_BYTES_ENV = "TOKENCHECKER_MEMO_BYTES"
+DEFAULT_MEMO_BYTES = 16 * 1024 * 1024
 
-TC_OK = 0
-TC_INVALID_ARGUMENT = 1
-TC_INVALID_CONFIG = 2
-TC_INACTIVE_TOKEN = 3
-TC_INSUFFICIENT_SCOPE = 4
-TC_WRONG_AUDIENCE = 5
-TC_TOKEN_EXPIRED = 6
-TC_NOT_AUTHORIZED = 7
-TC_CREDENTIALS_REJECTED = 8
-TC_AUTH_UNAVAILABLE = 9
-TC_PANIC = 10
-TC_WOULD_BLOCK = 11
-
-STATUS_NAMES = {
-    TC_OK: "TC_OK",
-    TC_INVALID_ARGUMENT: "TC_INVALID_ARGUMENT",
-    TC_INVALID_CONFIG: "TC_INVALID_CONFIG",
-    TC_INACTIVE_TOKEN: "TC_INACTIVE_TOKEN",
-    TC_INSUFFICIENT_SCOPE: "TC_INSUFFICIENT_SCOPE",
-    TC_WRONG_AUDIENCE: "TC_WRONG_AUDIENCE",
-    TC_TOKEN_EXPIRED: "TC_TOKEN_EXPIRED",
-    TC_NOT_AUTHORIZED: "TC_NOT_AUTHORIZED",
-    TC_CREDENTIALS_REJECTED: "TC_CREDENTIALS_REJECTED",
-    TC_AUTH_UNAVAILABLE: "TC_AUTH_UNAVAILABLE",
-    TC_PANIC: "TC_PANIC",
-    TC_WOULD_BLOCK: "TC_WOULD_BLOCK",
-}
+#: Status name -> number, from the library itself (``tc_library_info``), filled by :func:`load`.
+STATUS: Dict[str, int] = {}
 
 LOG_LEVELS = {"off": 0, "error": 1, "warn": 2, "warning": 2, "info": 3, "debug": 4}
 
@@ -69,6 +58,39 @@ class tc_answer_meta(Structure):
 
     # ``source`` is a static C string: kept as an address, decoded once per distinct address.
     _fields_ = [("source", c_void_p), ("age_ms", c_uint64)]
+
+
+class tc_str(Structure):
+    """``tc_str``: borrowed UTF-8, not NUL-terminated (``ptr`` NULL for an absent value)."""
+
+    _fields_ = [("ptr", c_void_p), ("len", c_size_t)]
+
+
+class tc_str_list(Structure):
+    _fields_ = [("items", POINTER(tc_str)), ("len", c_size_t)]
+
+
+class tc_fields(Structure):
+    """``tc_fields``: an answer's fields (``tc_answer_fields``), borrowed from the answer."""
+
+    _fields_ = [
+        ("active", c_bool),
+        ("has_identity_set", c_bool),
+        ("has_exp", c_bool),
+        ("has_nbf", c_bool),
+        ("has_iat", c_bool),
+        ("exp", c_int64),
+        ("nbf", c_int64),
+        ("iat", c_int64),
+        ("sub", tc_str),
+        ("username", tc_str),
+        ("name", tc_str),
+        ("email", tc_str),
+        ("client_id", tc_str),
+        ("identities", tc_str_list),
+        ("scopes", tc_str_list),
+        ("aud", tc_str_list),
+    ]
 
 
 #: ``tc_callback``: (user_data, status, json). ``json`` stays an address so that it can be freed.
@@ -101,6 +123,9 @@ def _candidates() -> Tuple[List[str], bool]:
     return paths, False
 
 
+_DECLARED: List[str] = []
+
+
 def _declare(lib: ctypes.CDLL) -> None:
     vp, st = c_void_p, c_uint32
     pvp = POINTER(c_void_p)
@@ -124,16 +149,29 @@ def _declare(lib: ctypes.CDLL) -> None:
         ("tc_version", c_char_p, []),
         ("tc_abi_version", c_uint32, []),
         ("tc_status_name", c_char_p, [c_uint32]),
-        # ABI generation 2: the answer handle and tc_groups.
+        # ABI generation 2: answer handles, compiled policies, derived checkers, the facts.
         ("tc_check_answer", st, [vp, c_char_p, pvp, POINTER(tc_answer_meta), pvp]),
         ("tc_try_check_answer", st, [vp, c_char_p, pvp, POINTER(tc_answer_meta), pvp]),
+        ("tc_answer_fields", POINTER(tc_fields), [vp]),
         ("tc_answer_text", vp, [vp, POINTER(c_size_t)]),
+        ("tc_answer_introspection", st, [vp, pvp]),
         ("tc_answer_id", c_uint64, [vp]),
         ("tc_answer_retain", vp, [vp]),
         ("tc_answer_free", None, [vp]),
         ("tc_groups", st, [vp, c_char_p, pvp]),
+        ("tc_policy_new", st, [c_char_p, pvp, pvp]),
+        ("tc_policy_free", None, [vp]),
+        ("tc_policy_len", c_size_t, [vp]),
+        ("tc_policy_principal", vp, [vp, c_size_t, POINTER(c_size_t)]),
+        ("tc_authorize_answer", st, [vp, c_char_p, vp, pvp, POINTER(tc_answer_meta), POINTER(c_size_t), pvp]),
+        ("tc_try_authorize_answer", st, [vp, c_char_p, vp, pvp, POINTER(tc_answer_meta), POINTER(c_size_t), pvp]),
+        ("tc_derive", st, [vp, c_char_p, pvp, pvp]),
+        ("tc_checker_info", st, [vp, pvp]),
+        ("tc_library_info", st, [pvp]),
     ]
     for name, restype, argtypes in sigs:
+        if name not in _DECLARED:
+            _DECLARED.append(name)
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
@@ -142,11 +180,22 @@ def _declare(lib: ctypes.CDLL) -> None:
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 _path: Optional[str] = None
+_info: Dict[str, Any] = {}
+
+
+def _library_info(lib: ctypes.CDLL) -> Dict[str, Any]:
+    out = c_void_p()
+    st = lib.tc_library_info(ctypes.byref(out))
+    text = take_string(lib, out.value)
+    if st != 0:
+        raise LibraryNotFoundError(f"tc_library_info failed ({st}): {text}")
+    doc: Dict[str, Any] = json.loads(text)
+    return doc
 
 
 def load() -> ctypes.CDLL:
     """The library, loaded once (thread-safe); raises :class:`LibraryNotFoundError`."""
-    global _lib, _path
+    global _lib, _path, _info
     lib = _lib
     if lib is not None:
         return lib
@@ -175,7 +224,13 @@ def load() -> ctypes.CDLL:
                     f"{path} has C ABI generation {abi}, this tokenchecker package needs "
                     f"{ABI_VERSION}: install the matching library or package version"
                 )
-            _lib, _path = lib, path
+            info = _library_info(lib)
+            STATUS.clear()
+            STATUS.update(info["statuses"])
+            from . import _core
+
+            _core.bind(lib)  # the core (the extension, or _pycore) calls this copy of the library
+            _lib, _path, _info = lib, path, info
             return lib
         where = (
             f"in ${LIB_DIR_ENV}={os.environ.get(LIB_DIR_ENV)!r}"
@@ -197,10 +252,66 @@ def library_path() -> str:
     return _path
 
 
-def use_answer_api() -> bool:
-    """Whether checks go through the answer handle (the default) or decode the whole result
-    document of ``tc_check`` on every call (``TOKENCHECKER_PY_NO_ANSWER=1``: for comparison)."""
-    return os.environ.get("TOKENCHECKER_PY_NO_ANSWER") != "1"
+def library_info() -> Dict[str, Any]:
+    """The facts the library states about itself (``tc_library_info``): ``version``,
+    ``abi_version``, ``statuses`` (name -> number), ``sources`` (cache source names),
+    ``config_keys`` and ``rule_keys``. Loads the library if needed. A copy."""
+    load()
+    doc: Dict[str, Any] = json.loads(json.dumps(_info))  # a deep copy: ours stays as the library said
+    return doc
+
+
+def status(name: str) -> int:
+    """The number of a status (``"TC_OK"`` -> 0), from the library; -1 for a name it has not."""
+    if not STATUS:
+        load()
+    return STATUS.get(name, -1)
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "")
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    from .errors import InvalidConfigError
+
+    raise InvalidConfigError(f"${name} must be 1, 0 or unset, not {value!r}")
+
+
+def pure_requested() -> bool:
+    """Whether ``TOKENCHECKER_PY_PURE=1`` asks for the ctypes implementation (read at import)."""
+    return _flag(PURE_ENV)
+
+
+_memo_bytes: Optional[int] = None
+
+
+def memo_bytes() -> int:
+    """The answer memo's bound: ``TOKENCHECKER_MEMO_BYTES`` (bytes, read once; default 16 MiB,
+    0 turns the memo off)."""
+    global _memo_bytes
+    if _memo_bytes is None:
+        raw = os.environ.get(MEMO_BYTES_ENV, "").strip()
+        if raw == "":
+            _memo_bytes = DEFAULT_MEMO_BYTES
+        elif raw.isdigit():
+            _memo_bytes = int(raw)
+        else:
+            from .errors import InvalidConfigError
+
+            raise InvalidConfigError(f"${MEMO_BYTES_ENV} must be a number of bytes (0 turns the memo off), not {raw!r}")
+    return _memo_bytes
+
+
+def addresses(lib: ctypes.CDLL) -> Dict[str, int]:
+    """name -> address of every ``tc_*`` function declared here (for the compiled extension)."""
+    out: Dict[str, int] = {}
+    for name in _DECLARED:
+        addr = ctypes.cast(getattr(lib, name), c_void_p).value
+        if addr:
+            out[name] = addr
+    return out
 
 
 def take_string(lib: ctypes.CDLL, ptr: Optional[int]) -> str:
@@ -214,9 +325,10 @@ def take_string(lib: ctypes.CDLL, ptr: Optional[int]) -> str:
 
 
 def status_name(status: int) -> str:
-    name = STATUS_NAMES.get(status)
-    if name is not None:
-        return name
+    """The name of a status number ("TC_UNKNOWN" for one the library does not know)."""
+    for name, number in STATUS.items():
+        if number == status:
+            return name
     lib = _lib
     if lib is not None:
         raw = lib.tc_status_name(status)

@@ -17,6 +17,7 @@ raises :class:`UnsupportedReleaseError` naming them.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 import threading
@@ -132,26 +133,12 @@ def _checker_options(extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
 
 # ---- answers --------------------------------------------------------------------------------------
 
-_INTERNAL = frozenset(
-    {
-        "groups",
-        "groups_status",
-        "groups_error",
-        "principals",
-        "cache",
-        "authorization",
-        "identities",
-        "scopes",
-        "effective_identity",
-    }
-)
-
-
 class IntrospectionResponse(Dict[str, Any]):
     """The introspection answer, shaped like globus-sdk's response: dict access (``resp["sub"]``,
-    ``resp.get("scope")``) and ``.data`` (the dict itself). Holds every field the library kept
-    from the server's answer (``active``, ``scope``, ``sub``, ``username``, ``name``, ``email``,
-    ``client_id``, ``aud``, ``exp``, ``nbf``, ``iat``, ``identity_set``, …)."""
+    ``resp.get("scope")``) and ``.data`` (the dict itself). Holds every member the server sent
+    (``active``, ``scope``, ``sub``, ``username``, ``name``, ``email``, ``client_id``, ``aud``,
+    ``exp``, ``nbf``, ``iat``, ``identity_set``, and the others, such as ``iss``,
+    ``token_type`` or ``session_info``), from ``tc_answer_introspection``."""
 
     http_status = 200
 
@@ -160,15 +147,8 @@ class IntrospectionResponse(Dict[str, Any]):
         return self
 
 
-def _introspection(data: Dict[str, Any]) -> IntrospectionResponse:
-    out = IntrospectionResponse()
-    out["active"] = True
-    out["scope"] = " ".join(data.get("scopes") or ())
-    for key, value in data.items():
-        if key not in _INTERNAL:
-            out[key] = list(value) if isinstance(value, list) else value
-    out["identity_set"] = list(data.get("identities") or ())
-    return out
+def _introspection(info: c.Info) -> IntrospectionResponse:
+    return IntrospectionResponse(json.loads(info.introspection()))
 
 
 # ---- 0.11.x – 0.18: TokenChecker -----------------------------------------------------------------
@@ -181,7 +161,7 @@ class LegacyAuthState(c.AuthState):
         info = self._info or self._resolve()
         if info is None:
             return None
-        return _introspection(info.data)
+        return _introspection(info)
 
 
 class LegacyTokenChecker(c.TokenChecker):
@@ -293,7 +273,7 @@ class BuilderAuthState(c.AuthState):
 
     def _scopes_error(self) -> BaseException:
         cls = _apt_errors["InvalidTokenScopesError"]
-        return cls(self.expected_scopes, frozenset())
+        return cls(self.expected_scopes, frozenset(getattr(self._error, "token_scopes", ())))
 
     def _inactive_error(self, err: Optional[e.TokenCheckerError]) -> BaseException:
         cls = _apt_errors["InactiveTokenError"]
@@ -303,7 +283,7 @@ class BuilderAuthState(c.AuthState):
             exc.message = err.message
         return exc
 
-    def _verified(self) -> Optional[c._Info]:
+    def _verified(self) -> Optional[c.Info]:
         """The check's answer; per the release, ``None`` (0.19) or an exception (0.20+) for an
         inactive token, an ``InvalidTokenScopesError`` for missing scopes."""
         info = self._info or self._resolve()
@@ -317,7 +297,7 @@ class BuilderAuthState(c.AuthState):
 
     def introspect_token(self) -> Optional[IntrospectionResponse]:
         info = self._verified()
-        return None if info is None else _introspection(info.data)
+        return None if info is None else _introspection(info)
 
     @property
     def effective_identity(self) -> Optional[str]:
@@ -388,16 +368,18 @@ def _build_error_classes(apt_auth: ModuleType) -> None:
 
     class InvalidTokenScopesError(*sbases):  # type: ignore[misc]
         """The token lacks an expected scope (the release's ``InvalidTokenScopesError``, with
-        ``expected_scopes`` and ``actual_scopes``; the library does not report the token's
-        scopes, so ``actual_scopes`` is empty)."""
+        ``expected_scopes`` and ``actual_scopes``: the token's scopes, from the library's error
+        document's ``token_scopes``)."""
 
         def __init__(self, expected_scopes: FrozenSet[str], actual_scopes: FrozenSet[str]) -> None:
             self.expected_scopes = expected_scopes
             self.actual_scopes = actual_scopes
+            self.token_scopes = tuple(sorted(actual_scopes))
             # not TokenCheckerError.__init__: its super() call would reach the release's
             # __init__ (which wants the scopes again)
             self.message = (
-                f"Token scopes were not valid. The valid scopes for this service are {sorted(expected_scopes)}"
+                f"Token scopes were not valid. The valid scopes for this service are {sorted(expected_scopes)} "
+                f"but the token contained {sorted(actual_scopes)} upon inspection."
             )
             Exception.__init__(self, self.message)
 

@@ -87,8 +87,10 @@ from globus_action_provider_tools.data_types import (  # noqa: E402
 from globus_action_provider_tools.flask import ActionProviderBlueprint  # noqa: E402
 from globus_action_provider_tools.flask import helpers as apt_helpers  # noqa: E402
 
+SESSION_INFO = {"session_id": "s-apt", "authentications": {ALICE_ID: {"acr": None, "auth_time": 1700000000}}}
 alice = new_token(identity_set=[ALICE_ID], sub=ALICE_ID, username="alice@example.org",
-                  dependent_tokens=[{"scope": TRANSFER_SCOPE, "resource_server": "transfer.api.globus.org"}])
+                  dependent_tokens=[{"scope": TRANSFER_SCOPE, "resource_server": "transfer.api.globus.org"}],
+                  extra={"session_info": SESSION_INFO})
 carol = new_token(identity_set=[CAROL_ID], sub=CAROL_ID, groups=[RUN_GROUP])
 bob = new_token(identity_set=[BOB_ID], sub=BOB_ID, groups=[])
 inactive = new_token(active=False)
@@ -183,6 +185,7 @@ def legacy_api() -> Dict[str, Any]:
     res["introspect_scope"] = resp.get("scope")
     res["introspect_identity_set"] = resp["identity_set"]
     res["introspect_fields"] = sorted(resp.data)
+    res["introspect_session_info"] = resp.data.get("session_info") == SESSION_INFO
     res["identities"] = sorted(state.identities)
     res["authorizer_token_prefix"] = state.get_authorizer_for_scope(TRANSFER_SCOPE).access_token[:4]
     res["inactive_introspect"] = checker.check_token(inactive).introspect_token()
@@ -217,7 +220,11 @@ def builder_api() -> Dict[str, Any]:
     res["state_mro_modules"] = [k.__module__ for k in type(state).__mro__]
     res["effective_identity"] = state.effective_identity
     res["identities"] = sorted(state.identities)
-    res["introspect_data_sub"] = state.introspect_token().data["sub"]
+    resp = state.introspect_token()
+    res["introspect_data_sub"] = resp.data["sub"]
+    res["introspect_item_username"] = resp["username"]
+    res["introspect_fields"] = sorted(resp.data)
+    res["introspect_session_info"] = resp.data.get("session_info") == SESSION_INFO
     res["group_in_principal_list"] = [
         apt_auth.AuthState.group_in_principal_list([f"urn:globus:groups:id:{RUN_GROUP}"]),
         state.group_in_principal_list([f"urn:globus:auth:identity:{ALICE_ID}"]),
