@@ -1,4 +1,4 @@
-//! `AuthorizeRequest::from_json`, then matching against a known caller.
+//! `AuthorizeRequest::from_json`, compiled into a `Policy`, then matching against a known caller.
 //!
 //! Never a panic; a request is accepted only when it is a JSON object with nothing but the three
 //! known keys, of the right types; the principal that matches is always one the request allows,
@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tokenchecker::internals::auth_state::{ALL_AUTHENTICATED_USERS, PUBLIC};
 use tokenchecker::model::{GROUP_PREFIX, IDENTITY_PREFIX};
-use tokenchecker::{AuthorizeRequest, GroupList, Introspection, TokenInfo};
+use tokenchecker::{AuthorizeRequest, GroupList, Introspection, Policy, TokenInfo};
 
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 const ALICE2: &str = "a11ce000-0000-4000-8000-000000000002";
@@ -69,12 +69,23 @@ fuzz_target!(|data: &[u8]| {
             other => panic!("accepted an unknown key {other:?}"),
         }
     }
+    let policy = match Policy::new(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            // Only a principal a C string cannot hold is refused.
+            assert_eq!(e.status, tokenchecker::tc_status::TC_INVALID_ARGUMENT);
+            assert!(req.allowed_principals.iter().any(|p| p.contains('\0')));
+            return;
+        }
+    };
+    assert_eq!(policy.len(), req.allowed_principals.len());
     assert_eq!(
-        req.names_groups(),
+        policy.names_groups(),
         req.allowed_principals
             .iter()
             .any(|p| p.starts_with(GROUP_PREFIX))
     );
+    let principal = |i: u32| policy.principal(i as usize).expect("an index of the list").to_owned();
 
     let allowed = |p: &str| req.allowed_principals.iter().any(|a| a == p);
     for info in [
@@ -82,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
         caller(Some(vec![])),
         caller(None),
     ] {
-        if let Some(m) = req.match_without_groups(&info) {
+        if let Some(m) = policy.match_without_groups(&info).map(principal) {
             assert!(allowed(&m), "matched {m:?}, which is not allowed");
             match m.as_str() {
                 PUBLIC => assert!(req.allow_public),
@@ -109,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let groups: Vec<String> = GROUPS.iter().map(|g| g.to_string()).collect();
-    match req.match_groups(&GroupList::new(&groups)) {
+    match policy.match_groups(&GroupList::new(&groups)).map(principal) {
         Some(m) => {
             assert!(allowed(&m));
             let g = m.strip_prefix(GROUP_PREFIX).expect("a group principal");
@@ -122,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(
-        req.match_groups(&GroupList::new(Vec::<String>::new())),
+        policy.match_groups(&GroupList::new(Vec::<String>::new())),
         None
     );
 });
