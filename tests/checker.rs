@@ -637,3 +637,48 @@ fn tls_files_must_be_regular_files() {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
+
+/// A cached authorization by group reads the groups kept beside the cached answer (one lookup
+/// for both): they go when the answer goes, so a purge makes the next authorization ask Globus
+/// again and see the memberships of now.
+#[test]
+fn groups_kept_beside_an_answer_go_with_it() {
+    let fake = FakeGlobus::start();
+    let group = "11111111-2222-4333-8444-555555555555";
+    let token = "tok-groups-beside-the-answer";
+    let identity = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+    let spec = |groups: Vec<&str>| json!({token: {"identity_set": [identity], "groups": groups}});
+    fake.add_tokens(spec(vec![group]));
+    let c = checker(&fake, json!({}));
+    let by_group = AuthorizeRequest::from_json(
+        &json!({"allowed_principals": [format!("urn:globus:groups:id:{group}")]}).to_string(),
+    )
+    .unwrap();
+    let authorized = |r: Option<Result<tokenchecker::Authorization, tokenchecker::Error>>| {
+        r.expect("cached").is_ok()
+    };
+    c.authorize(token, &by_group).unwrap();
+    for _ in 0..3 {
+        assert!(authorized(c.try_authorize(token, &by_group).unwrap()));
+    }
+    assert_eq!(fake.counters().groups, 1);
+
+    // The caller left the group; a purge of the token forgets its groups too.
+    fake.add_tokens(spec(vec![]));
+    c.purge(token).unwrap();
+    assert!(c.try_authorize(token, &by_group).unwrap().is_none());
+    assert_eq!(
+        status(c.authorize(token, &by_group)),
+        tc_status::TC_NOT_AUTHORIZED
+    );
+    assert_eq!(fake.counters().groups, 2);
+
+    // Back in the group; a purge of the identity forgets them as well.
+    fake.add_tokens(spec(vec![group]));
+    assert!(!authorized(c.try_authorize(token, &by_group).unwrap()));
+    c.purge_identity(identity).unwrap();
+    assert!(c.try_authorize(token, &by_group).unwrap().is_none());
+    c.authorize(token, &by_group).unwrap();
+    assert!(authorized(c.try_authorize(token, &by_group).unwrap()));
+    assert_eq!(fake.counters().groups, 3);
+}

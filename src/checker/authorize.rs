@@ -93,7 +93,8 @@ impl Checker {
         match self.authorization_step(policy, state) {
             Step::Done(result) => Ok(Some(result)),
             Step::NeedGroups(mut state) => {
-                let Some(groups) = local_groups(&hit.process.cache, hit.id, hit.now) else {
+                let Some(groups) = local_groups(&hit.process.cache, &state.info, hit.id, hit.now)
+                else {
                     return Ok(None);
                 };
                 state.groups = Groups::Available(groups);

@@ -282,13 +282,23 @@ impl Checker {
     }
 }
 
-/// The caller's groups from the in-process layer.
-pub(super) fn local_groups(store: &CacheStore, id: LocalId, now: Moment) -> Option<Arc<GroupList>> {
-    match store.get_local_at(&LocalKey::new(Kind::Groups, id), now) {
-        Some((entry, _)) => match &entry.value {
-            cache::Value::Groups(g) => Some(g.clone()),
-            _ => None,
-        },
-        None => None,
+/// The caller's groups from the in-process layer: kept beside the answer `info` when a lookup
+/// found them before (one lookup serves both), else looked up and kept there.
+pub(super) fn local_groups(
+    store: &CacheStore,
+    info: &TokenInfo,
+    id: LocalId,
+    now: Moment,
+) -> Option<Arc<GroupList>> {
+    if let Some(groups) = info.groups_hint(now) {
+        return Some(groups.clone());
+    }
+    let (entry, _) = store.get_local_at(&LocalKey::new(Kind::Groups, id), now)?;
+    match &entry.value {
+        cache::Value::Groups(g) => {
+            info.keep_groups(g, entry.expires_at);
+            Some(g.clone())
+        }
+        _ => None,
     }
 }

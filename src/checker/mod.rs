@@ -297,11 +297,13 @@ impl Checker {
         {
             self.refresh_ahead(token, &entry);
         }
-        let groups = match self.config.fetch_groups {
-            FetchGroups::Eager => match local_groups(store, id, now) {
-                Some(g) => Groups::Available(g),
-                None => return Ok(None),
-            },
+        let groups = match (self.config.fetch_groups, &entry.value) {
+            (FetchGroups::Eager, cache::Value::Introspection(info)) => {
+                match local_groups(store, info, id, now) {
+                    Some(g) => Groups::Available(g),
+                    None => return Ok(None),
+                }
+            }
             _ => Groups::NotFetched,
         };
         let state = self.state_from(&entry, source, groups, now);
