@@ -619,7 +619,8 @@ tc_status tc_authorize_answer(const tc_checker *checker,
  * Like `tc_authorize_answer`, but answers only from the in-process cache and never blocks:
  * `TC_WOULD_BLOCK` (with an error document) when the answer needs the network (the token, or
  * the groups that alone can decide, are not cached). A cached authorization costs a keyed
- * hash, one or two lookups and the rules: it parses, renders and allocates nothing.
+ * hash, one lookup (the caller's groups are kept beside its cached answer, with the last
+ * policy they authorized) and the rules: it parses, renders and allocates nothing.
  */
 tc_status tc_try_authorize_answer(const tc_checker *checker,
                                   const char *token,

@@ -10,6 +10,7 @@
 //! of the allowed principal in the request's list (its first occurrence).
 
 use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxHashMap;
 
@@ -20,6 +21,10 @@ use crate::status::Error;
 
 /// Up to this many ids, a linear scan beats hashing.
 const LINEAR_MAX: usize = 4;
+/// The next policy's memo id (see [`Policy::memo_id`]); they stop at [`MEMO_IDS`].
+static NEXT_MEMO_ID: AtomicU64 = AtomicU64::new(1);
+/// How many memo ids there are: past them, policies have none (they are only slower).
+const MEMO_IDS: u64 = 1 << 40;
 
 /// The allowed principals, compiled.
 #[derive(Debug)]
@@ -30,6 +35,7 @@ pub struct Policy {
     all_authenticated_users: Option<u32>,
     identities: Ids,
     groups: Ids,
+    memo_id: u64,
 }
 
 /// Ids (a principal without its prefix) and the index of the principal naming each first.
@@ -89,7 +95,17 @@ impl Policy {
         Policy::new(&AuthorizeRequest::from_json(text)?)
     }
 
+    /// Compiles a request to be kept and reused: the authorizations it makes are remembered
+    /// beside the callers' groups (see [`Self::memo_id`]).
     pub fn new(request: &AuthorizeRequest) -> Result<Policy, Error> {
+        let mut policy = Policy::once(request)?;
+        let id = NEXT_MEMO_ID.fetch_add(1, Ordering::Relaxed);
+        policy.memo_id = if id < MEMO_IDS { id } else { 0 };
+        Ok(policy)
+    }
+
+    /// Compiles a request for one call (`tc_authorize`'s document path): without a memo id.
+    pub fn once(request: &AuthorizeRequest) -> Result<Policy, Error> {
         let mut principals = Vec::with_capacity(request.allowed_principals.len());
         let (mut public, mut all_users) = (None, None);
         let (mut identities, mut groups) = (Vec::new(), Vec::new());
@@ -115,7 +131,16 @@ impl Policy {
             all_authenticated_users: all_users,
             identities: Ids::new(identities),
             groups: Ids::new(groups),
+            memo_id: 0,
         })
+    }
+
+    /// Unique to this policy for the process's life and never reused (1 up to 2^40; 0 for a
+    /// policy compiled for one call, or past them): what [`crate::model::GroupsHint`]
+    /// remembers an authorization by.
+    #[inline]
+    pub fn memo_id(&self) -> u64 {
+        self.memo_id
     }
 
     /// How many principals the request listed.

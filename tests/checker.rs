@@ -682,3 +682,58 @@ fn groups_kept_beside_an_answer_go_with_it() {
     assert!(authorized(c.try_authorize(token, &by_group).unwrap()));
     assert_eq!(fake.counters().groups, 3);
 }
+
+/// What the groups kept beside an answer remember (the last compiled policy they authorized)
+/// answers that policy only, and only for checkers that may use groups.
+#[test]
+fn a_remembered_authorization_answers_its_own_policy_only() {
+    let fake = FakeGlobus::start();
+    let (member_of, other) = (
+        "21111111-2222-4333-8444-555555555555",
+        "31111111-2222-4333-8444-555555555555",
+    );
+    let token = "tok-remembered-authorization";
+    fake.add_tokens(json!({token: {
+        "identity_set": ["baaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"], "groups": [member_of],
+    }}));
+    let policy = |groups: &[&str]| {
+        let principals: Vec<String> = groups
+            .iter()
+            .map(|g| format!("urn:globus:groups:id:{g}"))
+            .collect();
+        tokenchecker::Policy::from_json(&json!({ "allowed_principals": principals }).to_string())
+            .unwrap()
+    };
+    let (mine, theirs, both) = (
+        policy(&[member_of]),
+        policy(&[other]),
+        policy(&[other, member_of]),
+    );
+    let c = checker(&fake, json!({}));
+    let matched = |c: &tokenchecker::Checker, p: &tokenchecker::Policy| {
+        c.try_authorize_answer_with(token, p)
+            .unwrap()
+            .expect("cached")
+            .map(|(_, i)| i)
+            .map_err(|e| e.status)
+    };
+    assert_eq!(c.authorize_with(token, &mine).unwrap().1, 0);
+    for _ in 0..3 {
+        assert_eq!(matched(&c, &mine), Ok(0));
+        assert_eq!(matched(&c, &theirs), Err(tc_status::TC_NOT_AUTHORIZED));
+        assert_eq!(matched(&c, &both), Ok(1));
+        assert_eq!(
+            c.try_authorize_with(token, &both)
+                .unwrap()
+                .unwrap()
+                .unwrap()
+                .1,
+            1
+        );
+    }
+    // A checker that never reads groups, over the same cache, is not authorized by them.
+    let never = checker(&fake, json!({"fetch_groups": "never"}));
+    assert_eq!(matched(&c, &mine), Ok(0));
+    assert_eq!(matched(&never, &mine), Err(tc_status::TC_NOT_AUTHORIZED));
+    assert_eq!(fake.counters().groups, 1);
+}

@@ -1,5 +1,7 @@
 //! Authorization: whether the caller is one of the allowed principals.
 
+use std::sync::Arc;
+
 use super::{local_groups, wrong_kind, Checker};
 use crate::auth_state::{AuthState, AuthorizeRequest, Groups};
 use crate::config::FetchGroups;
@@ -37,7 +39,7 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Authorization, Error> {
-        let policy = Policy::new(request)?;
+        let policy = Policy::once(request)?;
         self.authorize_with(token, &policy)
             .map(|m| Authorization::new(&policy, m))
     }
@@ -48,7 +50,7 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Option<Result<Authorization, Error>>, Error> {
-        let policy = Policy::new(request)?;
+        let policy = Policy::once(request)?;
         Ok(self
             .try_authorize_with(token, &policy)?
             .map(|r| r.map(|m| Authorization::new(&policy, m))))
@@ -59,7 +61,7 @@ impl Checker {
         token: &str,
         request: &AuthorizeRequest,
     ) -> Result<Authorization, Error> {
-        let policy = Policy::new(request)?;
+        let policy = Policy::once(request)?;
         stats().checks.inc();
         self.authorize_inner(token, &policy)
             .await
@@ -82,14 +84,45 @@ impl Checker {
         token: &str,
         policy: &Policy,
     ) -> Result<Option<Matched>, Error> {
+        self.try_authorize_inner(token, policy, true)
+    }
+
+    /// [`Self::try_authorize_with`] for the answer handle, which does not carry the caller's
+    /// groups: a state it remembers the authorization of may leave them out (one cache miss
+    /// fewer at many users).
+    pub fn try_authorize_answer_with(
+        &self,
+        token: &str,
+        policy: &Policy,
+    ) -> Result<Option<Matched>, Error> {
+        self.try_authorize_inner(token, policy, false)
+    }
+
+    fn try_authorize_inner(
+        &self,
+        token: &str,
+        policy: &Policy,
+        with_groups: bool,
+    ) -> Result<Option<Matched>, Error> {
         stats().checks.inc();
         let Some(hit) = self.lookup_local_hit(token)? else {
             return Ok(None);
         };
-        let state = match hit.state {
+        let mut state = match hit.state {
             Err(e) => return Ok(Some(Err(e))),
             Ok(state) => state,
         };
+        let by_groups = self.may_use_groups(policy);
+        // The groups kept beside the answer, and the last policy they authorized: this one,
+        // most of the time (a service has few), and then neither list is read again.
+        if let Some(hint) = by_groups.then(|| state.info.groups_hint(hit.now)).flatten() {
+            if let Some(index) = hint.remembered(policy.memo_id()) {
+                if with_groups {
+                    state.groups = Groups::Available(hint.groups.clone());
+                }
+                return Ok(Some(Ok((state, index))));
+            }
+        }
         match self.authorization_step(policy, state) {
             Step::Done(result) => Ok(Some(result)),
             Step::NeedGroups(mut state) => {
@@ -97,9 +130,20 @@ impl Checker {
                 else {
                     return Ok(None);
                 };
-                state.groups = Groups::Available(groups);
+                state.groups = Groups::Available(groups.clone());
                 match self.authorization_step(policy, state) {
-                    Step::Done(result) => Ok(Some(result)),
+                    Step::Done(result) => {
+                        if let Ok((state, index)) = &result {
+                            // Remembered beside the very groups it was decided with.
+                            match state.info.groups_hint(hit.now) {
+                                Some(hint) if Arc::ptr_eq(&hint.groups, &groups) => {
+                                    hint.remember(policy.memo_id(), *index)
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(Some(result))
+                    }
                     Step::NeedGroups(_) => Ok(None),
                 }
             }
@@ -122,13 +166,18 @@ impl Checker {
         }
     }
 
+    /// Whether the caller's groups may decide an authorization by this policy.
+    fn may_use_groups(&self, policy: &Policy) -> bool {
+        policy.names_groups() && self.config.fetch_groups != FetchGroups::Never
+    }
+
     /// The original `check_authorization`, once the token passed: public, then all
     /// authenticated users, then identities, and groups only when nothing cheaper matched.
     fn authorization_step(&self, policy: &Policy, state: AuthState) -> Step {
         if let Some(matched) = policy.match_without_groups(&state.info) {
             return Step::Done(Ok((state, matched)));
         }
-        if policy.names_groups() && self.config.fetch_groups != FetchGroups::Never {
+        if self.may_use_groups(policy) {
             match &state.groups {
                 Groups::NotFetched => return Step::NeedGroups(state),
                 Groups::Available(groups) => {

@@ -290,8 +290,8 @@ pub(super) fn local_groups(
     id: LocalId,
     now: Moment,
 ) -> Option<Arc<GroupList>> {
-    if let Some(groups) = info.groups_hint(now) {
-        return Some(groups.clone());
+    if let Some(hint) = info.groups_hint(now) {
+        return Some(hint.groups.clone());
     }
     let (entry, _) = store.get_local_at(&LocalKey::new(Kind::Groups, id), now)?;
     match &entry.value {

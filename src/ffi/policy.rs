@@ -118,7 +118,7 @@ pub unsafe extern "C" fn tc_authorize_answer(
 ) -> tc_status {
     authorize_answer(out_answer, out_meta, out_matched, out_error, || {
         let (checker_ref, token, policy) = authorize_args(checker, token, policy)?;
-        if let Some(result) = checker_ref.try_authorize_with(token, policy)? {
+        if let Some(result) = checker_ref.try_authorize_answer_with(token, policy)? {
             return result;
         }
         checker_arc(checker)?.authorize_with(token, policy)
@@ -128,7 +128,8 @@ pub unsafe extern "C" fn tc_authorize_answer(
 /// Like `tc_authorize_answer`, but answers only from the in-process cache and never blocks:
 /// `TC_WOULD_BLOCK` (with an error document) when the answer needs the network (the token, or
 /// the groups that alone can decide, are not cached). A cached authorization costs a keyed
-/// hash, one or two lookups and the rules: it parses, renders and allocates nothing.
+/// hash, one lookup (the caller's groups are kept beside its cached answer, with the last
+/// policy they authorized) and the rules: it parses, renders and allocates nothing.
 #[no_mangle]
 pub unsafe extern "C" fn tc_try_authorize_answer(
     checker: *const tc_checker,
@@ -141,7 +142,7 @@ pub unsafe extern "C" fn tc_try_authorize_answer(
 ) -> tc_status {
     authorize_answer(out_answer, out_meta, out_matched, out_error, || {
         let (checker, token, policy) = authorize_args(checker, token, policy)?;
-        match checker.try_authorize_with(token, policy)? {
+        match checker.try_authorize_answer_with(token, policy)? {
             Some(result) => result,
             None => Err(Error::new(
                 tc_status::TC_WOULD_BLOCK,

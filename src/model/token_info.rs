@@ -17,7 +17,7 @@ use once_cell::race::OnceBox;
 use serde::Deserialize;
 
 use super::answer_fields::{tc_fields, AnswerFields};
-use super::{GroupList, IdentityFilter, Introspection};
+use super::{GroupList, GroupsHint, IdentityFilter, Introspection};
 use crate::clock::Moment;
 use crate::json::{push_json_str, push_opt_i64, push_opt_str, unescape, RenderedList};
 
@@ -72,9 +72,8 @@ impl Span {
 /// "client_id":…,"scopes":[…],"aud":[…],"exp":…,"nbf":…,"iat":…}` and a NUL: the stable
 /// document of the C ABI's answer handle ([`Self::stable_text`]); the result document is that
 /// text without its end, with the per-check members after it.
-// `repr(C)`, in this order: what every cached check reads (with the reference counts before
-// it) comes first, within 64 bytes of the allocation's start, so that a hit touches one or two
-// cache lines of it rather than three (it showed at 100k cached tokens, where each is a miss).
+// `repr(C)`, what every cached check reads first (after the reference counts): a hit touches
+// one or two of its cache lines, not three (it showed at 100k cached tokens).
 #[repr(C)]
 pub struct TokenInfo {
     /// The `rules_id` of the last configuration whose scope, audience and identity rules this
@@ -89,9 +88,8 @@ pub struct TokenInfo {
     id: u64,
     /// The fields laid out for C, built on first request (`tc_answer_fields`).
     decoded: OnceBox<AnswerFields>,
-    /// The caller's groups as the in-process layer held them beside this answer, until when
-    /// (see [`Self::groups_hint`]).
-    groups_hint: OnceBox<(Arc<GroupList>, Moment)>,
+    /// The caller's groups, kept beside this answer ([`Self::groups_hint`]).
+    groups_hint: OnceBox<GroupsHint>,
     text: Box<str>,
     /// The subject's value (`"…"` or `null`).
     sub: Span,
@@ -174,26 +172,19 @@ impl TokenInfo {
         }
     }
 
-    /// The caller's groups, when the in-process layer gave them beside this answer before and
-    /// their entry had not expired by `now`: a cached authorization by group then takes one
-    /// lookup, not two. Only the layer that holds this answer sets it ([`Self::keep_groups`]),
-    /// and every purge removes a token's answer with its groups, so the hint never outlives
-    /// what the layer would say. Set once per answer: past its expiry the groups are looked up
-    /// again.
+    /// The caller's groups kept beside this answer, unless past their expiry (see
+    /// [`GroupsHint`]).
     #[inline]
-    pub fn groups_hint(&self, now: Moment) -> Option<&Arc<GroupList>> {
-        match self.groups_hint.get() {
-            Some(hint) if hint.1 > now => Some(&hint.0),
-            _ => None,
-        }
+    pub fn groups_hint(&self, now: Moment) -> Option<&GroupsHint> {
+        self.groups_hint.get().filter(|hint| hint.fresh_at(now))
     }
 
-    /// Keeps the caller's groups beside this answer until `expires_at` (the groups entry's
-    /// expiry), when none were kept yet.
+    /// Keeps the caller's groups beside this answer until `expires_at` (their entry's expiry),
+    /// when none were kept yet.
     pub fn keep_groups(&self, groups: &Arc<GroupList>, expires_at: Moment) {
         let _ = self
             .groups_hint
-            .get_or_init(|| Box::new((groups.clone(), expires_at)));
+            .get_or_init(|| Box::new(GroupsHint::new(groups, expires_at)));
     }
 
     /// The fields laid out for C, borrowed from this answer (decoded once, on first request).
