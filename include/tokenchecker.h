@@ -291,9 +291,11 @@ tc_status tc_checker_info(const tc_checker *checker, char **out_json);
 
 /**
  * The facts bindings share, from the library itself: `{"version", "abi_version", "statuses":
- * {"TC_OK": 0, …}, "sources": ["network", …], "config_keys": [...], "rule_keys": [...]}`
- * (`rule_keys`: what `tc_derive` may change). `*out_json` is owned by the caller
- * (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL `out_json`), `TC_PANIC`.
+ * {"TC_OK": 0, …}, "sources": ["network", …], "config_keys": [...], "rule_keys": [...],
+ * "log_levels": {"off": 0, "error": 1, …}}` (`rule_keys`: what `tc_derive` may change;
+ * `log_levels`: the levels' names, as `TOKENCHECKER_LOG` takes them, and their values).
+ * `*out_json` is owned by the caller (`tc_string_free`). Errors: `TC_INVALID_ARGUMENT` (NULL
+ * `out_json`), `TC_PANIC`.
  */
 tc_status tc_library_info(char **out_json);
 

@@ -74,6 +74,10 @@ pub fn library_info() -> serde_json::Value {
         "sources": Source::ALL.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "config_keys": Config::keys(),
         "rule_keys": Config::rule_keys(),
+        "log_levels": log::LEVELS
+            .iter()
+            .map(|&l| (l.name().to_owned(), (l as u32).into()))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
     })
 }
 

@@ -27,6 +27,15 @@ pub enum tc_log_level {
 
 pub type Level = tc_log_level;
 
+/// Every level, from none to the most verbose (for `tc_library_info`).
+pub(crate) const LEVELS: [tc_log_level; 5] = [
+    tc_log_level::TC_LOG_OFF,
+    tc_log_level::TC_LOG_ERROR,
+    tc_log_level::TC_LOG_WARN,
+    tc_log_level::TC_LOG_INFO,
+    tc_log_level::TC_LOG_DEBUG,
+];
+
 impl tc_log_level {
     pub fn name(self) -> &'static str {
         match self {

@@ -16,13 +16,13 @@ import (
 // LogLevel is a library log message's severity (tc_log_level); a logger gets more severe too.
 type LogLevel uint32
 
-// The levels of tc_log_level.
+// The levels of tc_log_level (the header's values).
 const (
-	LogOff   LogLevel = 0 // TC_LOG_OFF: no messages
-	LogError LogLevel = 1 // TC_LOG_ERROR
-	LogWarn  LogLevel = 2 // TC_LOG_WARN
-	LogInfo  LogLevel = 3 // TC_LOG_INFO
-	LogDebug LogLevel = 4 // TC_LOG_DEBUG
+	LogOff   LogLevel = C.TC_LOG_OFF // no messages
+	LogError LogLevel = C.TC_LOG_ERROR
+	LogWarn  LogLevel = C.TC_LOG_WARN
+	LogInfo  LogLevel = C.TC_LOG_INFO
+	LogDebug LogLevel = C.TC_LOG_DEBUG
 )
 
 var logLevelNames = [...]string{"off", "error", "warn", "info", "debug"}

@@ -299,6 +299,11 @@ void test_checker_and_library_info(void) {
     CHECK_HAS(json, "\"cache_config\"");
     CHECK_HAS(json, "\"rule_keys\":[");
     char want[64];
+    CHECK_HAS(json, "\"log_levels\":{");
+    snprintf(want, sizeof want, "\"warn\":%d", (int)TC_LOG_WARN);
+    CHECK_HAS(json, want);
+    snprintf(want, sizeof want, "\"debug\":%d", (int)TC_LOG_DEBUG);
+    CHECK_HAS(json, want);
     snprintf(want, sizeof want, "\"abi_version\":%u", (unsigned)TOKENCHECKER_ABI_VERSION);
     CHECK_HAS(json, want);
     tc_string_free(json);

@@ -243,8 +243,12 @@ def test_logging_never_shows_the_token(fake: Fake, caplog: pytest.LogCaptureFixt
         c.close()
     finally:
         tokenchecker.set_log_level(None)
-    with pytest.raises(tokenchecker.InvalidArgumentError):
+    with pytest.raises(tokenchecker.InvalidArgumentError, match="off, error, warn, warning, info, debug"):
         tokenchecker.set_log_level("loud")
+    # The levels come from the library (tc_library_info), "warning" as Python's name for "warn".
+    assert tokenchecker.library_info()["log_levels"] == {"off": 0, "error": 1, "warn": 2, "info": 3, "debug": 4}
+    tokenchecker.set_log_level("WARNING")
+    tokenchecker.set_log_level("off")
 
 
 def test_py_typed_is_installed() -> None:

@@ -33,7 +33,8 @@ def set_log_level(level: Optional[str] = "warn") -> None:
     lib = n.load()
     key = "off" if level is None else str(level).lower()
     if key not in n.LOG_LEVELS:
-        raise e.InvalidArgumentError(f"unknown log level {level!r} (error, warn, info, debug, off)")
+        names = ", ".join(sorted(n.LOG_LEVELS, key=n.LOG_LEVELS.__getitem__))
+        raise e.InvalidArgumentError(f"unknown log level {level!r} ({names})")
     with _lock:
         if n.LOG_LEVELS[key] == 0:
             st = lib.tc_set_logger(n.LOG_CALLBACK(), None, 0)

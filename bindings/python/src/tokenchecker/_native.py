@@ -46,7 +46,9 @@ DEFAULT_MEMO_BYTES = 16 * 1024 * 1024
 #: Status name -> number, from the library itself (``tc_library_info``), filled by :func:`load`.
 STATUS: Dict[str, int] = {}
 
-LOG_LEVELS = {"off": 0, "error": 1, "warn": 2, "warning": 2, "info": 3, "debug": 4}
+#: Log level name -> tc_log_level, from the library itself (``tc_library_info``; "warning" is
+#: Python's name for "warn"), filled by :func:`load`.
+LOG_LEVELS: Dict[str, int] = {}
 
 
 class LibraryNotFoundError(ImportError):
@@ -227,6 +229,9 @@ def load() -> ctypes.CDLL:
             info = _library_info(lib)
             STATUS.clear()
             STATUS.update(info["statuses"])
+            LOG_LEVELS.clear()
+            LOG_LEVELS.update(info["log_levels"])
+            LOG_LEVELS["warning"] = LOG_LEVELS["warn"]
             from . import _core
 
             _core.bind(lib)  # the core (the extension, or _pycore) calls this copy of the library
