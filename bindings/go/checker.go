@@ -193,6 +193,8 @@ type Library struct {
 	Sources    []string          `json:"sources"`     // CallInfo.CacheSource's values
 	ConfigKeys []string          `json:"config_keys"` // Config's JSON keys
 	RuleKeys   []string          `json:"rule_keys"`   // Rules' JSON keys (Derive)
+	// LogLevels are the levels' names (TOKENCHECKER_LOG's, LogLevel.String's) and values.
+	LogLevels map[string]LogLevel `json:"log_levels"`
 }
 
 // LibraryInfo returns what the library says of itself.

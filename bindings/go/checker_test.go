@@ -73,6 +73,17 @@ func TestVersionAndStatusNames(t *testing.T) {
 	if lib.Version != tokenchecker.Version() || lib.ABIVersion != tokenchecker.LibraryABIVersion() {
 		t.Errorf("library info %+v", lib)
 	}
+	// The log levels too: each of the library's is the binding's constant of that name.
+	levels := []tokenchecker.LogLevel{tokenchecker.LogOff, tokenchecker.LogError, tokenchecker.LogWarn,
+		tokenchecker.LogInfo, tokenchecker.LogDebug}
+	if len(lib.LogLevels) != len(levels) {
+		t.Errorf("the library has log levels %v", lib.LogLevels)
+	}
+	for _, l := range levels {
+		if lib.LogLevels[l.String()] != l {
+			t.Errorf("log level %s is %d, the library's %d", l, uint32(l), lib.LogLevels[l.String()])
+		}
+	}
 }
 
 func TestErrorsIsAs(t *testing.T) {
