@@ -229,7 +229,33 @@ function makeTemplate(sub, effectiveIdentity, identities, username, name, email,
   });
 }
 
-native.setup(SOURCES, slots, makeTemplate);
+/**
+ * The memo's copy of a template it keeps (called by the addon on admission): the same members,
+ * made here. V8 pretenures an allocation site whose objects survive young collections; were the
+ * memo to keep makeTemplate's own objects, every template (most are used once when there are
+ * more users than the memo holds) would then be made in the old generation.
+ */
+function keepTemplate(t) {
+  const own = (a) => (a.length === 0 ? a : Object.freeze(a.slice()));
+  const identities = own(t.identities);
+  return Object.freeze({
+    sub: t.sub,
+    effectiveIdentity: t.effectiveIdentity,
+    identities,
+    username: t.username,
+    name: t.name,
+    email: t.email,
+    clientId: t.clientId,
+    scopes: t.scopes,
+    aud: t.aud,
+    exp: t.exp,
+    nbf: t.nbf,
+    iat: t.iat,
+    principals: t.principals === t.identities ? identities : own(t.principals),
+  });
+}
+
+native.setup(SOURCES, slots, makeTemplate, keepTemplate);
 
 {
   const m = native.memoStats();
@@ -242,54 +268,67 @@ native.setup(SOURCES, slots, makeTemplate);
   }
 }
 
-/** An AuthState from a template: a new object, the template's (frozen) arrays, its own `cache`. */
-function stateOf(t, source, ageMs) {
-  return {
-    active: true,
-    sub: t.sub,
-    effectiveIdentity: t.effectiveIdentity,
-    identities: t.identities,
-    username: t.username,
-    name: t.name,
-    email: t.email,
-    clientId: t.clientId,
-    scopes: t.scopes,
-    aud: t.aud,
-    exp: t.exp,
-    nbf: t.nbf,
-    iat: t.iat,
-    groups: null,
-    groupsStatus: 'not_fetched',
-    groupsError: null,
-    principals: t.principals,
-    cache: { source, ageMs },
-  };
+/*
+ * AuthStates are made by constructors whose prototype is Object.prototype (plain objects, as
+ * object literals would be): V8 pretenures an object literal's allocation site once its objects
+ * are found alive in young collections (a batch of results awaited together is), and would then
+ * make every later AuthState in the old generation; constructors have no allocation site.
+ */
+function CacheInfo(source, ageMs) {
+  this.source = source;
+  this.ageMs = ageMs;
 }
+CacheInfo.prototype = Object.prototype;
+
+/** An AuthState from a template: a new object, the template's (frozen) arrays, its own `cache`. */
+function State(t, source, ageMs) {
+  this.active = true;
+  this.sub = t.sub;
+  this.effectiveIdentity = t.effectiveIdentity;
+  this.identities = t.identities;
+  this.username = t.username;
+  this.name = t.name;
+  this.email = t.email;
+  this.clientId = t.clientId;
+  this.scopes = t.scopes;
+  this.aud = t.aud;
+  this.exp = t.exp;
+  this.nbf = t.nbf;
+  this.iat = t.iat;
+  this.groups = null;
+  this.groupsStatus = 'not_fetched';
+  this.groupsError = null;
+  this.principals = t.principals;
+  this.cache = new CacheInfo(source, ageMs);
+}
+State.prototype = Object.prototype;
 
 /** The same, with `authorization` (one frozen object per principal of the policy). */
-function authorizedOf(t, source, ageMs, authorization) {
-  return {
-    active: true,
-    sub: t.sub,
-    effectiveIdentity: t.effectiveIdentity,
-    identities: t.identities,
-    username: t.username,
-    name: t.name,
-    email: t.email,
-    clientId: t.clientId,
-    scopes: t.scopes,
-    aud: t.aud,
-    exp: t.exp,
-    nbf: t.nbf,
-    iat: t.iat,
-    groups: null,
-    groupsStatus: 'not_fetched',
-    groupsError: null,
-    principals: t.principals,
-    cache: { source, ageMs },
-    authorization,
-  };
+function AuthorizedState(t, source, ageMs, authorization) {
+  this.active = true;
+  this.sub = t.sub;
+  this.effectiveIdentity = t.effectiveIdentity;
+  this.identities = t.identities;
+  this.username = t.username;
+  this.name = t.name;
+  this.email = t.email;
+  this.clientId = t.clientId;
+  this.scopes = t.scopes;
+  this.aud = t.aud;
+  this.exp = t.exp;
+  this.nbf = t.nbf;
+  this.iat = t.iat;
+  this.groups = null;
+  this.groupsStatus = 'not_fetched';
+  this.groupsError = null;
+  this.principals = t.principals;
+  this.cache = new CacheInfo(source, ageMs);
+  this.authorization = authorization;
 }
+AuthorizedState.prototype = Object.prototype;
+
+const stateOf = (t, source, ageMs) => new State(t, source, ageMs);
+const authorizedOf = (t, source, ageMs, authorization) => new AuthorizedState(t, source, ageMs, authorization);
 
 const isArray = Array.isArray;
 
