@@ -111,6 +111,20 @@ fn fill_checks(checker: *const tc_checker, tokens: &[CString]) {
     });
 }
 
+/// The tokens in a fixed pseudo-random order (xorshift, Fisher-Yates), each a new copy: its
+/// bytes are read in sequence, as a service reads each request's token from its own buffer.
+fn shuffled(tokens: &[CString]) -> Vec<CString> {
+    let mut order: Vec<usize> = (0..tokens.len()).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    order.into_iter().map(|i| tokens[i].clone()).collect()
+}
+
 /// Nanoseconds per call, cycling through `tokens` (median of `rounds` passes).
 fn cycle(tokens: &[CString], rounds: usize, mut f: impl FnMut(&CString)) -> f64 {
     let mut v: Vec<f64> = (0..rounds)
@@ -165,34 +179,46 @@ pub fn run(
         let t = Instant::now();
         fill_checks(checker, &tokens);
         let filled = t.elapsed();
-        let distinct = cycle(&tokens, if n > 10_000 { 3 } else { 5 }, check);
+        let rounds = if n > 10_000 { 3 } else { 5 };
+        let distinct = cycle(&tokens, rounds, check);
+        // The same users in random order, as a service sees them: the cache's entries are then
+        // read in no order the CPU can guess (in fill order, its prefetchers and TLB help).
+        let random = cycle(&shuffled(&tokens), rounds, check);
         // The hot figure again, after this size's passes: ratios from the same stretch.
         hot_check = hot_check.min(cycle(&hot_many, 3, check));
-        let ratio = distinct / hot_check;
-        rows.push((
-            format!("cached check, {n} distinct users (handle path; filled in {filled:.1?})"),
-            format!("{distinct:.0} ns, {ratio:.2}× one hot token ({hot_check:.0} ns)"),
-            "≤ 2.5× hot".into(),
-            ratio <= 2.5,
-        ));
+        for (order, ns) in [("in fill order", distinct), ("in random order", random)] {
+            let ratio = ns / hot_check;
+            rows.push((
+                format!("cached check, {n} distinct users {order} (handle path; filled in {filled:.1?})"),
+                format!("{ns:.0} ns, {ratio:.2}× one hot token ({hot_check:.0} ns)"),
+                "≤ 2.5× hot".into(),
+                ratio <= 2.5,
+            ));
+        }
     }
     // Group authorizations: each user's introspection, grant and groups cached.
     for (n, tag) in [(1_000, "g1k"), (10_000, "g10k")] {
         let tokens = users(fake, tag, n);
         fill(checker, &tokens, by_group);
-        let authorized = cycle(&tokens, 5, |t| {
-            assert_eq!(authorize(checker, t, by_group, false), 1);
-        });
+        let authorize_all = |tokens: &[CString]| {
+            cycle(tokens, 5, |t| {
+                assert_eq!(authorize(checker, t, by_group, false), 1);
+            })
+        };
+        let authorized = authorize_all(&tokens);
+        let random = authorize_all(&shuffled(&tokens));
         hot_authorize = hot_authorize.min(cycle(&hot_many, 3, |t| {
             std::hint::black_box(authorize(checker, t, by_group, false));
         }));
-        let ratio = authorized / hot_authorize;
-        rows.push((
-            format!("cached group authorization, {n} distinct users (compiled policy)"),
-            format!("{authorized:.0} ns, {ratio:.2}× one hot token ({hot_authorize:.0} ns)"),
-            "≤ 250 ns".into(),
-            authorized <= 250.0,
-        ));
+        for (order, ns) in [("in fill order", authorized), ("in random order", random)] {
+            let ratio = ns / hot_authorize;
+            rows.push((
+                format!("cached group authorization, {n} distinct users {order} (compiled policy)"),
+                format!("{ns:.0} ns, {ratio:.2}× one hot token ({hot_authorize:.0} ns)"),
+                "≤ 250 ns".into(),
+                ns <= 250.0,
+            ));
+        }
     }
     rows.insert(
         0,
