@@ -303,7 +303,11 @@ function State(t, source, ageMs) {
 }
 State.prototype = Object.prototype;
 
-/** The same, with `authorization` (one frozen object per principal of the policy). */
+/**
+ * The same, with `authorization` (one frozen object per principal of the policy). Written out
+ * rather than `State.call(this, …)` then `this.authorization = …`: that was measured 10–18%
+ * slower for cached authorizations (1,000 users: 1.65–1.79 against 1.98–2.00 M/s).
+ */
 function AuthorizedState(t, source, ageMs, authorization) {
   this.active = true;
   this.sub = t.sub;
